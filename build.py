@@ -1,0 +1,71 @@
+"""cffi build script (API mode, out-of-line) for ikecore._native.
+
+The cdef is the region of csrc/ikecore.h between the CDEF markers: that header
+is the whole FFI contract. Used by setuptools through `cffi_modules`, and
+runnable directly (`python build.py`) for an in-place developer build.
+
+IKECORE_SANITIZE=1 builds with AddressSanitizer and UBSan (see README).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+
+
+def _package_version() -> str:
+    text = (ROOT / "ikecore" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    if not match:
+        raise RuntimeError("ikecore/__init__.py has no __version__")
+    return match.group(1)
+
+
+def _cdef_text() -> str:
+    header = (CSRC / "ikecore.h").read_text()
+    match = re.search(r"/\* CDEF BEGIN \*/(.*?)/\* CDEF END \*/", header, re.S)
+    if not match:
+        raise RuntimeError("csrc/ikecore.h lacks the CDEF markers")
+    return match.group(1)
+
+
+def _compile_args() -> tuple[list[str], list[str]]:
+    cflags = ["-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-unused-parameter",
+              "-fno-strict-aliasing"]
+    ldflags: list[str] = []
+    if os.environ.get("IKECORE_SANITIZE") == "1":
+        sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                    "-fno-sanitize-recover=undefined", "-O1", "-g"]
+        cflags += sanitize
+        ldflags += ["-fsanitize=address,undefined"]
+    return cflags, ldflags
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_text())
+_cflags, _ldflags = _compile_args()
+ffibuilder.set_source(
+    "ikecore._native",
+    '#include "ikecore.h"',
+    sources=[str(p) for p in sorted(CSRC.glob("*.c"))],
+    include_dirs=[str(CSRC)],
+    libraries=["crypto"],
+    define_macros=[("IKC_VERSION", '"%s"' % _package_version())],
+    extra_compile_args=_cflags,
+    extra_link_args=_ldflags,
+)
+
+if __name__ == "__main__":
+    # in-place build: the extension lands next to ikecore/__init__.py
+    os.chdir(ROOT)
+    target = ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose="-v" in sys.argv)
+    built = Path(target)
+    dest = ROOT / "ikecore" / built.name
+    built.replace(dest)
+    print(dest)

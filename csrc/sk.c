@@ -1,0 +1,237 @@
+/* sk.c - protection of the IKEv2 Encrypted payload (RFC 7296 §3.14).
+ *
+ * AEAD (RFC 5282 AES-GCM with 8/12/16-octet ICV, RFC 7634 ChaCha20-Poly1305):
+ *   key = cipher key | 4-octet salt, nonce = salt | 8-octet IV,
+ *   AAD = IKE header .. SK generic header, tag appended.
+ * AES-CBC + HMAC-SHA2 (encrypt-then-MAC): 16-octet random IV, ICV = truncated
+ *   HMAC over IKE header .. end of ciphertext. */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define SK_MAX_PLAIN (1u << 20)   /* far above any IKE message (max 64 KiB) */
+
+struct ikc_sk {
+    int aead;
+    size_t iv_len, icv_len, block_len;
+    uint8_t salt[4];
+    uint64_t next_iv;            /* AEAD: IV counter, random start */
+    EVP_CIPHER_CTX *enc, *dec;   /* keyed once; IV set per message */
+    ikc_hmac integ;              /* CBC only */
+};
+
+void ikc_sk_free(ikc_sk *sk) {
+    if (!sk) return;
+    EVP_CIPHER_CTX_free(sk->enc);   /* frees (and cleanses) the key schedule */
+    EVP_CIPHER_CTX_free(sk->dec);
+    if (!sk->aead) ikc_hmac_free(&sk->integ);
+    OPENSSL_cleanse(sk, sizeof(*sk));
+    free(sk);
+}
+
+static int keyed_ctx(EVP_CIPHER *cipher, const uint8_t *key, int enc, size_t icv_len, int aead,
+                     EVP_CIPHER_CTX **out) {
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (!ctx) return IKC_ERR_NOMEM;
+    if (EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) != 1 ||
+        (aead && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1) ||
+        EVP_CipherInit_ex2(ctx, NULL, key, NULL, enc, NULL) != 1 ||
+        (!aead && EVP_CIPHER_CTX_set_padding(ctx, 0) != 1)) {
+        EVP_CIPHER_CTX_free(ctx);
+        return IKC_ERR_OPENSSL;
+    }
+    (void)icv_len;
+    *out = ctx;
+    return IKC_OK;
+}
+
+int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
+               int integ_id, const uint8_t *integ_key, size_t integ_key_len, ikc_sk **out) {
+    ikc_cipher_kind kind;
+    size_t key_len;
+    int rc;
+    if (!out || !encr_key) return IKC_ERR_ARG;
+    *out = NULL;
+    ikc_sk *sk = calloc(1, sizeof(*sk));
+    if (!sk) return IKC_ERR_NOMEM;
+    switch (encr_id) {
+    case IKC_ENCR_AES_GCM_8: case IKC_ENCR_AES_GCM_12: case IKC_ENCR_AES_GCM_16:
+        sk->aead = 1;
+        sk->icv_len = encr_id == IKC_ENCR_AES_GCM_8 ? 8 : encr_id == IKC_ENCR_AES_GCM_12 ? 12 : 16;
+        key_len = encr_key_len - 4;
+        if (encr_key_len < 4 || (key_len != 16 && key_len != 24 && key_len != 32)) { rc = IKC_ERR_KEYLEN; goto fail; }
+        kind = key_len == 16 ? IKC_C_AES128_GCM : key_len == 24 ? IKC_C_AES192_GCM : IKC_C_AES256_GCM;
+        break;
+    case IKC_ENCR_CHACHA20_POLY1305:
+        sk->aead = 1;
+        sk->icv_len = 16;
+        key_len = 32;
+        if (encr_key_len != 36) { rc = IKC_ERR_KEYLEN; goto fail; }
+        kind = IKC_C_CHACHA20_POLY1305;
+        break;
+    case IKC_ENCR_AES_CBC:
+        key_len = encr_key_len;
+        if (key_len != 16 && key_len != 24 && key_len != 32) { rc = IKC_ERR_KEYLEN; goto fail; }
+        kind = key_len == 16 ? IKC_C_AES128_CBC : key_len == 24 ? IKC_C_AES192_CBC : IKC_C_AES256_CBC;
+        break;
+    default:
+        rc = IKC_ERR_UNSUPPORTED;
+        goto fail;
+    }
+    if (sk->aead) {
+        /* RFC 5282 §8 / RFC 7634 §4: an AEAD carries no separate integrity */
+        if (integ_id != IKC_INTEG_NONE || integ_key_len) { rc = IKC_ERR_ARG; goto fail; }
+        sk->iv_len = 8;
+        sk->block_len = 1;
+        memcpy(sk->salt, encr_key + key_len, 4);
+        if ((rc = ikc_random((uint8_t *)&sk->next_iv, sizeof(sk->next_iv))) != IKC_OK) goto fail;
+    } else {
+        size_t want_key, icv;
+        ikc_md_kind md;
+        if ((rc = ikc_integ_params(integ_id, &want_key, &icv, &md)) != IKC_OK) goto fail;
+        if (!integ_key || integ_key_len != want_key) { rc = IKC_ERR_KEYLEN; goto fail; }
+        sk->iv_len = 16;
+        sk->block_len = 16;
+        sk->icv_len = icv;
+        if ((rc = ikc_hmac_init(&sk->integ, md, integ_key, integ_key_len)) != IKC_OK) goto fail;
+    }
+    EVP_CIPHER *cipher = ikc_get_cipher(kind);
+    if (!cipher) { rc = IKC_ERR_UNSUPPORTED; goto fail; }
+    rc = keyed_ctx(cipher, encr_key, 1, sk->icv_len, sk->aead, &sk->enc);
+    if (rc == IKC_OK) rc = keyed_ctx(cipher, encr_key, 0, sk->icv_len, sk->aead, &sk->dec);
+    EVP_CIPHER_free(cipher);
+    if (rc != IKC_OK) goto fail;
+    *out = sk;
+    return IKC_OK;
+fail:
+    ikc_sk_free(sk);
+    return rc;
+}
+
+int ikc_sk_params(const ikc_sk *sk, size_t *iv_len, size_t *icv_len, size_t *block_len) {
+    if (!sk || !iv_len || !icv_len || !block_len) return IKC_ERR_ARG;
+    *iv_len = sk->iv_len;
+    *icv_len = sk->icv_len;
+    *block_len = sk->block_len;
+    return IKC_OK;
+}
+
+/* plaintext + padding + pad length byte, padded to the block size (minimum padding) */
+static size_t padded_len(const ikc_sk *sk, size_t plain_len) {
+    size_t n = plain_len + 1;
+    return (n + sk->block_len - 1) / sk->block_len * sk->block_len;
+}
+
+int ikc_sk_sealed_len(const ikc_sk *sk, size_t plain_len, size_t *sealed_len) {
+    if (!sk || !sealed_len || plain_len > SK_MAX_PLAIN) return IKC_ERR_ARG;
+    *sealed_len = sk->iv_len + padded_len(sk, plain_len) + sk->icv_len;
+    return IKC_OK;
+}
+
+static void aead_nonce(const ikc_sk *sk, const uint8_t *iv, uint8_t nonce[12]) {
+    memcpy(nonce, sk->salt, 4);
+    memcpy(nonce + 4, iv, 8);
+}
+
+int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
+                const uint8_t *plain, size_t plain_len,
+                const uint8_t *iv, size_t iv_len, uint8_t *out, size_t out_len) {
+    size_t sealed, body;
+    int n, rc;
+    if (!sk || !out || (!aad && aad_len) || (!plain && plain_len)) return IKC_ERR_ARG;
+    if ((rc = ikc_sk_sealed_len(sk, plain_len, &sealed)) != IKC_OK) return rc;
+    if (aad_len > SK_MAX_PLAIN) return IKC_ERR_ARG;
+    if (out_len != sealed) return IKC_ERR_BUFFER;
+    if (iv && iv_len != sk->iv_len) return IKC_ERR_ARG;
+    body = padded_len(sk, plain_len);
+    uint8_t *ivp = out, *ct = out + sk->iv_len, *icv = ct + body;
+
+    if (iv) {
+        memcpy(ivp, iv, sk->iv_len);
+    } else if (sk->aead) {
+        uint64_t c = sk->next_iv++;
+        for (int i = 7; i >= 0; i--) { ivp[i] = (uint8_t)c; c >>= 8; }
+    } else if ((rc = ikc_random(ivp, sk->iv_len)) != IKC_OK) {
+        return rc;
+    }
+    /* the plaintext is framed in the output buffer and encrypted in place */
+    memmove(ct, plain, plain_len);
+    size_t pad = body - plain_len - 1;
+    for (size_t i = 0; i < pad; i++) ct[plain_len + i] = (uint8_t)(i + 1);
+    ct[body - 1] = (uint8_t)pad;
+
+    if (sk->aead) {
+        uint8_t nonce[12];
+        aead_nonce(sk, ivp, nonce);
+        if (EVP_EncryptInit_ex2(sk->enc, NULL, NULL, nonce, NULL) != 1 ||
+            (aad_len && EVP_EncryptUpdate(sk->enc, NULL, &n, aad, (int)aad_len) != 1) ||
+            EVP_EncryptUpdate(sk->enc, ct, &n, ct, (int)body) != 1 ||
+            EVP_EncryptFinal_ex(sk->enc, ct + n, &n) != 1 ||
+            EVP_CIPHER_CTX_ctrl(sk->enc, EVP_CTRL_AEAD_GET_TAG, (int)sk->icv_len, icv) != 1)
+            goto openssl_fail;
+    } else {
+        uint8_t mac[64];
+        if (EVP_EncryptInit_ex2(sk->enc, NULL, NULL, ivp, NULL) != 1 ||
+            EVP_EncryptUpdate(sk->enc, ct, &n, ct, (int)body) != 1 || (size_t)n != body)
+            goto openssl_fail;
+        const uint8_t *parts[2] = { aad, out };
+        size_t lens[2] = { aad_len, sk->iv_len + body };
+        if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+        memcpy(icv, mac, sk->icv_len);
+        OPENSSL_cleanse(mac, sizeof(mac));
+    }
+    return IKC_OK;
+openssl_fail:
+    OPENSSL_cleanse(out, out_len);
+    return IKC_ERR_OPENSSL;
+}
+
+int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
+                const uint8_t *sealed, size_t sealed_len,
+                uint8_t *out, size_t out_cap, size_t *out_len) {
+    int n;
+    if (!sk || !sealed || !out || !out_len || (!aad && aad_len)) return IKC_ERR_ARG;
+    if (aad_len > SK_MAX_PLAIN || sealed_len > SK_MAX_PLAIN) return IKC_ERR_ARG;
+    /* at least IV, one block (pad length octet) and the ICV */
+    if (sealed_len < sk->iv_len + sk->block_len + sk->icv_len) return IKC_ERR_TRUNCATED;
+    size_t body = sealed_len - sk->iv_len - sk->icv_len;
+    if (body % sk->block_len) return IKC_ERR_PADDING;
+    if (out_cap < body) return IKC_ERR_BUFFER;
+    const uint8_t *iv = sealed, *ct = sealed + sk->iv_len, *icv = ct + body;
+
+    if (sk->aead) {
+        uint8_t nonce[12];
+        aead_nonce(sk, iv, nonce);
+        if (EVP_DecryptInit_ex2(sk->dec, NULL, NULL, nonce, NULL) != 1 ||
+            EVP_CIPHER_CTX_ctrl(sk->dec, EVP_CTRL_AEAD_SET_TAG, (int)sk->icv_len, (void *)icv) != 1 ||
+            (aad_len && EVP_DecryptUpdate(sk->dec, NULL, &n, aad, (int)aad_len) != 1) ||
+            EVP_DecryptUpdate(sk->dec, out, &n, ct, (int)body) != 1)
+            goto openssl_fail;
+        if (EVP_DecryptFinal_ex(sk->dec, out + n, &n) != 1) {
+            /* no plaintext leaves a failed tag check */
+            OPENSSL_cleanse(out, body);
+            return IKC_ERR_TAG;
+        }
+    } else {
+        uint8_t mac[64];
+        const uint8_t *parts[2] = { aad, sealed };
+        size_t lens[2] = { aad_len, sk->iv_len + body };
+        if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+        int ok = ikc_ct_equal(mac, icv, sk->icv_len);
+        OPENSSL_cleanse(mac, sizeof(mac));
+        if (!ok) return IKC_ERR_TAG;   /* MAC checked before anything is decrypted */
+        if (EVP_DecryptInit_ex2(sk->dec, NULL, NULL, iv, NULL) != 1 ||
+            EVP_DecryptUpdate(sk->dec, out, &n, ct, (int)body) != 1 || (size_t)n != body)
+            goto openssl_fail;
+    }
+    size_t pad = out[body - 1];
+    if (pad + 1 > body) {
+        OPENSSL_cleanse(out, body);
+        return IKC_ERR_PADDING;
+    }
+    *out_len = body - pad - 1;
+    return IKC_OK;
+openssl_fail:
+    OPENSSL_cleanse(out, out_cap < body ? out_cap : body);
+    return IKC_ERR_OPENSSL;
+}
