@@ -1,0 +1,21 @@
+"""Shared test fixtures. Vectors live in tests/vectors/, each file with its source."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+VECTOR_DIR = Path(__file__).parent / "vectors"
+
+
+def read_vectors(name: str) -> dict:
+    data = json.loads((VECTOR_DIR / name).read_text())
+    assert data.get("source"), f"{name} must say where its vectors come from"
+    return data
+
+
+@pytest.fixture
+def vectors():
+    """vectors('file.json') -> the parsed file (asserts it carries a source)."""
+    return read_vectors
