@@ -196,6 +196,14 @@ def _key_family(key: PrivateKey | PublicKey) -> str:
     raise UnsupportedAlgorithm(f"unsupported key type {type(key).__name__}")
 
 
+def _peer_key_family(key: PublicKey) -> str:
+    # A peer presenting a key type we cannot verify is an authentication failure.
+    try:
+        return _key_family(key)
+    except UnsupportedAlgorithm as exc:
+        raise AuthenticationFailed(str(exc)) from exc
+
+
 _EC_NATURAL_HASH = {256: HASH_SHA2_256, 384: HASH_SHA2_384, 521: HASH_SHA2_512}
 
 
@@ -290,9 +298,9 @@ def verify_auth(public_key: PublicKey | x509.Certificate, auth_data: bytes, octe
     allowed = DEFAULT_ALLOWED_HASHES if allowed_hashes is None else frozenset(allowed_hashes)
     if scheme.hash_algorithm not in allowed:
         raise AuthenticationFailed(f"{scheme.name} uses a hash that was not negotiated")
-    if _key_family(public_key) != scheme.key_family:
-        raise AuthenticationFailed(
-            f"{scheme.name} signature but the peer key is {_key_family(public_key)}")
+    peer_family = _peer_key_family(public_key)
+    if peer_family != scheme.key_family:
+        raise AuthenticationFailed(f"{scheme.name} signature but the peer key is {peer_family}")
     _raw_verify(scheme, public_key, signature, octets)
     return scheme
 
@@ -316,7 +324,7 @@ def sign_legacy_auth(method: int, private_key: PrivateKey, octets: bytes) -> byt
         if _key_family(private_key) != "rsa":
             raise UnsupportedAlgorithm("auth method 1 needs an RSA key")
         return _raw_sign(_RSA_SHA1, private_key, octets)
-    curve, hash_id, size = _legacy_ecdsa(method, private_key)
+    _, hash_id, size = _legacy_ecdsa(method, private_key)
     der = private_key.sign(octets, ec.ECDSA(_HASH_CLASSES[hash_id]()))
     r, s = decode_dss_signature(der)
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
@@ -327,12 +335,12 @@ def verify_legacy_auth(method: int, public_key: PublicKey | x509.Certificate,
     """Check AUTH data of method 1 or 9/10/11; raise AuthenticationFailed."""
     public_key = _as_public_key(public_key)
     if method == AUTH_RSA_DIGITAL_SIGNATURE:
-        if _key_family(public_key) != "rsa":
+        if _peer_key_family(public_key) != "rsa":
             raise AuthenticationFailed("auth method 1 but the peer key is not RSA")
         _raw_verify(_RSA_SHA1, public_key, auth_data, octets)
         return
     try:
-        curve, hash_id, size = _legacy_ecdsa(method, public_key)
+        _, hash_id, size = _legacy_ecdsa(method, public_key)
     except UnsupportedAlgorithm as exc:
         raise AuthenticationFailed(str(exc)) from exc
     if len(auth_data) != 2 * size:

@@ -168,3 +168,14 @@ def test_seal_misuse():
         sk.seal(b"aad", "text")
     with pytest.raises(ValueError):
         sk.seal(b"aad", bytes(2 << 20))
+
+
+def test_rfc7634_appendix_b_ike_message(vectors):
+    """RFC 7634 Appendix B: an INFORMATIONAL message protected with ChaCha20-Poly1305."""
+    case = vectors("rfc7634_chacha20poly1305.json")["ikev2_example"]
+    message = bytes.fromhex(case["ike_message_assembled"])
+    sk = SkCipher(Encr.CHACHA20_POLY1305, bytes.fromhex(case["sk_e_keymat"]))
+    inner = sk.open(message[:32], message[32:])
+    assert inner == bytes.fromhex(case["plaintext"])[:-1]   # pad length octet stripped
+    # and sealing the same inner payload with the published IV gives the published bytes
+    assert message[:32] + sk.seal(message[:32], inner, iv=bytes.fromhex(case["iv"])) == message
