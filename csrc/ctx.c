@@ -30,8 +30,13 @@ typedef struct {
     OSSL_PROVIDER *providers[IKC_MAX_PROVIDERS];
     int nproviders;
     EVP_CIPHER *ciphers[IKC_C_COUNT];
-    EVP_MD *mds[IKC_MD_COUNT];
-    EVP_MAC *hmac, *cmac;
+    EVP_MD *mds[IKC_MD_COUNT];       /* MAC class: HMAC for SK / ESP integrity */
+    EVP_MD *kdf_mds[IKC_MD_COUNT];   /* KDF class: HMAC inside prf / prf+ */
+    int md_direct[IKC_MD_COUNT], kdf_md_direct[IKC_MD_COUNT];  /* see ikc_get_md_ex */
+    EVP_MAC *cmac;
+    /* CMAC context with its cipher already set: duplicating it avoids the
+     * per-init algorithm fetch that setting the parameter costs */
+    EVP_MAC_CTX *cmac_tmpl;
 } ikc_context;
 
 static ikc_context g_ctx;
@@ -41,11 +46,25 @@ static int g_ready;
 static void context_release(ikc_context *c) {
     for (int i = 0; i < IKC_C_COUNT; i++) EVP_CIPHER_free(c->ciphers[i]);
     for (int i = 0; i < IKC_MD_COUNT; i++) EVP_MD_free(c->mds[i]);
-    EVP_MAC_free(c->hmac);
+    for (int i = 0; i < IKC_MD_COUNT; i++) EVP_MD_free(c->kdf_mds[i]);
+    EVP_MAC_CTX_free(c->cmac_tmpl);
     EVP_MAC_free(c->cmac);
     for (int i = 0; i < c->nproviders; i++) OSSL_PROVIDER_unload(c->providers[i]);
     OSSL_LIB_CTX_free(c->libctx);
     memset(c, 0, sizeof(*c));
+}
+
+/* SHA-2 served by the default provider may be driven through its low-level
+ * API (see ikc_hmac in internal.h); 0 means: always use EVP. */
+static int direct_sha2(const EVP_MD *md, ikc_md_kind kind) {
+    const OSSL_PROVIDER *prov = md ? EVP_MD_get0_provider(md) : NULL;
+    if (!prov || strcmp(OSSL_PROVIDER_get0_name(prov), "default") != 0) return 0;
+    switch (kind) {
+    case IKC_MD_SHA256: return 256;
+    case IKC_MD_SHA384: return 384;
+    case IKC_MD_SHA512: return 512;
+    default: return 0;
+    }
 }
 
 static int context_build(ikc_context *c, const char *providers, const char *mac_props,
@@ -68,13 +87,29 @@ static int context_build(ikc_context *c, const char *providers, const char *mac_
     if (c->nproviders == 0) return IKC_ERR_ARG;
     for (int i = 0; i < IKC_C_COUNT; i++)
         c->ciphers[i] = EVP_CIPHER_fetch(c->libctx, cipher_names[i], cipher_props ? cipher_props : "");
-    for (int i = 0; i < IKC_MD_COUNT; i++)
-        c->mds[i] = EVP_MD_fetch(c->libctx, md_names[i], kdf_props ? kdf_props : "");
-    c->hmac = EVP_MAC_fetch(c->libctx, "HMAC", mac_props ? mac_props : "");
+    for (int i = 0; i < IKC_MD_COUNT; i++) {
+        c->mds[i] = EVP_MD_fetch(c->libctx, md_names[i], mac_props ? mac_props : "");
+        c->kdf_mds[i] = EVP_MD_fetch(c->libctx, md_names[i], kdf_props ? kdf_props : "");
+        c->md_direct[i] = direct_sha2(c->mds[i], (ikc_md_kind)i);
+        c->kdf_md_direct[i] = direct_sha2(c->kdf_mds[i], (ikc_md_kind)i);
+    }
     c->cmac = EVP_MAC_fetch(c->libctx, "CMAC", mac_props ? mac_props : "");
     /* The PRFs and SK protection cannot work without these. */
-    if (!c->hmac || !c->mds[IKC_MD_SHA256] || !c->ciphers[IKC_C_AES128_ECB])
+    if (!c->mds[IKC_MD_SHA256] || !c->kdf_mds[IKC_MD_SHA256] || !c->ciphers[IKC_C_AES128_ECB])
         return IKC_ERR_OPENSSL;
+    if (c->cmac && c->ciphers[IKC_C_AES128_ECB]) {
+        /* keyed with zeros: OpenSSL cannot duplicate a CMAC context that has
+         * no key yet; every user re-keys its copy before use */
+        static const uint8_t zero_key[16];
+        OSSL_PARAM p[3] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, "AES-128-CBC", 0),
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_PROPERTIES,
+                                             (char *)(mac_props ? mac_props : ""), 0),
+            OSSL_PARAM_construct_end() };
+        c->cmac_tmpl = EVP_MAC_CTX_new(c->cmac);
+        if (!c->cmac_tmpl || EVP_MAC_init(c->cmac_tmpl, zero_key, sizeof(zero_key), p) != 1)
+            return IKC_ERR_OPENSSL;
+    }
     return IKC_OK;
 }
 
@@ -129,8 +164,31 @@ EVP_MD *ikc_get_md(ikc_md_kind kind) {
     if ((unsigned)kind >= IKC_MD_COUNT) return NULL;
     IKC_GETTER(EVP_MD, g_ctx.mds[kind], EVP_MD_up_ref)
 }
-EVP_MAC *ikc_get_hmac(void) { IKC_GETTER(EVP_MAC, g_ctx.hmac, EVP_MAC_up_ref) }
-EVP_MAC *ikc_get_cmac(void) { IKC_GETTER(EVP_MAC, g_ctx.cmac, EVP_MAC_up_ref) }
+EVP_MD *ikc_get_md_ex(ikc_md_kind kind, int kdf_class, int *direct) {
+    EVP_MD *r;
+    if ((unsigned)kind >= IKC_MD_COUNT) return NULL;
+    ensure_ready();
+    pthread_mutex_lock(&g_lock);
+    r = kdf_class ? g_ctx.kdf_mds[kind] : g_ctx.mds[kind];
+    *direct = kdf_class ? g_ctx.kdf_md_direct[kind] : g_ctx.md_direct[kind];
+    if (r && !EVP_MD_up_ref(r)) r = NULL;
+    pthread_mutex_unlock(&g_lock);
+    return r;
+}
+EVP_MD *ikc_get_kdf_md(ikc_md_kind kind) {
+    if ((unsigned)kind >= IKC_MD_COUNT) return NULL;
+    IKC_GETTER(EVP_MD, g_ctx.kdf_mds[kind], EVP_MD_up_ref)
+}
+
+static EVP_MAC_CTX *dup_template(EVP_MAC_CTX *const *slot) {
+    EVP_MAC_CTX *r;
+    ensure_ready();
+    pthread_mutex_lock(&g_lock);
+    r = *slot ? EVP_MAC_CTX_dup(*slot) : NULL;
+    pthread_mutex_unlock(&g_lock);
+    return r;
+}
+EVP_MAC_CTX *ikc_new_cmac_ctx(void) { return dup_template(&g_ctx.cmac_tmpl); }
 
 OSSL_LIB_CTX *ikc_libctx(void) {
     ensure_ready();
@@ -151,11 +209,11 @@ int ikc_ctx_report(char *buf, size_t buflen) {
     if (!buf || buflen == 0) return IKC_ERR_ARG;
     ensure_ready();
     pthread_mutex_lock(&g_lock);
-    const char *mac = provider_of(g_ctx.hmac ? EVP_MAC_get0_provider(g_ctx.hmac) : NULL);
+    const char *mac = provider_of(g_ctx.mds[IKC_MD_SHA256] ? EVP_MD_get0_provider(g_ctx.mds[IKC_MD_SHA256]) : NULL);
     const char *cipher = provider_of(g_ctx.ciphers[IKC_C_AES128_GCM]
                                      ? EVP_CIPHER_get0_provider(g_ctx.ciphers[IKC_C_AES128_GCM]) : NULL);
-    const char *kdf = provider_of(g_ctx.mds[IKC_MD_SHA256]
-                                  ? EVP_MD_get0_provider(g_ctx.mds[IKC_MD_SHA256]) : NULL);
+    const char *kdf = provider_of(g_ctx.kdf_mds[IKC_MD_SHA256]
+                                  ? EVP_MD_get0_provider(g_ctx.kdf_mds[IKC_MD_SHA256]) : NULL);
     int n = snprintf(buf, buflen, "mac=%s;cipher=%s;kdf=%s;loaded=", mac, cipher, kdf);
     for (int i = 0; i < g_ctx.nproviders && n >= 0 && (size_t)n < buflen; i++)
         n += snprintf(buf + n, buflen - (size_t)n, "%s%s", i ? "," : "",

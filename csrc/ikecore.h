@@ -96,8 +96,8 @@ int ikc_ike_keys_initial(int prf_id,
                          const uint8_t *gir, size_t gir_len,
                          const uint8_t *spi_i, const uint8_t *spi_r,
                          size_t integ_key_len, size_t encr_key_len,
-                         uint8_t *out, size_t out_len,
-                         uint8_t *skeyseed_out, size_t skeyseed_len);
+                         char *out, size_t out_len,
+                         char *skeyseed_out, size_t skeyseed_len);
 /* Rekey and clone (RFC 7296 §2.18, RFC 7791 §5.2):
  *   SKEYSEED = prf_old(SK_d_old, g^ir_new | Ni | Nr), expanded with prf_new. */
 int ikc_ike_keys_rekey(int old_prf_id, const uint8_t *sk_d_old, size_t sk_d_old_len,
@@ -105,15 +105,15 @@ int ikc_ike_keys_rekey(int old_prf_id, const uint8_t *sk_d_old, size_t sk_d_old_
                        const uint8_t *ni, size_t ni_len, const uint8_t *nr, size_t nr_len,
                        const uint8_t *spi_i, const uint8_t *spi_r,
                        size_t integ_key_len, size_t encr_key_len,
-                       uint8_t *out, size_t out_len,
-                       uint8_t *skeyseed_out, size_t skeyseed_len);
+                       char *out, size_t out_len,
+                       char *skeyseed_out, size_t skeyseed_len);
 /* Resumption (RFC 5723 §5.1): SKEYSEED = prf(SK_d_old, "Resumption" | Ni | Nr). */
 int ikc_ike_keys_resume(int prf_id, const uint8_t *sk_d_old, size_t sk_d_old_len,
                         const uint8_t *ni, size_t ni_len, const uint8_t *nr, size_t nr_len,
                         const uint8_t *spi_i, const uint8_t *spi_r,
                         size_t integ_key_len, size_t encr_key_len,
-                        uint8_t *out, size_t out_len,
-                        uint8_t *skeyseed_out, size_t skeyseed_len);
+                        char *out, size_t out_len,
+                        char *skeyseed_out, size_t skeyseed_len);
 /* Child SA KEYMAT (RFC 7296 §2.17): prf+(SK_d, [g^ir_new |] Ni | Nr);
  * gir may be NULL with gir_len 0 when no key exchange took place. */
 int ikc_child_keymat(int prf_id, const uint8_t *sk_d, size_t sk_d_len,
@@ -141,6 +141,16 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
 int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
                 const uint8_t *sealed, size_t sealed_len,
                 uint8_t *out, size_t out_cap, size_t *out_len);
+/* Whole-message forms, as an encoder and a receiver use them.
+ * seal: 'prefix' is the IKE header, any clear payloads and the SK generic
+ * header; the message written to 'out' (prefix_len + sealed length octets)
+ * has the IKE Length and the SK Payload Length filled in.
+ * open: the SK payload's generic header starts at 'sk_offset' and must be
+ * the message's last payload; its lengths are checked against msg_len. */
+int ikc_sk_seal_message(ikc_sk *sk, const uint8_t *prefix, size_t prefix_len,
+                        const uint8_t *plain, size_t plain_len, char *out, size_t out_len);
+int ikc_sk_open_message(ikc_sk *sk, const uint8_t *msg, size_t msg_len, size_t sk_offset,
+                        char *out, size_t out_cap, size_t *out_len);
 /* CDEF END */
 
 #endif

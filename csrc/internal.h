@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 /* Algorithms fetched once from the library context. Each getter returns a
  * new reference the caller must release (EVP_*_free), so objects built from
@@ -19,24 +20,55 @@ typedef enum {
 typedef enum { IKC_MD_SHA1, IKC_MD_SHA256, IKC_MD_SHA384, IKC_MD_SHA512, IKC_MD_COUNT } ikc_md_kind;
 
 EVP_CIPHER *ikc_get_cipher(ikc_cipher_kind kind);
-EVP_MAC *ikc_get_hmac(void);
-EVP_MAC *ikc_get_cmac(void);
-EVP_MD *ikc_get_md(ikc_md_kind kind);
+/* A fresh, unkeyed CMAC context with its cipher already chosen. */
+EVP_MAC_CTX *ikc_new_cmac_ctx(void);
+EVP_MD *ikc_get_md(ikc_md_kind kind);       /* fetched with the MAC class query */
+EVP_MD *ikc_get_kdf_md(ikc_md_kind kind);   /* fetched with the KDF class query */
+/* either class; *direct = 256/384/512 when the default provider's SHA-2 may be
+ * driven directly, else 0 */
+EVP_MD *ikc_get_md_ex(ikc_md_kind kind, int kdf_class, int *direct);
 OSSL_LIB_CTX *ikc_libctx(void);
 int ikc_random(uint8_t *buf, size_t len);
 
-/* HMAC keyed once, reused: used by PRFs, SK and ESP integrity. */
+/* HMAC (RFC 2104) keyed once and reused, built on EVP digests: the padded
+ * key is absorbed once into 'inner'/'outer', and each message starts from a
+ * copy of them. Used by the PRFs (KDF digests) and SK / ESP integrity (MAC
+ * digests). Not thread-safe: one per key and thread. */
+typedef union {
+    SHA256_CTX s256;
+    SHA512_CTX s512;      /* SHA-384 and SHA-512 */
+} ikc_sha2_state;
 typedef struct {
-    EVP_MAC_CTX *keyed;   /* holds the key; re-initialised with NULL key per use */
+    EVP_MD_CTX *inner, *outer, *work;
     size_t out_len;       /* full HMAC output */
+    /* When the digest comes from OpenSSL's default provider, the same SHA-2
+     * code is driven directly from saved midstates: OpenSSL 3.0's per-call
+     * EVP dispatch costs more than hashing an IKE-sized input. Digests from
+     * any other provider (offload) always go through EVP. */
+    int direct;           /* 0, or 256/384/512 */
+    ikc_sha2_state in_state, out_state, work_state;
 } ikc_hmac;
-int ikc_hmac_init(ikc_hmac *h, ikc_md_kind md, const uint8_t *key, size_t key_len);
+int ikc_hmac_init(ikc_hmac *h, ikc_md_kind md, const uint8_t *key, size_t key_len);      /* MAC class */
+int ikc_hmac_init_kdf(ikc_hmac *h, ikc_md_kind md, const uint8_t *key, size_t key_len);  /* KDF class */
+int ikc_hmac_begin(ikc_hmac *h);
+int ikc_hmac_update(ikc_hmac *h, const uint8_t *data, size_t len);
+int ikc_hmac_end(ikc_hmac *h, uint8_t *out /* out_len bytes */);
 int ikc_hmac_oneshot(ikc_hmac *h, const uint8_t *const *parts, const size_t *lens, size_t nparts,
                      uint8_t *out /* out_len bytes */);
 void ikc_hmac_free(ikc_hmac *h);
 
 /* integrity transform facts (RFC 4868): key length, ICV length, digest */
 int ikc_integ_params(int integ_id, size_t *key_len, size_t *icv_len, ikc_md_kind *md);
+
+/* Wipe secrets. glibc's explicit_bzero is a full-speed memset the compiler
+ * may not drop; OPENSSL_cleanse walks byte by byte, which shows on the
+ * per-message paths. */
+#if defined(__GLIBC__)
+#include <string.h>
+#define ikc_wipe(p, n) explicit_bzero((p), (n))
+#else
+#define ikc_wipe(p, n) OPENSSL_cleanse((p), (n))
+#endif
 
 /* Constant-time comparison. */
 static inline int ikc_ct_equal(const uint8_t *a, const uint8_t *b, size_t n) {

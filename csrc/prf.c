@@ -3,6 +3,8 @@
  * PRF_HMAC_SHA2_* (RFC 4868), PRF_AES128_XCBC (RFC 4434, over AES-ECB since
  * OpenSSL has no XCBC MAC) and PRF_AES128_CMAC (RFC 4615, OpenSSL CMAC).
  * A keyed PRF state is reset (not rebuilt) between prf+ blocks. */
+/* the low-level SHA-2 calls of the direct HMAC path are deprecated API in 3.0 */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "internal.h"
 #include <string.h>
 
@@ -11,45 +13,143 @@
 
 /* ---------------------------------------------------------------- HMAC --- */
 
-int ikc_hmac_init(ikc_hmac *h, ikc_md_kind md, const uint8_t *key, size_t key_len) {
-    EVP_MAC *mac = ikc_get_hmac();
-    EVP_MD *digest = ikc_get_md(md);
-    OSSL_PARAM params[2];
+/* ---- direct SHA-2 midstates (default provider only, see internal.h) ---- */
+
+static void sha2_init(int kind, ikc_sha2_state *s) {
+    if (kind == 256) SHA256_Init(&s->s256);
+    else if (kind == 384) SHA384_Init(&s->s512);
+    else SHA512_Init(&s->s512);
+}
+
+static void sha2_update(int kind, ikc_sha2_state *s, const uint8_t *d, size_t n) {
+    if (kind == 256) SHA256_Update(&s->s256, d, n);
+    else SHA512_Update(&s->s512, d, n);   /* SHA-384 shares SHA-512's update */
+}
+
+static void sha2_final(int kind, ikc_sha2_state *s, uint8_t *out) {
+    if (kind == 256) SHA256_Final(out, &s->s256);
+    else if (kind == 384) SHA384_Final(out, &s->s512);
+    else SHA512_Final(out, &s->s512);
+}
+
+static int hmac_init_with(ikc_hmac *h, ikc_md_kind kind, int kdf_class, const uint8_t *key, size_t key_len) {
+    uint8_t pad[144], hashed[EVP_MAX_MD_SIZE];   /* 144: above the largest SHA-2 block (128) */
+    unsigned int hashed_len = 0;
     int rc = IKC_ERR_OPENSSL;
-    memset(h, 0, sizeof(*h));
-    if (!mac || !digest) goto done;
-    h->keyed = EVP_MAC_CTX_new(mac);
-    if (!h->keyed) { rc = IKC_ERR_NOMEM; goto done; }
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *)EVP_MD_get0_name(digest), 0);
-    params[1] = OSSL_PARAM_construct_end();
-    /* HMAC with an empty key is legal (RFC 2104); OpenSSL wants a non-NULL pointer */
-    static const uint8_t empty_key[1];
-    if (EVP_MAC_init(h->keyed, key_len ? key : empty_key, key_len, params) != 1) goto done;
-    h->out_len = EVP_MAC_CTX_get_mac_size(h->keyed);
+    int direct = 0;
+    h->inner = h->outer = h->work = NULL;
+    h->direct = 0;
+    EVP_MD *md = ikc_get_md_ex(kind, kdf_class, &direct);
+    if (!md) return IKC_ERR_OPENSSL;
+    size_t block = (size_t)EVP_MD_get_block_size(md);
+    if (block == 0 || block > sizeof(pad)) goto done;
+    h->out_len = (size_t)EVP_MD_get_size(md);
+    h->direct = direct;
+    if (!h->direct) {
+        h->inner = EVP_MD_CTX_new();
+        h->outer = EVP_MD_CTX_new();
+        h->work = EVP_MD_CTX_new();
+        if (!h->inner || !h->outer || !h->work) { rc = IKC_ERR_NOMEM; goto done; }
+    }
+    if (key_len > block) {   /* RFC 2104: long keys are hashed first */
+        if (h->direct) {
+            sha2_init(h->direct, &h->work_state);
+            sha2_update(h->direct, &h->work_state, key, key_len);
+            sha2_final(h->direct, &h->work_state, hashed);
+            hashed_len = (unsigned int)h->out_len;
+        } else if (EVP_DigestInit_ex2(h->work, md, NULL) != 1 || EVP_DigestUpdate(h->work, key, key_len) != 1 ||
+                   EVP_DigestFinal_ex(h->work, hashed, &hashed_len) != 1) {
+            goto done;
+        }
+        key = hashed;
+        key_len = hashed_len;
+    }
+    for (int outer = 0; outer < 2; outer++) {
+        memset(pad, outer ? 0x5c : 0x36, block);
+        for (size_t i = 0; i < key_len; i++) pad[i] ^= key[i];
+        if (h->direct) {
+            ikc_sha2_state *s = outer ? &h->out_state : &h->in_state;
+            sha2_init(h->direct, s);
+            sha2_update(h->direct, s, pad, block);
+        } else {
+            EVP_MD_CTX *c = outer ? h->outer : h->inner;
+            if (EVP_DigestInit_ex2(c, md, NULL) != 1 || EVP_DigestUpdate(c, pad, block) != 1) goto done;
+        }
+    }
     rc = IKC_OK;
 done:
-    EVP_MAC_free(mac);
-    EVP_MD_free(digest);
+    ikc_wipe(pad, block <= sizeof(pad) ? block : sizeof(pad));
+    if (hashed_len) ikc_wipe(hashed, hashed_len);
+    EVP_MD_free(md);
     if (rc != IKC_OK) ikc_hmac_free(h);
     return rc;
 }
 
+int ikc_hmac_init(ikc_hmac *h, ikc_md_kind md, const uint8_t *key, size_t key_len) {
+    return hmac_init_with(h, md, 0, key, key_len);
+}
+
+int ikc_hmac_init_kdf(ikc_hmac *h, ikc_md_kind md, const uint8_t *key, size_t key_len) {
+    return hmac_init_with(h, md, 1, key, key_len);
+}
+
+int ikc_hmac_begin(ikc_hmac *h) {
+    if (h->direct) {
+        h->work_state = h->in_state;
+        return IKC_OK;
+    }
+    return EVP_MD_CTX_copy_ex(h->work, h->inner) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
+}
+
+int ikc_hmac_update(ikc_hmac *h, const uint8_t *data, size_t len) {
+    if (!len) return IKC_OK;
+    if (h->direct) {
+        sha2_update(h->direct, &h->work_state, data, len);
+        return IKC_OK;
+    }
+    return EVP_DigestUpdate(h->work, data, len) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
+}
+
+int ikc_hmac_end(ikc_hmac *h, uint8_t *out) {
+    uint8_t inner[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int ok;
+    if (h->direct) {
+        sha2_final(h->direct, &h->work_state, inner);
+        h->work_state = h->out_state;
+        sha2_update(h->direct, &h->work_state, inner, h->out_len);
+        sha2_final(h->direct, &h->work_state, out);
+        ok = 1;
+    } else {
+        ok = EVP_DigestFinal_ex(h->work, inner, &n) == 1 &&
+             EVP_MD_CTX_copy_ex(h->work, h->outer) == 1 &&
+             EVP_DigestUpdate(h->work, inner, n) == 1 &&
+             EVP_DigestFinal_ex(h->work, out, &n) == 1 && n == h->out_len;
+    }
+    ikc_wipe(inner, h->out_len);
+    return ok ? IKC_OK : IKC_ERR_OPENSSL;
+}
+
 int ikc_hmac_oneshot(ikc_hmac *h, const uint8_t *const *parts, const size_t *lens, size_t nparts,
                      uint8_t *out) {
-    size_t written = 0;
-    /* a NULL key re-initialises HMAC with the key it already holds */
-    if (EVP_MAC_init(h->keyed, NULL, 0, NULL) != 1) return IKC_ERR_OPENSSL;
-    for (size_t i = 0; i < nparts; i++)
-        if (lens[i] && EVP_MAC_update(h->keyed, parts[i], lens[i]) != 1) return IKC_ERR_OPENSSL;
-    if (EVP_MAC_final(h->keyed, out, &written, h->out_len) != 1 || written != h->out_len)
-        return IKC_ERR_OPENSSL;
-    return IKC_OK;
+    int rc = ikc_hmac_begin(h);
+    for (size_t i = 0; i < nparts && rc == IKC_OK; i++) rc = ikc_hmac_update(h, parts[i], lens[i]);
+    return rc == IKC_OK ? ikc_hmac_end(h, out) : rc;
 }
 
 void ikc_hmac_free(ikc_hmac *h) {
-    EVP_MAC_CTX_free(h->keyed);   /* OpenSSL cleanses the key schedule on free */
-    memset(h, 0, sizeof(*h));
+    /* the digest contexts / midstates hold the padded key */
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    EVP_MD_CTX_free(h->work);
+    h->inner = h->outer = h->work = NULL;
+    if (h->direct) {
+        size_t n = h->direct == 256 ? sizeof(SHA256_CTX) : sizeof(SHA512_CTX);
+        ikc_wipe(&h->in_state, n);
+        ikc_wipe(&h->out_state, n);
+        ikc_wipe(&h->work_state, n);
+    }
+    h->direct = 0;
 }
 
 int ikc_integ_params(int integ_id, size_t *key_len, size_t *icv_len, ikc_md_kind *md) {
@@ -91,7 +191,7 @@ static EVP_CIPHER_CTX *aes128_ecb_ctx(const uint8_t key[16]) {
 
 static void xcbc_free(xcbc_state *x) {
     EVP_CIPHER_CTX_free(x->k1);
-    OPENSSL_cleanse(x, sizeof(*x));
+    ikc_wipe(x, sizeof(*x));
 }
 
 static int xcbc_setkey(xcbc_state *x, const uint8_t key[16]) {
@@ -110,7 +210,7 @@ static int xcbc_setkey(xcbc_state *x, const uint8_t key[16]) {
     rc = x->k1 ? IKC_OK : IKC_ERR_OPENSSL;
 done:
     EVP_CIPHER_CTX_free(kctx);
-    OPENSSL_cleanse(k1, sizeof(k1));
+    ikc_wipe(k1, sizeof(k1));
     return rc;
 }
 
@@ -150,7 +250,7 @@ static int xcbc_final(xcbc_state *x, uint8_t out[16]) {
     }
     for (int i = 0; i < 16; i++) x->e[i] ^= last[i];
     int rc = aes128_ecb_block(x->k1, x->e, out);
-    OPENSSL_cleanse(last, sizeof(last));
+    ikc_wipe(last, sizeof(last));
     return rc;
 }
 
@@ -159,9 +259,14 @@ static int xcbc_final(xcbc_state *x, uint8_t out[16]) {
 typedef struct {
     int id;
     size_t out_len;
-    EVP_MAC_CTX *mac;     /* HMAC or CMAC */
-    xcbc_state xcbc;
+    ikc_hmac hmac;        /* PRF_HMAC_SHA2_* */
+    EVP_MAC_CTX *mac;     /* PRF_AES128_CMAC */
+    xcbc_state xcbc;      /* PRF_AES128_XCBC */
 } prf_state;
+
+static int is_hmac_prf(int id) {
+    return id == IKC_PRF_HMAC_SHA2_256 || id == IKC_PRF_HMAC_SHA2_384 || id == IKC_PRF_HMAC_SHA2_512;
+}
 
 int ikc_prf_output_len(int prf_id, size_t *out_len) {
     if (!out_len) return IKC_ERR_ARG;
@@ -176,26 +281,17 @@ int ikc_prf_output_len(int prf_id, size_t *out_len) {
 }
 
 static void prf_free(prf_state *st) {
+    if (is_hmac_prf(st->id)) ikc_hmac_free(&st->hmac);
     EVP_MAC_CTX_free(st->mac);
     if (st->id == IKC_PRF_AES128_XCBC) xcbc_free(&st->xcbc);
-    memset(st, 0, sizeof(*st));
+    st->mac = NULL;
+    st->id = 0;
 }
 
 static int cmac_raw(EVP_MAC_CTX **ctxp, const uint8_t key[16]) {
-    EVP_MAC *cmac = ikc_get_cmac();
-    EVP_CIPHER *aes = ikc_get_cipher(IKC_C_AES128_ECB);   /* provider of record */
-    OSSL_PARAM params[2];
-    int rc = IKC_ERR_OPENSSL;
-    if (!cmac || !aes) goto done;
-    *ctxp = EVP_MAC_CTX_new(cmac);
-    if (!*ctxp) { rc = IKC_ERR_NOMEM; goto done; }
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, "AES-128-CBC", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (EVP_MAC_init(*ctxp, key, 16, params) == 1) rc = IKC_OK;
-done:
-    EVP_MAC_free(cmac);
-    EVP_CIPHER_free(aes);
-    return rc;
+    *ctxp = ikc_new_cmac_ctx();
+    if (!*ctxp) return IKC_ERR_OPENSSL;
+    return EVP_MAC_init(*ctxp, key, 16, NULL) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
 }
 
 static int prf_init(prf_state *st, int prf_id, const uint8_t *key, size_t key_len);
@@ -223,7 +319,9 @@ static int aes_prf_normalise_key(int prf_id, const uint8_t *key, size_t key_len,
 
 static int prf_init(prf_state *st, int prf_id, const uint8_t *key, size_t key_len) {
     int rc;
-    memset(st, 0, sizeof(*st));
+    /* only the fields of the PRF in use are set (each init fills its own) */
+    st->id = 0;
+    st->mac = NULL;
     if ((rc = ikc_prf_output_len(prf_id, &st->out_len)) != IKC_OK) return rc;
     st->id = prf_id;
     if (!key && key_len) return IKC_ERR_ARG;
@@ -231,20 +329,20 @@ static int prf_init(prf_state *st, int prf_id, const uint8_t *key, size_t key_le
     case IKC_PRF_HMAC_SHA2_256:
     case IKC_PRF_HMAC_SHA2_384:
     case IKC_PRF_HMAC_SHA2_512: {
-        ikc_hmac h;
         ikc_md_kind md = prf_id == IKC_PRF_HMAC_SHA2_256 ? IKC_MD_SHA256
                        : prf_id == IKC_PRF_HMAC_SHA2_384 ? IKC_MD_SHA384 : IKC_MD_SHA512;
-        rc = ikc_hmac_init(&h, md, key, key_len);
-        st->mac = h.keyed;
+        rc = ikc_hmac_init_kdf(&st->hmac, md, key, key_len);
+        if (rc == IKC_OK) rc = ikc_hmac_begin(&st->hmac);
         return rc;
     }
     case IKC_PRF_AES128_CMAC:
     case IKC_PRF_AES128_XCBC: {
         uint8_t k[16];
+        memset(&st->xcbc, 0, sizeof(st->xcbc));   /* prf_free may run on a failed init */
         rc = aes_prf_normalise_key(prf_id, key, key_len, k);
         if (rc == IKC_OK)
             rc = prf_id == IKC_PRF_AES128_CMAC ? cmac_raw(&st->mac, k) : xcbc_setkey(&st->xcbc, k);
-        OPENSSL_cleanse(k, sizeof(k));
+        ikc_wipe(k, sizeof(k));
         if (rc != IKC_OK) prf_free(st);
         return rc;
     }
@@ -255,18 +353,21 @@ static int prf_init(prf_state *st, int prf_id, const uint8_t *key, size_t key_le
 static int prf_update(prf_state *st, const uint8_t *data, size_t len) {
     if (len == 0) return IKC_OK;
     if (st->id == IKC_PRF_AES128_XCBC) return xcbc_update(&st->xcbc, data, len);
+    if (is_hmac_prf(st->id)) return ikc_hmac_update(&st->hmac, data, len);
     return EVP_MAC_update(st->mac, data, len) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
 }
 
 static int prf_final(prf_state *st, uint8_t *out) {
     size_t n = 0;
     if (st->id == IKC_PRF_AES128_XCBC) return xcbc_final(&st->xcbc, out);
+    if (is_hmac_prf(st->id)) return ikc_hmac_end(&st->hmac, out);
     if (EVP_MAC_final(st->mac, out, &n, st->out_len) != 1 || n != st->out_len) return IKC_ERR_OPENSSL;
     return IKC_OK;
 }
 
 static int prf_reset(prf_state *st) {
     if (st->id == IKC_PRF_AES128_XCBC) { xcbc_reset(&st->xcbc); return IKC_OK; }
+    if (is_hmac_prf(st->id)) return ikc_hmac_begin(&st->hmac);
     return EVP_MAC_init(st->mac, NULL, 0, NULL) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
 }
 
@@ -322,9 +423,9 @@ static int prf_plus_parts(int prf_id, const uint8_t *key, size_t key_len,
             done += take;
         }
     }
-    OPENSSL_cleanse(t, sizeof(t));
+    ikc_wipe(t, hlen);
     prf_free(&st);
-    if (rc != IKC_OK) OPENSSL_cleanse(out, out_len);
+    if (rc != IKC_OK) ikc_wipe(out, out_len);
     return rc;
 }
 
@@ -367,8 +468,9 @@ int ikc_ike_keys_initial(int prf_id,
                          const uint8_t *gir, size_t gir_len,
                          const uint8_t *spi_i, const uint8_t *spi_r,
                          size_t integ_key_len, size_t encr_key_len,
-                         uint8_t *out, size_t out_len,
-                         uint8_t *skeyseed_out, size_t skeyseed_len) {
+                         char *out_c, size_t out_len,
+                         char *skeyseed_c, size_t skeyseed_len) {
+    uint8_t *out = (uint8_t *)out_c, *skeyseed_out = (uint8_t *)skeyseed_c;
     uint8_t skeyseed[IKC_PRF_MAX_OUT], key[512];
     size_t prf_len, key_len;
     int rc = ike_keys_len_ok(prf_id, integ_key_len, encr_key_len, out_len,
@@ -391,8 +493,8 @@ int ikc_ike_keys_initial(int prf_id,
     if (rc == IKC_OK)
         rc = expand_ike_keys(prf_id, skeyseed, prf_len, ni, ni_len, nr, nr_len, spi_i, spi_r, out, out_len);
     if (rc == IKC_OK && skeyseed_out) memcpy(skeyseed_out, skeyseed, prf_len);
-    OPENSSL_cleanse(skeyseed, sizeof(skeyseed));
-    OPENSSL_cleanse(key, sizeof(key));
+    ikc_wipe(skeyseed, sizeof(skeyseed));
+    ikc_wipe(key, sizeof(key));
     return rc;
 }
 
@@ -424,7 +526,7 @@ static int derived_ike_keys(int old_prf_id, const uint8_t *sk_d_old, size_t sk_d
     if (rc == IKC_OK)
         rc = expand_ike_keys(new_prf_id, skeyseed, old_len, ni, ni_len, nr, nr_len, spi_i, spi_r, out, out_len);
     if (rc == IKC_OK && skeyseed_out) memcpy(skeyseed_out, skeyseed, old_len);
-    OPENSSL_cleanse(skeyseed, sizeof(skeyseed));
+    ikc_wipe(skeyseed, sizeof(skeyseed));
     return rc;
 }
 
@@ -433,8 +535,9 @@ int ikc_ike_keys_rekey(int old_prf_id, const uint8_t *sk_d_old, size_t sk_d_old_
                        const uint8_t *ni, size_t ni_len, const uint8_t *nr, size_t nr_len,
                        const uint8_t *spi_i, const uint8_t *spi_r,
                        size_t integ_key_len, size_t encr_key_len,
-                       uint8_t *out, size_t out_len,
-                       uint8_t *skeyseed_out, size_t skeyseed_len) {
+                       char *out_c, size_t out_len,
+                       char *skeyseed_c, size_t skeyseed_len) {
+    uint8_t *out = (uint8_t *)out_c, *skeyseed_out = (uint8_t *)skeyseed_c;
     return derived_ike_keys(old_prf_id, sk_d_old, sk_d_old_len, new_prf_id, gir, gir_len,
                             ni, ni_len, nr, nr_len, spi_i, spi_r, integ_key_len, encr_key_len,
                             out, out_len, skeyseed_out, skeyseed_len);
@@ -444,8 +547,9 @@ int ikc_ike_keys_resume(int prf_id, const uint8_t *sk_d_old, size_t sk_d_old_len
                         const uint8_t *ni, size_t ni_len, const uint8_t *nr, size_t nr_len,
                         const uint8_t *spi_i, const uint8_t *spi_r,
                         size_t integ_key_len, size_t encr_key_len,
-                        uint8_t *out, size_t out_len,
-                        uint8_t *skeyseed_out, size_t skeyseed_len) {
+                        char *out_c, size_t out_len,
+                        char *skeyseed_c, size_t skeyseed_len) {
+    uint8_t *out = (uint8_t *)out_c, *skeyseed_out = (uint8_t *)skeyseed_c;
     static const uint8_t label[10] = { 'R','e','s','u','m','p','t','i','o','n' };
     return derived_ike_keys(prf_id, sk_d_old, sk_d_old_len, prf_id, label, sizeof(label),
                             ni, ni_len, nr, nr_len, spi_i, spi_r, integ_key_len, encr_key_len,

@@ -25,7 +25,7 @@ void ikc_sk_free(ikc_sk *sk) {
     EVP_CIPHER_CTX_free(sk->enc);   /* frees (and cleanses) the key schedule */
     EVP_CIPHER_CTX_free(sk->dec);
     if (!sk->aead) ikc_hmac_free(&sk->integ);
-    OPENSSL_cleanse(sk, sizeof(*sk));
+    ikc_wipe(sk, sizeof(*sk));
     free(sk);
 }
 
@@ -178,11 +178,11 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
         size_t lens[2] = { aad_len, sk->iv_len + body };
         if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
         memcpy(icv, mac, sk->icv_len);
-        OPENSSL_cleanse(mac, sizeof(mac));
+        ikc_wipe(mac, sizeof(mac));
     }
     return IKC_OK;
 openssl_fail:
-    OPENSSL_cleanse(out, out_len);
+    ikc_wipe(out, out_len);
     return IKC_ERR_OPENSSL;
 }
 
@@ -209,7 +209,7 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
             goto openssl_fail;
         if (EVP_DecryptFinal_ex(sk->dec, out + n, &n) != 1) {
             /* no plaintext leaves a failed tag check */
-            OPENSSL_cleanse(out, body);
+            ikc_wipe(out, body);
             return IKC_ERR_TAG;
         }
     } else {
@@ -218,7 +218,7 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
         size_t lens[2] = { aad_len, sk->iv_len + body };
         if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
         int ok = ikc_ct_equal(mac, icv, sk->icv_len);
-        OPENSSL_cleanse(mac, sizeof(mac));
+        ikc_wipe(mac, sizeof(mac));
         if (!ok) return IKC_ERR_TAG;   /* MAC checked before anything is decrypted */
         if (EVP_DecryptInit_ex2(sk->dec, NULL, NULL, iv, NULL) != 1 ||
             EVP_DecryptUpdate(sk->dec, out, &n, ct, (int)body) != 1 || (size_t)n != body)
@@ -226,12 +226,47 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
     }
     size_t pad = out[body - 1];
     if (pad + 1 > body) {
-        OPENSSL_cleanse(out, body);
+        ikc_wipe(out, body);
         return IKC_ERR_PADDING;
     }
     *out_len = body - pad - 1;
     return IKC_OK;
 openssl_fail:
-    OPENSSL_cleanse(out, out_cap < body ? out_cap : body);
+    ikc_wipe(out, out_cap < body ? out_cap : body);
     return IKC_ERR_OPENSSL;
+}
+
+#define IKE_HEADER_LEN 28
+#define GENERIC_HEADER_LEN 4
+
+int ikc_sk_seal_message(ikc_sk *sk, const uint8_t *prefix, size_t prefix_len,
+                        const uint8_t *plain, size_t plain_len, char *out_chars, size_t out_len) {
+    uint8_t *out = (uint8_t *)out_chars;
+    size_t sealed;
+    int rc;
+    if (!sk || !prefix || !out || (!plain && plain_len)) return IKC_ERR_ARG;
+    if (prefix_len < IKE_HEADER_LEN + GENERIC_HEADER_LEN || prefix_len > SK_MAX_PLAIN) return IKC_ERR_ARG;
+    if ((rc = ikc_sk_sealed_len(sk, plain_len, &sealed)) != IKC_OK) return rc;
+    /* the SK payload length field is 16 bits; the whole message fits in 32 */
+    if (sealed + GENERIC_HEADER_LEN > 0xffff) return IKC_ERR_LIMIT;
+    if (out_len != prefix_len + sealed) return IKC_ERR_BUFFER;
+    memcpy(out, prefix, prefix_len);
+    ikc_put32(out + 24, (uint32_t)out_len);
+    uint8_t *sk_len = out + prefix_len - 2;
+    sk_len[0] = (uint8_t)((sealed + GENERIC_HEADER_LEN) >> 8);
+    sk_len[1] = (uint8_t)(sealed + GENERIC_HEADER_LEN);
+    return ikc_sk_seal(sk, out, prefix_len, plain, plain_len, NULL, 0, out + prefix_len, sealed);
+}
+
+int ikc_sk_open_message(ikc_sk *sk, const uint8_t *msg, size_t msg_len, size_t sk_offset,
+                        char *out_chars, size_t out_cap, size_t *out_len) {
+    uint8_t *out = (uint8_t *)out_chars;
+    if (!sk || !msg || !out || !out_len) return IKC_ERR_ARG;
+    if (msg_len > SK_MAX_PLAIN || sk_offset < IKE_HEADER_LEN || sk_offset > msg_len ||
+        msg_len - sk_offset < GENERIC_HEADER_LEN)
+        return IKC_ERR_TRUNCATED;
+    size_t payload_len = ((size_t)msg[sk_offset + 2] << 8) | msg[sk_offset + 3];
+    if (payload_len != msg_len - sk_offset || ikc_get32(msg + 24) != msg_len) return IKC_ERR_TRUNCATED;
+    size_t aad_len = sk_offset + GENERIC_HEADER_LEN;
+    return ikc_sk_open(sk, msg, aad_len, msg + aad_len, msg_len - aad_len, out, out_cap, out_len);
 }

@@ -59,6 +59,8 @@ def check(status: int, what: str = "") -> None:
 
 def as_bytes(value, name: str) -> bytes:
     """Accept bytes-like input the way pyca does; reject everything else with TypeError."""
+    if type(value) is bytes:   # the common case, checked first and fast
+        return value
     if isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):

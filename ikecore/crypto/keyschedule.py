@@ -5,39 +5,81 @@ RFC 5723 §5.1 (resumption), RFC 7296 §2.17 (Child SA KEYMAT).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Callable, NamedTuple
 
-from .._binding import as_bytes, check, ffi, lib
+from .._binding import as_bytes, check, error_for, ffi, lib
 from .transforms import Integ, encr_key_length, integ_key_length, is_aead, prf_length
 
 
-@dataclass(frozen=True)
-class IkeKeys:
-    """The seven IKE SA keys. Key fields are left out of repr so they never reach a log."""
+class IkeKeys(NamedTuple):
+    """The seven IKE SA keys (a tuple, cheap to build). repr leaves the keys out
+    so they never reach a log."""
 
     prf_id: int
-    sk_d: bytes = field(repr=False)
-    sk_ai: bytes = field(repr=False)
-    sk_ar: bytes = field(repr=False)
-    sk_ei: bytes = field(repr=False)
-    sk_er: bytes = field(repr=False)
-    sk_pi: bytes = field(repr=False)
-    sk_pr: bytes = field(repr=False)
-    skeyseed: bytes | None = field(default=None, repr=False)  # only when asked for (tests, KATs)
+    sk_d: bytes
+    sk_ai: bytes
+    sk_ar: bytes
+    sk_ei: bytes
+    sk_er: bytes
+    sk_pi: bytes
+    sk_pr: bytes
+    skeyseed: bytes | None = None   # only when asked for (tests, KATs)
+
+    def __repr__(self) -> str:
+        return f"IkeKeys(prf_id={self.prf_id}, <keys hidden>)"
 
 
-@dataclass(frozen=True)
-class ChildKeys:
+class ChildKeys(NamedTuple):
     """Child SA keys per direction (i = initiator to responder). AEAD encryption
     keys carry their salt at the end, exactly as ``ikecore.esp.EspSA`` takes them."""
 
-    encr_i: bytes = field(repr=False)
-    integ_i: bytes = field(repr=False)
-    encr_r: bytes = field(repr=False)
-    integ_r: bytes = field(repr=False)
+    encr_i: bytes
+    integ_i: bytes
+    encr_r: bytes
+    integ_r: bytes
+
+    def __repr__(self) -> str:
+        return "ChildKeys(<keys hidden>)"
+
+
+# key buffers are written in full by C before they are read: skip zeroing
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+class _Layout(NamedTuple):
+    """Where each key sits in the prf+ stream of one (PRF, ENCR, INTEG) suite."""
+
+    integ_len: int
+    encr_len: int
+    prf_len: int
+    total: int
+    cut: Callable[[bytes], tuple]   # the stream -> the seven keys, in one C-level call
+
+
+_LAYOUTS: dict[tuple, _Layout] = {}
+
+
+def _layout(prf_id: int, encr_id: int, encr_key_bits: int | None, integ_id: int) -> _Layout:
+    """Validated once per suite, then cached: the key schedule runs per handshake."""
+    key = (prf_id, encr_id, encr_key_bits, integ_id)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        integ_len, encr_len = _validated_lengths(encr_id, encr_key_bits, integ_id)
+        p = prf_length(prf_id)
+        offsets = [0]
+        for n in (p, integ_len, integ_len, encr_len, encr_len, p, p):
+            offsets.append(offsets[-1] + n)
+        cut = itemgetter(*(slice(a, b) for a, b in zip(offsets, offsets[1:])))
+        layout = _LAYOUTS[key] = _Layout(integ_len, encr_len, p, offsets[-1], cut)
+    return layout
 
 
 def _lengths(encr_id: int, encr_key_bits: int | None, integ_id: int) -> tuple[int, int]:
+    return _validated_lengths(encr_id, encr_key_bits, integ_id)
+
+
+def _validated_lengths(encr_id: int, encr_key_bits: int | None, integ_id: int) -> tuple[int, int]:
     encr_len = encr_key_length(encr_id, encr_key_bits)
     if is_aead(encr_id):
         if integ_id != Integ.NONE:
@@ -49,46 +91,45 @@ def _lengths(encr_id: int, encr_key_bits: int | None, integ_id: int) -> tuple[in
 
 
 def _spi(value: bytes, name: str) -> bytes:
-    value = as_bytes(value, name)
-    if len(value) != 8:
-        raise ValueError(f"{name} must be 8 octets")
+    if type(value) is not bytes or len(value) != 8:
+        value = as_bytes(value, name)
+        if len(value) != 8:
+            raise ValueError(f"{name} must be 8 octets")
     return value
 
 
-def _split(prf_id: int, buf, total: int, integ_len: int, encr_len: int, skeyseed) -> IkeKeys:
-    raw = ffi.buffer(buf, total)[:]
-    p = prf_length(prf_id)
-    cuts = [p, integ_len, integ_len, encr_len, encr_len, p, p]
-    parts, at = [], 0
-    for n in cuts:
-        parts.append(raw[at:at + n])
-        at += n
-    seed = ffi.buffer(skeyseed, len(skeyseed))[:] if skeyseed is not None else None
-    return IkeKeys(prf_id, *parts, skeyseed=seed)
+def _keys(prf_id: int, layout: _Layout, out, seed) -> IkeKeys:
+    skeyseed = ffi.unpack(seed, len(seed)) if seed is not None else None
+    return tuple.__new__(IkeKeys, (prf_id, *layout.cut(ffi.unpack(out, layout.total)), skeyseed))
 
 
-def _skeyseed_buf(prf_id: int, wanted: bool):
-    if not wanted:
-        return None, ffi.NULL, 0
-    buf = ffi.new("uint8_t[]", prf_length(prf_id))
-    return buf, buf, len(buf)
+def _require_bytes(**values) -> tuple:
+    """Slow path of the argument check: convert bytes-likes, reject the rest."""
+    return tuple(as_bytes(v, name) for name, v in values.items())
+
+
+def _seed_buffer(prf_id: int):
+    return ffi.new("char[]", prf_length(prf_id))
 
 
 def ike_keys_initial(prf_id: int, ni: bytes, nr: bytes, shared_secret: bytes,
                      spi_i: bytes, spi_r: bytes, *, encr_id: int, encr_key_bits: int | None = None,
                      integ_id: int = Integ.NONE, include_skeyseed: bool = False) -> IkeKeys:
     """SKEYSEED = prf(Ni | Nr, g^ir) and its expansion into the seven keys."""
-    ni, nr = as_bytes(ni, "ni"), as_bytes(nr, "nr")
-    gir = as_bytes(shared_secret, "shared_secret")
-    spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    integ_len, encr_len = _lengths(encr_id, encr_key_bits, integ_id)
-    total = 3 * prf_length(prf_id) + 2 * integ_len + 2 * encr_len
-    out = ffi.new("uint8_t[]", total)
-    seed, seed_ptr, seed_len = _skeyseed_buf(prf_id, include_skeyseed)
-    check(lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
-                                   integ_len, encr_len, out, total, seed_ptr, seed_len),
-          "initial key schedule")
-    return _split(prf_id, out, total, integ_len, encr_len, seed)
+    layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
+    gir = shared_secret
+    if type(ni) is not bytes or type(nr) is not bytes or type(gir) is not bytes:
+        ni, nr, gir = _require_bytes(ni=ni, nr=nr, shared_secret=gir)
+    if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
+        spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
+    out = _alloc("char[]", layout.total)
+    seed = _seed_buffer(prf_id) if include_skeyseed else None
+    rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
+                                  layout.integ_len, layout.encr_len, out, layout.total,
+                                  ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
+    if rc:
+        raise error_for(rc, "initial key schedule")
+    return _keys(prf_id, layout, out, seed)
 
 
 def ike_keys_rekey(old_prf_id: int, sk_d_old: bytes, shared_secret: bytes, ni: bytes, nr: bytes,
@@ -97,35 +138,38 @@ def ike_keys_rekey(old_prf_id: int, sk_d_old: bytes, shared_secret: bytes, ni: b
                    include_skeyseed: bool = False) -> IkeKeys:
     """IKE SA rekey and clone: SKEYSEED = prf_old(SK_d_old, g^ir_new | Ni | Nr),
     expanded with the new SA's PRF over Ni | Nr | SPIi_new | SPIr_new."""
+    layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
     sk_d_old = as_bytes(sk_d_old, "sk_d_old")
     gir = as_bytes(shared_secret, "shared_secret")
     ni, nr = as_bytes(ni, "ni"), as_bytes(nr, "nr")
     spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    integ_len, encr_len = _lengths(encr_id, encr_key_bits, integ_id)
-    total = 3 * prf_length(prf_id) + 2 * integ_len + 2 * encr_len
-    out = ffi.new("uint8_t[]", total)
-    seed, seed_ptr, seed_len = _skeyseed_buf(old_prf_id, include_skeyseed)
-    check(lib.ikc_ike_keys_rekey(old_prf_id, sk_d_old, len(sk_d_old), prf_id, gir, len(gir),
-                                 ni, len(ni), nr, len(nr), spi_i, spi_r, integ_len, encr_len,
-                                 out, total, seed_ptr, seed_len), "rekey key schedule")
-    return _split(prf_id, out, total, integ_len, encr_len, seed)
+    out = _alloc("char[]", layout.total)
+    seed = _seed_buffer(old_prf_id) if include_skeyseed else None
+    rc = lib.ikc_ike_keys_rekey(old_prf_id, sk_d_old, len(sk_d_old), prf_id, gir, len(gir),
+                                ni, len(ni), nr, len(nr), spi_i, spi_r, layout.integ_len, layout.encr_len,
+                                out, layout.total, ffi.NULL if seed is None else seed,
+                                0 if seed is None else len(seed))
+    if rc:
+        raise error_for(rc, "rekey key schedule")
+    return _keys(prf_id, layout, out, seed)
 
 
 def ike_keys_resume(prf_id: int, sk_d_old: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes,
                     *, encr_id: int, encr_key_bits: int | None = None, integ_id: int = Integ.NONE,
                     include_skeyseed: bool = False) -> IkeKeys:
     """Session resumption: SKEYSEED = prf(SK_d_old, "Resumption" | Ni | Nr)."""
+    layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
     sk_d_old = as_bytes(sk_d_old, "sk_d_old")
     ni, nr = as_bytes(ni, "ni"), as_bytes(nr, "nr")
     spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    integ_len, encr_len = _lengths(encr_id, encr_key_bits, integ_id)
-    total = 3 * prf_length(prf_id) + 2 * integ_len + 2 * encr_len
-    out = ffi.new("uint8_t[]", total)
-    seed, seed_ptr, seed_len = _skeyseed_buf(prf_id, include_skeyseed)
-    check(lib.ikc_ike_keys_resume(prf_id, sk_d_old, len(sk_d_old), ni, len(ni), nr, len(nr),
-                                  spi_i, spi_r, integ_len, encr_len, out, total, seed_ptr, seed_len),
-          "resumption key schedule")
-    return _split(prf_id, out, total, integ_len, encr_len, seed)
+    out = _alloc("char[]", layout.total)
+    seed = _seed_buffer(prf_id) if include_skeyseed else None
+    rc = lib.ikc_ike_keys_resume(prf_id, sk_d_old, len(sk_d_old), ni, len(ni), nr, len(nr),
+                                 spi_i, spi_r, layout.integ_len, layout.encr_len, out, layout.total,
+                                 ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
+    if rc:
+        raise error_for(rc, "resumption key schedule")
+    return _keys(prf_id, layout, out, seed)
 
 
 def child_keymat(prf_id: int, sk_d: bytes, ni: bytes, nr: bytes, length: int,

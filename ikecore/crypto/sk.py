@@ -6,17 +6,19 @@ start the ICV input, RFC 7296 §3.14). ``seal`` returns IV | ciphertext | ICV.
 """
 from __future__ import annotations
 
-from .._binding import as_bytes, check, ffi, lib
+from .._binding import as_bytes, check, error_for, ffi, lib
 from ..errors import InvalidTag
 from .transforms import Integ, is_aead
 
 _MAX_MESSAGE = 1 << 20
+# output buffers are written in full by C before they are read: skip zeroing
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 class SkCipher:
     """One key, one direction: SK_ei/SK_ai for the initiator's messages, SK_er/SK_ar for the responder's."""
 
-    __slots__ = ("_handle", "encr_id", "integ_id", "iv_length", "icv_length", "block_length")
+    __slots__ = ("_handle", "_out_len", "_fixed", "encr_id", "integ_id", "iv_length", "icv_length", "block_length")
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int = Integ.NONE,
                  integ_key: bytes = b"") -> None:
@@ -33,42 +35,77 @@ class SkCipher:
         iv, icv, block = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("size_t *")
         check(lib.ikc_sk_params(self._handle, iv, icv, block))
         self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
+        self._out_len = ffi.new("size_t *")   # reused: an SkCipher is not shared between threads
+        self._fixed = self.iv_length + self.icv_length
 
     def sealed_length(self, plaintext_length: int) -> int:
-        """Octets ``seal`` returns for this much plaintext: the SK payload body length."""
-        out = ffi.new("size_t *")
-        check(lib.ikc_sk_sealed_len(self._handle, plaintext_length, out), "sealed length")
-        return out[0]
+        """Octets ``seal`` returns for this much plaintext: the SK payload body
+        less its generic header (IV, padded ciphertext, ICV)."""
+        if not isinstance(plaintext_length, int) or not 0 <= plaintext_length <= _MAX_MESSAGE:
+            raise ValueError("plaintext length out of range")
+        block = self.block_length
+        return self.iv_length + (plaintext_length + block) // block * block + self.icv_length
 
     def seal(self, aad: bytes, plaintext: bytes, iv: bytes | None = None) -> bytes:
         """Encrypt and authenticate. ``iv`` is for known-answer tests only: by
         default AEAD IVs come from a counter and CBC IVs from the DRBG."""
-        aad = as_bytes(aad, "aad")
-        plaintext = as_bytes(plaintext, "plaintext")
+        if type(aad) is not bytes:
+            aad = as_bytes(aad, "aad")
+        if type(plaintext) is not bytes:
+            plaintext = as_bytes(plaintext, "plaintext")
         if len(plaintext) > _MAX_MESSAGE or len(aad) > _MAX_MESSAGE:
             raise ValueError("message too large")
         n = self.sealed_length(len(plaintext))
-        out = ffi.new("uint8_t[]", n)
+        out = _alloc("uint8_t[]", n)
         if iv is None:
             iv_ptr, iv_len = ffi.NULL, 0
         else:
             iv_ptr = as_bytes(iv, "iv")
             iv_len = len(iv_ptr)
-        check(lib.ikc_sk_seal(self._handle, aad, len(aad), plaintext, len(plaintext),
-                              iv_ptr, iv_len, out, n), "SK seal")
+        rc = lib.ikc_sk_seal(self._handle, aad, len(aad), plaintext, len(plaintext), iv_ptr, iv_len, out, n)
+        if rc:
+            raise error_for(rc, "SK seal")
         return ffi.buffer(out, n)[:]
 
     def open(self, aad: bytes, sealed: bytes) -> bytes:
         """Verify, decrypt and strip the padding; ``InvalidTag`` when the ICV fails."""
-        aad = as_bytes(aad, "aad")
-        sealed = as_bytes(sealed, "sealed")
+        if type(aad) is not bytes:
+            aad = as_bytes(aad, "aad")
+        if type(sealed) is not bytes:
+            sealed = as_bytes(sealed, "sealed")
         if len(sealed) > _MAX_MESSAGE or len(aad) > _MAX_MESSAGE:
             raise ValueError("message too large")
-        out = ffi.new("uint8_t[]", max(len(sealed), 1))
-        out_len = ffi.new("size_t *")
-        check(lib.ikc_sk_open(self._handle, aad, len(aad), sealed, len(sealed), out, len(out), out_len),
-              "SK open")
-        return ffi.buffer(out, out_len[0])[:]
+        out = _alloc("uint8_t[]", len(sealed) or 1)
+        rc = lib.ikc_sk_open(self._handle, aad, len(aad), sealed, len(sealed), out, len(sealed), self._out_len)
+        if rc:
+            raise error_for(rc, "SK open")
+        return ffi.buffer(out, self._out_len[0])[:]
 
+    def seal_message(self, prefix: bytes, inner: bytes) -> bytes:
+        """The whole protected message: ``prefix`` is the IKE header, any clear
+        payloads and the SK generic header; the IKE Length and SK Payload
+        Length fields are filled in here."""
+        if type(prefix) is not bytes:
+            prefix = as_bytes(prefix, "prefix")
+        if type(inner) is not bytes:
+            inner = as_bytes(inner, "inner")
+        block = self.block_length
+        n = len(prefix) + self._fixed + (len(inner) + block) // block * block
+        out = _alloc("char[]", n)
+        # the C core bounds every length (message size, 16-bit SK length)
+        rc = lib.ikc_sk_seal_message(self._handle, prefix, len(prefix), inner, len(inner), out, n)
+        if rc:
+            raise error_for(rc, "SK seal")
+        return ffi.unpack(out, n)
 
-__all__ = ["SkCipher", "InvalidTag"]
+    def open_message(self, message: bytes, sk_offset: int) -> bytes:
+        """Verify and decrypt the SK payload whose generic header starts at
+        ``sk_offset`` (it must be the last payload); returns the inner payloads."""
+        if type(message) is not bytes:
+            message = as_bytes(message, "message")
+        out = _alloc("char[]", len(message) or 1)
+        rc = lib.ikc_sk_open_message(self._handle, message, len(message), sk_offset, out, len(message),
+                                     self._out_len)
+        if rc:
+            raise error_for(rc, "SK open")
+        return ffi.unpack(out, self._out_len[0])

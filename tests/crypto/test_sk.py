@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ikecore.crypto import Encr, Integ, SkCipher
-from ikecore.errors import InvalidKey, InvalidTag, MalformedPacket, UnsupportedAlgorithm
+from ikecore.errors import InvalidKey, InvalidTag, LimitExceeded, MalformedPacket, UnsupportedAlgorithm
 
 AEAD_SUITES = [(Encr.AES_GCM_16, 16), (Encr.AES_GCM_16, 24), (Encr.AES_GCM_16, 32), (Encr.AES_GCM_12, 16),
                (Encr.AES_GCM_8, 32), (Encr.CHACHA20_POLY1305, 32)]
@@ -179,3 +179,40 @@ def test_rfc7634_appendix_b_ike_message(vectors):
     assert inner == bytes.fromhex(case["plaintext"])[:-1]   # pad length octet stripped
     # and sealing the same inner payload with the published IV gives the published bytes
     assert message[:32] + sk.seal(message[:32], inner, iv=bytes.fromhex(case["iv"])) == message
+
+
+def _prefix(next_payload=41):
+    """IKE header (lengths zero, to be filled in) + SK generic header."""
+    header = bytes(range(16)) + bytes([46, 0x20, 37, 0x08]) + (5).to_bytes(4, "big") + bytes(4)
+    return header + bytes([next_payload, 0, 0, 0])
+
+
+@pytest.mark.parametrize("sk", list(all_suites()), ids=lambda s: f"{s.encr_id}-{s.integ_id}")
+def test_whole_message_forms(sk):
+    inner = os.urandom(100)
+    msg = sk.seal_message(_prefix(), inner)
+    assert int.from_bytes(msg[24:28], "big") == len(msg)
+    assert int.from_bytes(msg[30:32], "big") == len(msg) - 28
+    assert sk.open_message(msg, 28) == inner
+    # the same bytes open through the split form with AAD = header .. SK header
+    assert sk.open(msg[:32], msg[32:]) == inner
+    # lengths that disagree with the datagram are refused before any crypto
+    with pytest.raises(MalformedPacket):
+        sk.open_message(msg + b"\x00", 28)
+    with pytest.raises(MalformedPacket):
+        sk.open_message(msg[:-1], 28)
+    for bad_offset in (0, 27, len(msg) - 3, len(msg), len(msg) + 10):
+        with pytest.raises(MalformedPacket):
+            sk.open_message(msg, bad_offset)
+    tampered = bytearray(msg)
+    tampered[20] ^= 1   # message id: covered by the AAD / ICV
+    with pytest.raises(InvalidTag):
+        sk.open_message(bytes(tampered), 28)
+
+
+def test_seal_message_limits():
+    sk = SkCipher(Encr.AES_GCM_16, os.urandom(20))
+    with pytest.raises(ValueError):
+        sk.seal_message(b"short", b"x")
+    with pytest.raises(LimitExceeded):
+        sk.seal_message(_prefix(), bytes(70000))   # SK payload length is 16 bits
