@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# the sanitizer run (.ci/sanitize) is slower: fewer examples where a test takes the default
+settings.register_profile("sanitize", max_examples=30, deadline=None)
+settings.register_profile("default", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 

@@ -1,12 +1,15 @@
 """NIST SP 800-135 §7.1 IKEv2 KDF known answers (tests/vectors/nist_cavp_ikev2_kdf.json
 names the transcription each case comes from) through the one-shot key schedules."""
+import json
+from pathlib import Path
+
 import pytest
 
-from conftest import read_vectors
 from ikecore.crypto import Encr, Integ, child_keymat, ike_keys_initial, ike_keys_rekey, prf_plus
 
 PRF_BY_HASH = {"sha256": 5, "sha384": 6, "sha512": 7}
-CASES = [c for c in read_vectors("nist_cavp_ikev2_kdf.json")["cases"] if c["hash"] in PRF_BY_HASH]
+_DATA = json.loads((Path(__file__).parents[1] / "vectors" / "nist_cavp_ikev2_kdf.json").read_text())
+CASES = [c for c in _DATA["cases"] if c["hash"] in PRF_BY_HASH]
 FIELDS = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 
 
