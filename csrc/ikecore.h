@@ -151,6 +151,145 @@ int ikc_sk_seal_message(ikc_sk *sk, const uint8_t *prefix, size_t prefix_len,
                         const uint8_t *plain, size_t plain_len, char *out, size_t out_len);
 int ikc_sk_open_message(ikc_sk *sk, const uint8_t *msg, size_t msg_len, size_t sk_offset,
                         char *out, size_t out_cap, size_t *out_len);
+/* ---- ESP (RFC 4303; RFC 4106, RFC 7634, RFC 3602 + RFC 4868; RFC 3948) ----
+ * One ikc_esp per SA. The packet handed in/out is SPI .. ICV (no IP or UDP
+ * header). GCM/ChaCha20: explicit IV = the 64-bit sequence number. AES-CBC:
+ * IV = AES-ECB(per-SA random key, seq64 | per-SA random salt). An SA is not
+ * thread-safe; different SAs may be used on different threads at once. */
+#define IKC_ESP_F_ESN            1   /* extended (64-bit) sequence numbers */
+#define IKC_ESP_F_OUTBOUND       2   /* build only the encrypt side */
+#define IKC_ESP_F_INBOUND        4   /* build only the decrypt side (neither: both) */
+#define IKC_ESP_F_NO_PAD_CHECK   8   /* do not check padding contents 1,2,3,... */
+#define IKC_ESP_F_KEEP_TFC      16   /* do not strip TFC padding after an inner IP packet */
+#define IKC_ESP_F_NO_INTEGRITY  32   /* allow AES-CBC without INTEG (RFC 4303 §3.2; tests) */
+#define IKC_ESP_MAX_WINDOW   1048576 /* anti-replay window, packets (0 = off) */
+#define IKC_ESP_MAX_PACKET     65535 /* largest ESP packet built or accepted */
+#define IKC_ESP_HEADER_LEN         8 /* SPI + sequence number */
+#define IKC_ESP_NH_DUMMY          59 /* RFC 4303 §2.6: dummy packet */
+#define IKC_ESP_NH_PER_PACKET     -1 /* batch encrypt: next header from the vector */
+#define IKC_ESP_NH_FROM_IP        -2 /* batch encrypt: 4 or 41 from the IP version nibble */
+
+/* per-SA counters, ikc_esp_stats index */
+#define IKC_ESP_STAT_PACKETS       0
+#define IKC_ESP_STAT_OCTETS        1   /* payload octets */
+#define IKC_ESP_STAT_AUTH_FAILED   2
+#define IKC_ESP_STAT_REPLAYED      3
+#define IKC_ESP_STAT_MALFORMED     4   /* truncated, padding, SPI, too large */
+#define IKC_ESP_STAT_COUNT         5
+
+typedef struct ikc_esp ikc_esp;
+/* key: ENCR key (AEAD: key | 4-octet salt, as IKEv2 KEYMAT lays it out);
+ * integ: INTEG id and key (AEAD: IKC_INTEG_NONE and no key) */
+int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
+                int integ_id, const uint8_t *integ_key, size_t integ_key_len,
+                unsigned int flags, uint32_t replay_window, ikc_esp **out);
+void ikc_esp_free(ikc_esp *sa);
+int ikc_esp_params(const ikc_esp *sa, size_t *iv_len, size_t *icv_len, size_t *block_len);
+/* length of the ESP packet for a payload (+ TFC padding octets) */
+int ikc_esp_packet_len(const ikc_esp *sa, size_t payload_len, size_t tfc_len, size_t *packet_len);
+int ikc_esp_encrypt(ikc_esp *sa, const uint8_t *payload, size_t payload_len, int next_header,
+                    size_t tfc_len, uint8_t *out, size_t out_cap, size_t *out_len);
+/* known-answer tests only: the caller's IV instead of the SA's (may repeat an IV!) */
+int ikc_esp_encrypt_iv(ikc_esp *sa, const uint8_t *iv, size_t iv_len,
+                       const uint8_t *payload, size_t payload_len, int next_header,
+                       size_t tfc_len, uint8_t *out, size_t out_cap, size_t *out_len);
+/* out receives the payload (TFC padding stripped after an inner IP packet);
+ * out_cap >= packet_len always suffices. next_header and seq may be NULL. */
+int ikc_esp_decrypt(ikc_esp *sa, const uint8_t *packet, size_t packet_len,
+                    uint8_t *out, size_t out_cap, size_t *out_len, int *next_header, uint64_t *seq);
+/* single-packet fast path (few arguments: the cffi call costs as much as
+ * the crypto): results land in the SA's own scratch buffer (ikc_esp_scratch,
+ * IKC_ESP_SCRATCH octets; larger packets use the calls above).
+ * encrypt1 returns the packet length, decrypt1 (payload length << 8) | next
+ * header; both a negative IKC_ERR_* on failure. decrypt1 keeps the packet's
+ * full sequence number for ikc_esp_last_seq. */
+#define IKC_ESP_SCRATCH 2048
+char *ikc_esp_scratch(ikc_esp *sa);
+int ikc_esp_encrypt1(ikc_esp *sa, const char *payload, size_t payload_len, int next_header);
+int ikc_esp_decrypt1(ikc_esp *sa, const char *packet, size_t packet_len);
+uint64_t ikc_esp_last_seq(const ikc_esp *sa);
+/* outbound: the last sequence number sent (0 = none); may only move forward */
+int ikc_esp_get_seq(const ikc_esp *sa, uint64_t *last_sent);
+int ikc_esp_set_seq(ikc_esp *sa, uint64_t last_sent);
+/* inbound: highest authenticated sequence number (0 = none yet) */
+int ikc_esp_get_replay_top(const ikc_esp *sa, uint64_t *top);
+/* resynchronise the inbound state (SA migration, tests): window emptied, 'top'
+ * marked as received */
+int ikc_esp_set_replay_top(ikc_esp *sa, uint64_t top);
+int ikc_esp_stats(const ikc_esp *sa, uint64_t *out, size_t n);
+
+/* ---- packet vectors: many packets in one buffer, for the batch calls ----
+ * 'slots' packets of 'slot_size' octets each, contiguous; packet i lives at
+ * buf + i*slot_size + offsets[i], lengths[i] octets. Fresh data goes in at
+ * 'headroom' so that encryption can put the ESP header in front in place.
+ * status[i]: IKC_OK (processed), IKC_PKT_* (> 0) or a negative IKC_ERR_*. */
+#define IKC_PKT_PENDING     1   /* loaded, waiting for processing */
+#define IKC_PKT_IKE         2   /* UDP 4500 with non-ESP marker: IKE (marker stripped) */
+#define IKC_PKT_KEEPALIVE   3   /* UDP 4500 NAT keepalive (0xFF) */
+#define IKC_PKT_DUMMY       4   /* authenticated ESP dummy packet (next header 59): drop */
+#define IKC_PKT_SENT        5   /* handed to the socket by ikc_vec_send */
+#define IKC_PKT_EMPTY       6   /* unused slot */
+#define IKC_ERR_IO        -15   /* socket / fd error: see ikc_vec_errno */
+
+typedef struct ikc_pktvec ikc_pktvec;
+int ikc_vec_new(uint32_t slots, uint32_t slot_size, uint32_t headroom, ikc_pktvec **out);
+void ikc_vec_free(ikc_pktvec *v);
+uint8_t *ikc_vec_buf(ikc_pktvec *v);
+uint32_t *ikc_vec_offsets(ikc_pktvec *v);
+uint32_t *ikc_vec_lengths(ikc_pktvec *v);
+int32_t *ikc_vec_status(ikc_pktvec *v);
+uint8_t *ikc_vec_next_headers(ikc_pktvec *v);
+uint64_t *ikc_vec_seqs(ikc_pktvec *v);
+uint32_t ikc_vec_count(const ikc_pktvec *v);
+int ikc_vec_set_count(ikc_pktvec *v, uint32_t count);
+int ikc_vec_errno(const ikc_pktvec *v);
+/* count packets of 'len' octets at headroom, status PENDING, next header nh
+ * (contents untouched: write them through ikc_vec_buf) */
+int ikc_vec_reset(ikc_pktvec *v, uint32_t count, uint32_t len, int next_header);
+/* count packets laid end to end in data with their lengths, copied in at headroom */
+int ikc_vec_load(ikc_pktvec *v, const uint8_t *data, size_t data_len,
+                 const uint32_t *lens, uint32_t count, int next_header);
+/* packets with status OK, concatenated into out (lens[] gets each length) */
+int ikc_vec_gather(const ikc_pktvec *v, uint8_t *out, size_t out_cap, uint32_t *lens,
+                   uint32_t lens_cap, uint32_t *n, size_t *total);
+/* sum of statuses: how many packets have each status class */
+int ikc_vec_count_status(const ikc_pktvec *v, int32_t status, uint32_t *n);
+/* every packet with status 'from' gets status 'to' (e.g. OK -> PENDING to feed
+ * encrypted packets to a decrypting SA); n = how many changed */
+int ikc_vec_restatus(ikc_pktvec *v, int32_t from, int32_t to, uint32_t *n);
+
+/* batch ESP: dst NULL = in place, else results land in dst's slot of the
+ * same index (src untouched). Encrypt takes packets with status OK or
+ * PENDING; decrypt takes PENDING ones. n_ok = packets that succeeded. */
+int ikc_esp_encrypt_vec(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, int next_header,
+                        uint32_t tfc_len, uint32_t *n_ok);
+int ikc_esp_decrypt_vec(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, uint32_t *n_ok);
+/* inbound demultiplexing by SPI over several SAs (unknown SPI: IKC_ERR_SPI) */
+int ikc_esp_decrypt_vec_multi(ikc_esp *const *sas, size_t nsas, ikc_pktvec *src,
+                              ikc_pktvec *dst, uint32_t *n_ok);
+
+/* UDP encapsulation (RFC 3948) over a vector received on port 4500: marks
+ * keepalives and IKE messages (stripping the non-ESP marker), leaves ESP PENDING */
+int ikc_vec_classify_udpencap(ikc_pktvec *v);
+/* prepend / strip an 8-octet UDP header (checksum 0) on packets with status
+ * OK (wrap) or PENDING (unwrap), for raw sockets and TUN-side NAT-T */
+int ikc_vec_udp_wrap(ikc_pktvec *v, uint16_t src_port, uint16_t dst_port);
+int ikc_vec_udp_unwrap(ikc_pktvec *v);
+
+/* socket and fd I/O without a Python object per packet.
+ * recv: up to 'max' datagrams into slots 0.. (count set, PENDING, peer
+ * address kept); wait=1 blocks until one arrives, wait=0 never blocks.
+ * send: every packet with status OK, to its address (none: connected
+ * socket); sent packets become IKC_PKT_SENT. recvmmsg/sendmmsg on Linux. */
+int ikc_vec_recv(ikc_pktvec *v, int fd, uint32_t max, int wait, uint32_t *received);
+int ikc_vec_send(ikc_pktvec *v, int fd, uint32_t *sent);
+/* TUN-style fds: one packet per read()/write() */
+int ikc_vec_read_fd(ikc_pktvec *v, int fd, uint32_t max, int wait, uint32_t *received);
+int ikc_vec_write_fd(ikc_pktvec *v, int fd, uint32_t *written);
+/* peer address of packet i ("1.2.3.4" / "2001:db8::1"), or set it
+ * (i = UINT32_MAX: all slots; host NULL: clear) */
+int ikc_vec_get_addr(const ikc_pktvec *v, uint32_t i, char *host, size_t host_cap, uint16_t *port);
+int ikc_vec_set_addr(ikc_pktvec *v, uint32_t i, const char *host, uint16_t port);
 /* CDEF END */
 
 #endif

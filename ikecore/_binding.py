@@ -43,6 +43,7 @@ _STATUS = {
     lib.IKC_ERR_SEQ_EXHAUSTED: (errors.SequenceExhausted, "sequence numbers exhausted: rekey the SA"),
     lib.IKC_ERR_SPI: (errors.MalformedPacket, "packet for another SPI"),
     lib.IKC_ERR_STATE: (errors.IkeError, "operation not valid in this state"),
+    lib.IKC_ERR_IO: (OSError, "socket or file descriptor I/O failed"),
 }
 
 

@@ -1,0 +1,44 @@
+/* esp_internal.h - the ESP SA and packet vector layouts, shared by esp.c and
+ * esp_vec.c only; never seen by cffi. */
+#ifndef IKC_ESP_INTERNAL_H
+#define IKC_ESP_INTERNAL_H
+#include "internal.h"
+
+struct ikc_esp {
+    uint32_t spi;
+    unsigned int flags;
+    int aead, esn, has_integ;
+    size_t iv_len, icv_len, block, hdr_len;   /* block: alignment of the encrypted part */
+    uint8_t salt[4];                          /* AEAD nonce salt */
+    uint8_t iv_salt[8];                       /* CBC: second half of the IV generator input */
+    EVP_CIPHER_CTX *enc, *dec;                /* keyed once; IV set per packet */
+    EVP_CIPHER_CTX *ivgen;                    /* CBC outbound: AES-ECB under a random key */
+    ikc_hmac integ;
+    uint64_t seq_out, seq_max;                /* last sequence number sent, its limit */
+    uint64_t top;                             /* highest authenticated sequence number */
+    uint32_t window, wmask;                   /* replay window (packets), ring words - 1 */
+    uint64_t *bitmap;
+    uint64_t stats[IKC_ESP_STAT_COUNT];
+    uint64_t last_seq;                        /* of the last packet decrypt1 opened */
+    uint8_t scratch[IKC_ESP_SCRATCH];         /* single-packet fast path output */
+};
+
+struct ikc_pktvec {
+    uint8_t *buf;
+    uint32_t slots, slot_size, headroom, count;
+    uint32_t *off, *len;
+    int32_t *status;
+    uint8_t *nh;
+    uint64_t *seq;
+    void *addr;          /* struct sockaddr_storage[slots] */
+    uint32_t *addrlen;
+    void *msgs, *iovs;   /* struct mmsghdr[slots], struct iovec[slots] (Linux) */
+    uint32_t *map;       /* send: message index -> packet index */
+    int last_errno;
+};
+
+int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next_header,
+                         size_t tfc_len, const uint8_t *iv_override, size_t cap, size_t *out_len);
+int ikc_esp_open(ikc_esp *sa, uint8_t *pkt, size_t len, uint8_t *out, size_t out_cap,
+                 size_t *payload_len, int *nh, uint64_t *seq);
+#endif
