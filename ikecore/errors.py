@@ -137,3 +137,24 @@ class InvalidKeyExchangeData(ParseError):
     """The peer's KE data is not a valid public value for its D-H group
     (wrong length, point off the curve, MODP value out of range, or an
     all-zero X25519 result)."""
+
+
+# --- IKE message codec (ikecore.protocol) --------------------------------------
+
+class IntegrityCheckFailed(ParseError, InvalidTag):
+    """The ICV of an Encrypted (SK) or Encrypted Fragment (SKF) payload did not
+    verify. Nothing may be answered: drop the message silently (RFC 7296 §2.21.2,
+    §3.14; RFC 7383 §2.6)."""
+
+    notify_type = None
+
+
+class FragmentError(ParseError):
+    """An IKE fragment (RFC 7383) that is out of range, duplicated, inconsistent
+    with the others, or over a reassembly limit. Discard it silently (RFC 7383 §2.6)."""
+
+    notify_type = None
+
+
+class DuplicateFragment(FragmentError):
+    """A fragment number that was already received (often a retransmission)."""
