@@ -1,0 +1,222 @@
+"""The endpoint: owns many IKE SAs, routes datagrams to them by SPI, answers
+new IKE_SA_INIT requests, and engages stateless cookies (RFC 7296 §2.6) when
+the half-open SAs pass a threshold. Sans-I/O like the connections it holds.
+
+The I/O layer hands in every UDP datagram it receives on the IKE ports with
+``receive_datagram(data, remote, local, now)``: on the NAT-T port the non-ESP
+marker is stripped here and ESP packets or keepalives are reported back
+(``Classification``) for the data path to handle.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+from collections import deque
+from typing import Callable
+
+from ..errors import ParseError
+from . import events as ev
+from .config import IkeConfig
+from .constants import ExchangeType, NotifyType
+from .exchanges import ike_sa_init
+from .ike_sa import Address, IkeConnection, State
+from .message import Message, parse_message
+
+log = logging.getLogger("ikecore.endpoint")
+
+NON_ESP_MARKER = bytes(4)
+COOKIE_VERSION_BYTES = 1
+
+
+class Classification(enum.Enum):
+    IKE = "ike"
+    ESP = "esp"                 # ESP-in-UDP (RFC 3948): hand to the ESP data path
+    KEEPALIVE = "keepalive"     # 1-octet 0xFF NAT keepalive
+    DROPPED = "dropped"
+
+
+class IkeEndpoint:
+    def __init__(self, config: IkeConfig | None = None, *, rng: Callable[[int], bytes], now: float,
+                 natt_port: int = 4500, cookie_threshold: int | None = None,
+                 cookie_secret_lifetime: float = 60.0,
+                 select_config: Callable[[Address, Address], IkeConfig | None] | None = None) -> None:
+        """``config`` answers new peers (or ``select_config(remote, local)`` picks
+        one per peer; None refuses). ``cookie_threshold``: half-open SAs above
+        which IKE_SA_INIT requests must carry a valid cookie (default: the
+        config's)."""
+        self.rng = rng
+        self.natt_port = natt_port
+        self.select_config = select_config or (lambda remote, local: config)
+        self.cookie_threshold = (cookie_threshold if cookie_threshold is not None else
+                                 config.cookie_threshold if config is not None else 100)
+        self.cookie_secret_lifetime = cookie_secret_lifetime
+        self._secrets = [(0, rng(32))]          # (version, secret): newest first, one old kept
+        self._secret_rotated_at = now
+        self.connections: dict[bytes, IkeConnection] = {}   # by our own SPI
+        self._half_open: dict[tuple, IkeConnection] = {}    # responder SAs by (SPIi, remote)
+        self.leases: set = set()
+        self._events: deque = deque()
+        self._datagrams: deque = deque()
+        self.stats = {"dropped": 0, "cookies_sent": 0, "cookie_rejects": 0, "init_refused": 0}
+
+    # ---------------------------------------------------------------- commands --
+    def connect(self, config: IkeConfig, local: Address, remote: Address, now: float,
+                child: str | None = None) -> IkeConnection:
+        conn = IkeConnection(config, initiator=True, local=local, remote=remote, rng=self.rng, now=now,
+                             natt_port=self.natt_port)
+        self._adopt(conn)
+        conn.initiate(now, child)
+        self._collect(conn)
+        return conn
+
+    def _adopt(self, conn: IkeConnection) -> None:
+        conn.leases = self.leases
+        own = conn.spi_i if conn.initiator else conn.spi_r
+        self.connections[own] = conn
+
+    @property
+    def half_open(self) -> int:
+        return len(self._half_open)
+
+    # ------------------------------------------------------------------ input --
+    def receive_datagram(self, data: bytes, remote: Address, local: Address, now: float) -> Classification:
+        remote, local = tuple(remote), tuple(local)
+        if local[1] == self.natt_port:
+            if data == b"\xff":
+                return Classification.KEEPALIVE
+            if len(data) < 4:
+                self.stats["dropped"] += 1
+                return Classification.DROPPED
+            if data[:4] != NON_ESP_MARKER:
+                return Classification.ESP
+            data = data[4:]
+        try:
+            msg = parse_message(data)
+        except ParseError as exc:
+            log.debug("dropping datagram from %s: %s", remote, exc)
+            self.stats["dropped"] += 1
+            return Classification.DROPPED
+        self.receive_message(msg, remote, local, now)
+        return Classification.IKE
+
+    def receive_message(self, msg: Message, remote: Address, local: Address, now: float) -> None:
+        if (msg.exchange_type == ExchangeType.IKE_SA_INIT and not any(msg.spi_r)
+                and msg.is_request):
+            self._init_request(msg, remote, local, now)
+            return
+        # our SPI is SPIr when the sender is the original initiator, else SPIi
+        own = msg.spi_r if msg.is_initiator else msg.spi_i
+        conn = self.connections.get(own)
+        if conn is None:
+            self.stats["dropped"] += 1
+            return
+        conn.receive_message(msg, remote, now)
+        self._collect(conn)
+
+    def _forget_half_open(self, conn: IkeConnection) -> None:
+        key = conn.exchange_state.get("half_open_key")
+        if key is not None and conn.state != State.INIT_DONE and self._half_open.get(key) is conn:
+            del self._half_open[key]
+
+    def _init_request(self, msg: Message, remote: Address, local: Address, now: float) -> None:
+        existing = self._half_open.get((msg.spi_i, remote))
+        if existing is not None:
+            existing.receive_message(msg, remote, now)   # a retransmission: the cached reply
+            self._collect(existing)
+            return
+        config = self.select_config(remote, local)
+        if config is None:
+            self.stats["init_refused"] += 1
+            return
+        self._rotate_secret(now)
+        if self.half_open >= self.cookie_threshold:
+            if not self._cookie_valid(msg, remote):
+                self.stats["cookies_sent"] += 1
+                cookie = self._cookie(msg, remote, self._secrets[0])
+                self._send(ike_sa_init.stateless_reply(msg, NotifyType.COOKIE, cookie), remote, local)
+                return
+        conn, reply = ike_sa_init.respond(config, msg, local=local, remote=remote, rng=self.rng, now=now,
+                                          natt_port=self.natt_port)
+        if conn is None:
+            self.stats["init_refused"] += 1
+            if reply:
+                self._send(reply, remote, local)
+            return
+        self._adopt(conn)
+        self._half_open[(msg.spi_i, remote)] = conn
+        conn.exchange_state["half_open_key"] = (msg.spi_i, remote)
+        self._collect(conn)
+
+    # ---------------------------------------------------------------- cookies --
+    def _rotate_secret(self, now: float) -> None:
+        if now - self._secret_rotated_at >= self.cookie_secret_lifetime:
+            version = (self._secrets[0][0] + 1) % 256
+            self._secrets = [(version, self.rng(32)), self._secrets[0]]
+            self._secret_rotated_at = now
+
+    def _cookie(self, msg: Message, remote: Address, secret: tuple[int, bytes]) -> bytes:
+        """<version> | HMAC-SHA-256(secret, Ni | IPi | SPIi)[:16] (RFC 7296 §2.6's suggestion, keyed)."""
+        nonce = msg.find(40)
+        material = (nonce.data if nonce else b"") + str(remote[0]).encode() + msg.spi_i
+        return bytes([secret[0]]) + hmac.new(secret[1], material, hashlib.sha256).digest()[:16]
+
+    def _cookie_valid(self, msg: Message, remote: Address) -> bool:
+        n = msg.notify(NotifyType.COOKIE)
+        if n is None or len(n.data) != COOKIE_VERSION_BYTES + 16:
+            return False
+        for secret in self._secrets:
+            if secret[0] == n.data[0] and hmac.compare_digest(n.data, self._cookie(msg, remote, secret)):
+                return True
+        self.stats["cookie_rejects"] += 1
+        return False
+
+    # ----------------------------------------------------------------- timers --
+    def handle_timer(self, now: float) -> None:
+        for conn in list(self.connections.values()):
+            t = conn.get_timer()
+            if t is not None and t <= now:
+                conn.handle_timer(now)
+                self._collect(conn)
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (c.get_timer() for c in self.connections.values()) if t is not None]
+        return min(times) if times else None
+
+    # ----------------------------------------------------------------- output --
+    def _send(self, data: bytes, remote: Address, local: Address) -> None:
+        if local[1] == self.natt_port:
+            data = NON_ESP_MARKER + data
+        self._datagrams.append((data, remote, local))
+
+    def _collect(self, conn: IkeConnection) -> None:
+        for data, remote, local in conn.datagrams_to_send():
+            self._send(data, remote, local)
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)) and event.connection is not None:
+                self._adopt(event.connection)
+                self._collect(event.connection)
+            self._events.append((conn, event))
+        self._forget_half_open(conn)
+        if conn.state == State.DELETED:
+            own = conn.spi_i if conn.initiator else conn.spi_r
+            if self.connections.get(own) is conn:
+                del self.connections[own]
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
+        """(datagram, remote, local); the non-ESP marker is already in place on the NAT-T port."""
+        out = list(self._datagrams)
+        self._datagrams.clear()
+        return out
+
+    def next_event(self) -> tuple[IkeConnection, ev.Event] | None:
+        return self._events.popleft() if self._events else None
+
+    def collect_all(self) -> None:
+        """Gather output a caller produced by driving connections directly (commands)."""
+        for conn in list(self.connections.values()):
+            self._collect(conn)
+
+
+__all__ = ["IkeEndpoint", "Classification", "NON_ESP_MARKER"]

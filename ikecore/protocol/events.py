@@ -1,0 +1,85 @@
+"""What the sans-I/O core reports to the layer above (``IkeConnection.next_event``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .child_sa import ChildSa
+from .config import Identity
+from .negotiation import IkeSuite
+
+
+class Event:
+    """Base class of every event."""
+
+
+@dataclass(frozen=True)
+class IkeSaEstablished(Event):
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool          # we are the original initiator
+    suite: IkeSuite
+    local_id: Identity
+    remote_id: Identity
+    virtual_ip: str | None = None   # the address our peer assigned us (CP), if any
+
+
+@dataclass(frozen=True)
+class IkeSaRekeyed(Event):
+    """The IKE SA was replaced; ``connection`` is the new one (it holds the Child SAs)."""
+    old_spis: tuple[bytes, bytes]
+    new_spis: tuple[bytes, bytes]
+    suite: IkeSuite
+    connection: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class IkeSaCloned(Event):
+    """RFC 7791: a new IKE SA (``connection``) beside the old one, which stays."""
+    parent_spis: tuple[bytes, bytes]
+    clone_spis: tuple[bytes, bytes]
+    suite: IkeSuite
+    connection: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class IkeSaDeleted(Event):
+    spi_i: bytes
+    spi_r: bytes
+    reason: str              # "deleted by peer", "deleted", "peer unresponsive", "authentication failed", ...
+    notify_type: int | None = None
+
+
+@dataclass(frozen=True)
+class ChildSaInstalled(Event):
+    child: ChildSa
+
+
+@dataclass(frozen=True)
+class ChildSaRekeyed(Event):
+    old: ChildSa
+    new: ChildSa
+
+
+@dataclass(frozen=True)
+class ChildSaDeleted(Event):
+    child: ChildSa
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChildSaFailed(Event):
+    """A Child SA could not be created; the IKE SA stays up."""
+    name: str
+    notify_type: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerAlive(Event):
+    """A liveness check (empty INFORMATIONAL) was answered."""
+    spi_i: bytes
+    spi_r: bytes
+
+
+__all__ = ["Event", "IkeSaEstablished", "IkeSaRekeyed", "IkeSaCloned", "IkeSaDeleted", "ChildSaInstalled",
+           "ChildSaRekeyed", "ChildSaDeleted", "ChildSaFailed", "PeerAlive"]

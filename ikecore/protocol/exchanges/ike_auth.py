@@ -1,0 +1,364 @@
+"""IKE_AUTH with the first Child SA (RFC 7296 §1.2, §2.15, §2.9, §3.15; RFC 7427).
+
+    Initiator                         Responder
+    HDR, SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, [CP(CFG_REQUEST),]
+             [N(INITIAL_CONTACT),] [N(USE_TRANSPORT_MODE),] SAi2, TSi, TSr}  -->
+                                      <--  HDR, SK {IDr, [CERT,] AUTH, [CP(CFG_REPLY),]
+                                                    [N(USE_TRANSPORT_MODE),] SAr2, TSi, TSr}
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from ...crypto.keyschedule import child_sa_keys
+from ...errors import AuthenticationFailed, IkeError, NoProposalChosen, ParseError, ProtocolError
+from .. import events as ev
+from ..auth import (psk_auth, sign_signature_auth, signed_octets, verify_psk_auth,
+                    verify_signature_auth)
+from ..child_sa import ChildSa
+from ..config import ChildConfig, Identity
+from ..constants import (AuthMethod, CertEncoding, CfgType, CpAttributeType, ExchangeType,
+                         NotifyType, PayloadType, ProtocolId)
+from ..message import Message
+from ..negotiation import accept_esp_reply, esp_sa_payload, select_esp
+from ..payloads import (AuthPayload, CertPayload, CertReqPayload, CpAttribute, CpPayload,
+                        IdiPayload, IdrPayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload)
+from ..selectors import covered_by, host_selector, narrow, to_payload
+from .task import Task
+
+log = logging.getLogger("ikecore.ike")
+
+HASH_IDS = {2, 3, 4, 5}
+
+
+def _id_body(id_type: int, data: bytes) -> bytes:
+    return bytes([id_type, 0, 0, 0]) + data      # IDx' of RFC 7296 §2.15
+
+
+# ------------------------------------------------------------------ AUTH data --
+
+def own_auth(conn, *, initiator_side: bool, id_type: int, id_data: bytes) -> tuple[AuthPayload, list]:
+    """Our AUTH payload (and CERT payloads) for the signed octets of our side."""
+    keys, suite = conn.keys, conn.suite
+    if initiator_side:
+        octets = signed_octets(conn.init_request, conn.nr, suite.prf_id, keys.sk_pi, _id_body(id_type, id_data))
+    else:
+        octets = signed_octets(conn.init_response, conn.ni, suite.prf_id, keys.sk_pr, _id_body(id_type, id_data))
+    local = conn.config.local_auth
+    if local.psk is not None:
+        return AuthPayload(AuthMethod.SHARED_KEY_MIC, psk_auth(suite.prf_id, local.psk, octets)), []
+    certs = [CertPayload(CertEncoding.X509_SIGNATURE, der) for der in local.certificates]
+    if conn.peer_signature_hashes:
+        hash_alg = next((h for h in (2, 3, 4) if h in conn.peer_signature_hashes), None)
+        data = sign_signature_auth(AuthMethod.DIGITAL_SIGNATURE, local.private_key, octets,
+                                   hash_alg=hash_alg, rsa_pss=local.rsa_pss)
+        return AuthPayload(AuthMethod.DIGITAL_SIGNATURE, data), certs
+    method = _legacy_method(local.private_key)
+    return AuthPayload(method, sign_signature_auth(method, local.private_key, octets)), certs
+
+
+def _legacy_method(private_key) -> int:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return AuthMethod.RSA_DIGITAL_SIGNATURE
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return {"secp256r1": AuthMethod.ECDSA_SHA256_P256, "secp384r1": AuthMethod.ECDSA_SHA384_P384,
+                "secp521r1": AuthMethod.ECDSA_SHA512_P521}[private_key.curve.name]
+    raise IkeError("this key can only sign with RFC 7427 (the peer sent no SIGNATURE_HASH_ALGORITHMS)")
+
+
+def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload) -> None:
+    """Check the peer's AUTH against its identity and credentials; raise AuthenticationFailed."""
+    from ..auth import check_identity_matches_certificate
+    auth = msg.find(PayloadType.AUTH)
+    keys, suite = conn.keys, conn.suite
+    body = _id_body(id_payload.id_type, id_payload.data)
+    if peer_is_initiator:
+        octets = signed_octets(conn.init_request, conn.nr, suite.prf_id, keys.sk_pi, body)
+    else:
+        octets = signed_octets(conn.init_response, conn.ni, suite.prf_id, keys.sk_pr, body)
+    remote = conn.config.remote_auth
+    if remote.psk is not None:
+        if auth.method != AuthMethod.SHARED_KEY_MIC:
+            raise AuthenticationFailed(f"expected a PSK AUTH, got method {auth.method}")
+        verify_psk_auth(suite.prf_id, remote.psk, octets, auth.data)
+        return
+    if auth.method == AuthMethod.SHARED_KEY_MIC:
+        raise AuthenticationFailed("the peer used a PSK where a signature is required")
+    allowed = set(conn.config.signature_hashes) & set(conn.peer_signature_hashes or HASH_IDS) | {5}
+    certs = [c for c in msg.find_all(PayloadType.CERT) if c.encoding == CertEncoding.X509_SIGNATURE]
+    if remote.public_key is not None:
+        key = remote.public_key      # pinned: whatever CERT the peer sends, this key must verify
+    else:
+        if not certs:
+            raise AuthenticationFailed("the peer sent no certificate")
+        try:
+            leaf = remote.trust_store.verify_chain(certs[0].data, [c.data for c in certs[1:]])
+        except ParseError as exc:
+            raise AuthenticationFailed(f"bad certificate: {exc}") from exc
+        check_identity_matches_certificate(id_payload.id_type, id_payload.data, leaf)
+        key = leaf
+    verify_signature_auth(auth.method, key, auth.data, octets, allowed_hashes=allowed)
+
+
+def _check_identity(conn, id_payload, expected: Identity | None) -> Identity:
+    peer = Identity(id_payload.id_type, id_payload.data)
+    if expected is not None and peer != expected:
+        raise AuthenticationFailed(f"peer identity {peer} is not the configured {expected}")
+    return peer
+
+
+# ------------------------------------------------------------------ Child SAs --
+
+def child_keys(conn, suite, ni: bytes, nr: bytes, shared_secret: bytes | None = None):
+    return child_sa_keys(conn.suite.prf_id, conn.keys.sk_d, ni, nr, encr_id=suite.encr_id,
+                         encr_key_bits=suite.key_bits, integ_id=suite.integ_id,
+                         shared_secret=shared_secret)
+
+
+def new_child(conn, cfg: ChildConfig, suite, *, spi_in: bytes, spi_out: bytes, keys, initiator: bool,
+              local_ts: list, remote_ts: list, now: float, mode: str | None = None) -> ChildSa:
+    jitter = (conn.rng(1)[0] / 255.0) * 0.1 * cfg.rekey_time
+    child = ChildSa(name=cfg.name, mode=mode or cfg.mode, suite=suite, spi_in=spi_in, spi_out=spi_out,
+                    keys=keys, initiator=initiator, local_ts=local_ts, remote_ts=remote_ts,
+                    created_at=now, rekey_at=now + cfg.rekey_time - jitter,
+                    expire_at=now + cfg.life_time, replay_window=cfg.replay_window,
+                    udp_encap=conn.nat_detected, config=cfg)
+    conn.children[spi_in] = child
+    return child
+
+
+def new_child_spi(conn) -> bytes:
+    while True:
+        spi = conn.rng(4)
+        # SPIs 1-255 are reserved by IANA (RFC 4303 §2.1)
+        if int.from_bytes(spi, "big") > 255 and spi not in conn.children:
+            return spi
+
+
+def child_request_payloads(conn, cfg: ChildConfig, spi_in: bytes, *, pfs_group: int | None = None,
+                           local_ts=None) -> tuple[SaPayload, list]:
+    offer = esp_sa_payload(cfg.esp_proposals, spi_in, pfs=pfs_group is not None, group_first=pfs_group)
+    tsi = local_ts or [to_payload(t) for t in cfg.local_ts]
+    tsr = [to_payload(t) for t in cfg.remote_ts]
+    extra = [NotifyPayload(notify_type=NotifyType.USE_TRANSPORT_MODE)] if cfg.mode == "transport" else []
+    return offer, extra + [offer, TsiPayload(tsi), TsrPayload(tsr)]
+
+
+def choose_child(conn, msg: Message, *, allow_dh: bool = False, assigned_ip: str | None = None):
+    """Responder: (child config, reply proposal, suite, narrowed TSi, TSr, mode) for a
+    request's SA/TSi/TSr, or raise a ProtocolError that carries the notify."""
+    sa = msg.find(PayloadType.SA)
+    tsi, tsr = msg.find(PayloadType.TSI), msg.find(PayloadType.TSR)
+    transport = msg.has_notify(NotifyType.USE_TRANSPORT_MODE)
+    last_error: ProtocolError = ProtocolError("TS_UNACCEPTABLE", notify_type=NotifyType.TS_UNACCEPTABLE)
+    for cfg in conn.config.children:
+        # the peer's TSi is its side: our remote selectors; its TSr our local ones
+        remote_allowed = ([host_selector(assigned_ip)] if assigned_ip
+                          else [to_payload(t) for t in cfg.remote_ts])
+        n_tsi = narrow(tsi.selectors, remote_allowed)
+        n_tsr = narrow(tsr.selectors, [to_payload(t) for t in cfg.local_ts])
+        if not n_tsi or not n_tsr:
+            continue
+        try:
+            proposal, suite = select_esp(sa, cfg.esp_proposals, allow_dh=allow_dh)
+        except NoProposalChosen as exc:
+            last_error = exc
+            continue
+        mode = "transport" if transport and cfg.mode == "transport" else "tunnel"
+        return cfg, proposal, suite, n_tsi, n_tsr, mode
+    raise last_error
+
+
+# ------------------------------------------------------------------ initiator --
+
+class IkeAuthTask(Task):
+    def __init__(self, child_name: str | None = None) -> None:
+        self.child_name = child_name
+        self.child_cfg: ChildConfig | None = None
+        self.offer = None
+        self.spi_in = b""
+        self.tsi: list = []
+        self.tsr: list = []
+
+    def ready(self, conn) -> bool:
+        from ..ike_sa import State
+        return conn.state == State.INIT_DONE
+
+    def build_request(self, conn, now: float) -> Message:
+        cfg = conn.config
+        local_id = cfg.local_id
+        auth, certs = own_auth(conn, initiator_side=True, id_type=local_id.id_type, id_data=local_id.data)
+        payloads = [IdiPayload(local_id.id_type, local_id.data)] + certs
+        if cfg.remote_auth.trust_store is not None:
+            payloads.append(CertReqPayload(CertEncoding.X509_SIGNATURE, b""))
+        if cfg.remote_id is not None:
+            payloads.append(IdrPayload(cfg.remote_id.id_type, cfg.remote_id.data))
+        payloads.append(auth)
+        if cfg.request_virtual_ip:
+            payloads.append(CpPayload(CfgType.CFG_REQUEST, [CpAttribute(CpAttributeType.INTERNAL_IP4_ADDRESS)]))
+        if cfg.initial_contact:
+            payloads.append(NotifyPayload(notify_type=NotifyType.INITIAL_CONTACT))
+        if cfg.children:
+            self.child_cfg = cfg.child(self.child_name)
+            self.spi_in = new_child_spi(conn)
+            local_ts = None
+            if cfg.request_virtual_ip:   # any address: the responder narrows to the one it assigns
+                local_ts = [to_payload(t) for t in _any_v4()]
+            self.offer, child_payloads = child_request_payloads(conn, self.child_cfg, self.spi_in,
+                                                                local_ts=local_ts)
+            self.tsi, self.tsr = child_payloads[-2].selectors, child_payloads[-1].selectors
+            payloads += child_payloads
+        payloads += _feature_notifies(cfg)
+        return Message(conn.spi_i, conn.spi_r, ExchangeType.IKE_AUTH, inner=payloads)
+
+    def on_response(self, conn, msg: Message, now: float) -> None:
+        from ..ike_sa import State
+        error = msg.error_notify()
+        if error is not None and error.notify_type == NotifyType.AUTHENTICATION_FAILED:
+            return conn.terminate("authentication failed", now, NotifyType.AUTHENTICATION_FAILED)
+        idr, auth = msg.find(PayloadType.IDR), msg.find(PayloadType.AUTH)
+        if idr is None or auth is None:
+            return self.failed(conn, now, f"IKE_AUTH failed: notify {error.notify_type if error else None}",
+                               error.notify_type if error else None)
+        try:
+            conn.remote_id = _check_identity(conn, idr, conn.config.remote_id)
+            verify_peer_auth(conn, msg, peer_is_initiator=False, id_payload=idr)
+        except (AuthenticationFailed, ParseError) as exc:
+            log.warning("%s: responder authentication failed: %s", conn.name, exc)
+            return conn.terminate("authentication failed", now, NotifyType.AUTHENTICATION_FAILED)
+        _take_features(conn, msg)
+        cp = msg.find(PayloadType.CP)
+        if cp is not None and cp.cfg_type == CfgType.CFG_REPLY:
+            for a in cp.attributes:
+                if a.type == CpAttributeType.INTERNAL_IP4_ADDRESS and len(a.value) >= 4:
+                    conn.virtual_ip = str(ipaddress.IPv4Address(a.value[:4]))
+        conn.state = State.ESTABLISHED
+        conn.start_lifetimes(now)
+        conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, True, conn.suite, conn.config.local_id,
+                                      conn.remote_id, conn.virtual_ip))
+        if self.child_cfg is None:
+            return
+        if msg.find(PayloadType.SA) is None:
+            notify = error.notify_type if error else None
+            conn.emit(ev.ChildSaFailed(self.child_cfg.name, notify, "the responder created no Child SA"))
+            return
+        try:
+            complete_child_initiator(conn, msg, self.child_cfg, self.offer, self.spi_in, self.tsi, self.tsr,
+                                     conn.ni, conn.nr, now)
+        except ProtocolError as exc:
+            conn.emit(ev.ChildSaFailed(self.child_cfg.name, exc.notify_type, str(exc)))
+            conn.delete(now)   # an IKE_AUTH whose Child SA is unusable: start over cleanly
+
+
+def _any_v4():
+    from ..config import TrafficSelectorSpec
+    return [TrafficSelectorSpec.parse("0.0.0.0/0")]
+
+
+def complete_child_initiator(conn, msg: Message, cfg: ChildConfig, offer, spi_in: bytes, tsi, tsr,
+                             ni: bytes, nr: bytes, now: float, shared_secret: bytes | None = None,
+                             expect_group: int | None = None) -> ChildSa:
+    sa = msg.find(PayloadType.SA)
+    _, suite = accept_esp_reply(sa, offer)
+    if (suite.dh_group or None) != (expect_group or None):
+        raise ProtocolError("the responder's PFS group does not match", notify_type=NotifyType.NO_PROPOSAL_CHOSEN)
+    rtsi, rtsr = msg.find(PayloadType.TSI), msg.find(PayloadType.TSR)
+    if rtsi is None or rtsr is None:
+        raise ProtocolError("the reply lacks traffic selectors", notify_type=NotifyType.INVALID_SYNTAX)
+    if not conn.config.request_virtual_ip and not covered_by(rtsi.selectors, tsi):
+        raise ProtocolError("TSi widened by the responder", notify_type=NotifyType.TS_UNACCEPTABLE)
+    if not covered_by(rtsr.selectors, tsr):
+        raise ProtocolError("TSr widened by the responder", notify_type=NotifyType.TS_UNACCEPTABLE)
+    mode = "transport" if msg.has_notify(NotifyType.USE_TRANSPORT_MODE) and cfg.mode == "transport" else "tunnel"
+    keys = child_keys(conn, suite, ni, nr, shared_secret)
+    spi_out = sa.proposals[0].spi
+    child = new_child(conn, cfg, suite, spi_in=spi_in, spi_out=spi_out, keys=keys, initiator=True,
+                      local_ts=list(rtsi.selectors), remote_ts=list(rtsr.selectors), now=now, mode=mode)
+    conn.emit(ev.ChildSaInstalled(child))
+    return child
+
+
+def _feature_notifies(cfg) -> list:
+    out = []
+    if cfg.mobike:
+        out.append(NotifyPayload(notify_type=NotifyType.MOBIKE_SUPPORTED))
+    if cfg.clone:
+        out.append(NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA_SUPPORTED))
+    return out
+
+
+def _take_features(conn, msg: Message) -> None:
+    conn.peer_mobike = msg.has_notify(NotifyType.MOBIKE_SUPPORTED)
+    conn.peer_clone = msg.has_notify(NotifyType.CLONE_IKE_SA_SUPPORTED)
+    window = msg.notify(NotifyType.SET_WINDOW_SIZE)
+    if window is not None and len(window.data) == 4:
+        conn.peer_window = max(1, min(int.from_bytes(window.data, "big"), 64))
+
+
+# ------------------------------------------------------------------ responder --
+
+def respond(conn, msg: Message, now: float) -> list | None:
+    from ..ike_sa import State
+    if conn.state != State.INIT_DONE or conn.initiator:
+        # IKE_AUTH on an established SA, or sent to the initiator: not for this state
+        raise ProtocolError("unexpected IKE_AUTH", notify_type=NotifyType.INVALID_SYNTAX)
+    cfg = conn.config
+    idi = msg.find(PayloadType.IDI)
+    idr_req = msg.find(PayloadType.IDR)
+    try:
+        if idr_req is not None and Identity(idr_req.id_type, idr_req.data) != cfg.local_id:
+            raise AuthenticationFailed(f"the initiator asks for {Identity(idr_req.id_type, idr_req.data)}")
+        conn.remote_id = _check_identity(conn, idi, cfg.remote_id)
+        verify_peer_auth(conn, msg, peer_is_initiator=True, id_payload=idi)
+    except (AuthenticationFailed, ParseError) as exc:
+        log.warning("%s: initiator authentication failed: %s", conn.name, exc)
+        conn.exchange_state["after_response"] = lambda t: conn.terminate(
+            "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)
+        return [NotifyPayload(notify_type=NotifyType.AUTHENTICATION_FAILED)]
+    _take_features(conn, msg)
+    auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type, id_data=cfg.local_id.data)
+    payloads = [IdrPayload(cfg.local_id.id_type, cfg.local_id.data)] + certs + [auth]
+    assigned = None
+    cp = msg.find(PayloadType.CP)
+    if cp is not None and cp.cfg_type == CfgType.CFG_REQUEST and cfg.address_pool:
+        assigned = _lease(conn)
+        if assigned is None:
+            payloads.append(NotifyPayload(notify_type=NotifyType.INTERNAL_ADDRESS_FAILURE))
+        else:
+            conn.assigned_ip = assigned
+            payloads.append(CpPayload(CfgType.CFG_REPLY, [
+                CpAttribute(CpAttributeType.INTERNAL_IP4_ADDRESS, ipaddress.IPv4Address(assigned).packed)]))
+    payloads += _feature_notifies(cfg)
+    conn.state = State.ESTABLISHED
+    conn.start_lifetimes(now)
+    conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id))
+    if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
+        try:
+            child_cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, assigned_ip=assigned)
+        except ProtocolError as exc:
+            payloads.append(NotifyPayload(notify_type=exc.notify_type or NotifyType.NO_PROPOSAL_CHOSEN))
+            conn.emit(ev.ChildSaFailed("", exc.notify_type, str(exc)))
+            return payloads
+        spi_in = new_child_spi(conn)
+        spi_out = proposal.spi            # the initiator's inbound SPI, echoed in the chosen proposal
+        keys = child_keys(conn, suite, conn.ni, conn.nr)
+        proposal.spi = spi_in
+        child = new_child(conn, child_cfg, suite, spi_in=spi_in, spi_out=spi_out, keys=keys,
+                          initiator=False, local_ts=n_tsr, remote_ts=n_tsi, now=now, mode=mode)
+        if mode == "transport":
+            payloads.append(NotifyPayload(notify_type=NotifyType.USE_TRANSPORT_MODE))
+        payloads += [SaPayload([proposal]), TsiPayload(n_tsi), TsrPayload(n_tsr)]
+        conn.emit(ev.ChildSaInstalled(child))
+    return payloads
+
+
+def _lease(conn) -> str | None:
+    """The first pool address no other SA holds (``conn.leases`` is shared by the
+    endpoint's connections and released when an SA goes)."""
+    for addr in conn.config.address_pool:
+        if addr not in conn.leases:
+            conn.leases.add(addr)
+            return addr
+    return None

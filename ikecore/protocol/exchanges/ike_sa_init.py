@@ -1,0 +1,204 @@
+"""IKE_SA_INIT (RFC 7296 §1.2, §2.6 cookies, §2.23 NAT detection, RFC 7383, RFC 7427 §4).
+
+    Initiator                         Responder
+    HDR, [N(COOKIE),] SAi1, KEi, Ni,
+         N(NAT_D_S), N(NAT_D_D), ...  -->
+                                      <--  HDR, SAr1, KEr, Nr, N(NAT_D_S), N(NAT_D_D), [CERTREQ]
+    or  <--  HDR(A,0), N(COOKIE)   /  N(INVALID_KE_PAYLOAD)  /  N(NO_PROPOSAL_CHOSEN)
+"""
+from __future__ import annotations
+
+import logging
+
+from ...crypto.dh import KeyExchange
+from ...crypto.keyschedule import ike_keys_initial
+from ...errors import InvalidKePayload, NoProposalChosen, ParseError, ProtocolError
+from ..auth import decode_hash_algorithms, encode_hash_algorithms
+from ..config import IkeConfig
+from ..constants import CertEncoding, ExchangeType, Flags, NotifyType, PayloadType
+from ..message import Message
+from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
+from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, SaPayload
+from .task import Task
+
+log = logging.getLogger("ikecore.ike")
+NONCE_LENGTH = 32
+
+
+def _nat_notifies(conn, spi_r: bytes, source, destination) -> list[NotifyPayload]:
+    from ..ike_sa import nat_detection_hash
+    src = nat_detection_hash(conn.spi_i, spi_r, source)
+    if conn.config.force_encap:
+        src = conn.rng(20)      # claim a NAT so that both sides encapsulate (as strongSwan does)
+    return [NotifyPayload(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=src),
+            NotifyPayload(notify_type=NotifyType.NAT_DETECTION_DESTINATION_IP,
+                          data=nat_detection_hash(conn.spi_i, spi_r, destination))]
+
+
+def _capability_notifies(config: IkeConfig) -> list[NotifyPayload]:
+    out = []
+    if config.fragmentation:
+        out.append(NotifyPayload(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    if config.signature_hashes:
+        out.append(NotifyPayload(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                                 data=encode_hash_algorithms(config.signature_hashes)))
+    return out
+
+
+def _take_capabilities(conn, msg: Message) -> None:
+    conn.peer_fragmentation = msg.has_notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
+    sig = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    if sig is not None:
+        try:
+            conn.peer_signature_hashes = decode_hash_algorithms(sig.data)
+        except ParseError:
+            conn.peer_signature_hashes = []
+
+
+def _detect_nat(conn, msg: Message, spi_r: bytes, observed_source, our_address) -> None:
+    """Compare the peer's NAT_DETECTION hashes with the addresses as we see them."""
+    from ..ike_sa import nat_detection_hash
+    sources = [n.data for n in msg.notifies() if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
+    dest = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
+    if not sources or dest is None:
+        return   # the peer does not do NAT-T
+    conn.nat_remote = nat_detection_hash(conn.spi_i, spi_r, observed_source) not in sources
+    conn.nat_local = dest.data != nat_detection_hash(conn.spi_i, spi_r, our_address)
+
+
+def _derive(conn, suite, shared_secret: bytes) -> None:
+    keys = ike_keys_initial(suite.prf_id, conn.ni, conn.nr, shared_secret, conn.spi_i, conn.spi_r,
+                            encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
+                            integ_id=suite.integ_id)
+    conn.install_keys(suite, keys)
+
+
+class IkeSaInitTask(Task):
+    """The initiator's IKE_SA_INIT, with its COOKIE and INVALID_KE_PAYLOAD retries."""
+
+    MAX_RETRIES = 5
+
+    def __init__(self) -> None:
+        self.group: int | None = None
+        self.cookie: bytes | None = None
+        self.kex: KeyExchange | None = None
+        self.offer: SaPayload | None = None
+        self.retries = 0
+
+    def ready(self, conn) -> bool:
+        return True
+
+    def build_request(self, conn, now: float) -> Message:
+        from ..ike_sa import State
+        cfg = conn.config
+        if self.group is None:
+            self.group = cfg.default_group
+        self.kex = KeyExchange.generate(self.group, conn.rng)
+        if not conn.ni:
+            conn.ni = conn.rng(NONCE_LENGTH)
+        self.offer = ike_sa_payload(cfg.proposals, group_first=self.group)
+        payloads = []
+        if self.cookie is not None:   # RFC 7296 §2.6: the cookie comes first
+            payloads.append(NotifyPayload(notify_type=NotifyType.COOKIE, data=self.cookie))
+        payloads += [self.offer, KePayload(self.group, self.kex.public_bytes), NoncePayload(conn.ni)]
+        payloads += _nat_notifies(conn, bytes(8), conn.local, conn.remote)
+        payloads += _capability_notifies(cfg)
+        conn.state = State.INIT_SENT
+        return Message(conn.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, Flags.INITIATOR, 0,
+                       payloads=payloads)
+
+    def sent(self, conn, msg, datagrams) -> None:
+        conn.init_request = datagrams[0]      # RealMessage1: the last version sent
+
+    def _retry(self, conn, now: float, why: str) -> None:
+        self.retries += 1
+        if self.retries > self.MAX_RETRIES:
+            conn.terminate(f"IKE_SA_INIT: too many retries ({why})", now)
+            return
+        conn.send_request(self, self.build_request(conn, now), now, message_id=0)
+
+    def on_response(self, conn, msg: Message, now: float) -> None:
+        from ..ike_sa import State
+        cookie = msg.notify(NotifyType.COOKIE)
+        if cookie is not None:
+            if not 1 <= len(cookie.data) <= 64:
+                return self.failed(conn, now, "malformed COOKIE")
+            self.cookie = cookie.data
+            return self._retry(conn, now, "cookie")
+        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None:
+            wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
+            offered = {g for p in conn.config.proposals for g in p.dh}
+            if wanted in offered and wanted != self.group:
+                log.info("%s: responder wants group %d", conn.name, wanted)
+                self.group = wanted
+                return self._retry(conn, now, "INVALID_KE_PAYLOAD")
+            return self.failed(conn, now, f"INVALID_KE_PAYLOAD for group {wanted} we cannot use",
+                               NotifyType.INVALID_KE_PAYLOAD)
+        error = msg.error_notify()
+        if error is not None:
+            return self.failed(conn, now, f"IKE_SA_INIT refused: notify {error.notify_type}",
+                               error.notify_type)
+        if not any(msg.spi_r):
+            return self.failed(conn, now, "IKE_SA_INIT response without a responder SPI")
+        sa, ke, nonce = msg.find(PayloadType.SA), msg.find(PayloadType.KE), msg.find(PayloadType.NONCE)
+        _, suite = accept_ike_reply(sa, self.offer)
+        if ke.group != suite.dh_group or suite.dh_group != self.group:
+            raise ProtocolError("KEr does not match the chosen group", notify_type=NotifyType.INVALID_SYNTAX)
+        conn.spi_r = msg.spi_r
+        conn.nr = nonce.data
+        conn.init_response = msg.raw
+        _take_capabilities(conn, msg)
+        _detect_nat(conn, msg, conn.spi_r, conn.remote, conn.local)
+        _derive(conn, suite, self.kex.shared_secret(ke.data))
+        self.kex = None
+        conn.state = State.INIT_DONE
+        if conn.nat_detected:
+            conn.float_to_natt()
+
+
+def stateless_reply(msg: Message, notify_type: int, data: bytes = b"") -> bytes:
+    """An unprotected error (or COOKIE) answer to an IKE_SA_INIT request, with no state kept."""
+    return Message(msg.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, Flags.RESPONSE, 0,
+                   payloads=[NotifyPayload(notify_type=notify_type, data=data)]).encode()
+
+
+def respond(config: IkeConfig, msg: Message, *, local, remote, rng, now: float,
+            natt_port: int = 4500):
+    """The responder's IKE_SA_INIT. Returns (connection or None, reply bytes);
+    INVALID_KE_PAYLOAD and NO_PROPOSAL_CHOSEN answers keep no state."""
+    from ..ike_sa import IkeConnection, State
+    if msg.is_response or msg.message_id != 0 or any(msg.spi_r) or not msg.is_initiator:
+        return None, None
+    sa, ke, nonce = msg.find(PayloadType.SA), msg.find(PayloadType.KE), msg.find(PayloadType.NONCE)
+    try:
+        chosen, suite = select_ike(sa, config.proposals)
+    except NoProposalChosen:
+        return None, stateless_reply(msg, NotifyType.NO_PROPOSAL_CHOSEN)
+    if ke.group != suite.dh_group:
+        err = InvalidKePayload(suite.dh_group)
+        return None, stateless_reply(msg, err.notify_type, err.notify_data)
+    conn = IkeConnection(config, initiator=False, local=local, remote=remote, rng=rng, now=now,
+                         spi_i=msg.spi_i, natt_port=natt_port)
+    conn.spi_r = conn.new_spi()
+    conn.ni, conn.nr = nonce.data, rng(NONCE_LENGTH)
+    kex = KeyExchange.generate(suite.dh_group, rng)
+    try:
+        shared = kex.shared_secret(ke.data)
+    except ParseError:
+        return None, stateless_reply(msg, NotifyType.INVALID_SYNTAX)
+    conn.init_request = msg.raw
+    _take_capabilities(conn, msg)
+    _detect_nat(conn, msg, bytes(8), remote, local)
+    _derive(conn, suite, shared)
+    payloads = [SaPayload([chosen]), KePayload(suite.dh_group, kex.public_bytes), NoncePayload(conn.nr)]
+    payloads += _nat_notifies(conn, conn.spi_r, local, remote)
+    if config.remote_auth.trust_store is not None:
+        payloads.append(CertReqPayload(CertEncoding.X509_SIGNATURE, b""))
+    payloads += _capability_notifies(config)
+    conn._send_response(msg, payloads, now, encrypted=False)
+    conn.init_response = conn.response_cache[0][0]
+    conn.expected_request_id = 1
+    conn.state = State.INIT_DONE
+    conn.expire_at = now + max(30.0, config.retransmit_timeout * 20)   # half-open limit
+    return conn, conn.init_response

@@ -1,0 +1,26 @@
+"""The initiator side of an exchange."""
+from __future__ import annotations
+
+
+class Task:
+    """Subclasses build one request and take its response; the connection
+    sends, retransmits and matches message IDs."""
+
+    def ready(self, conn) -> bool:
+        """May this task start now? (e.g. IKE_AUTH waits for IKE_SA_INIT)."""
+        from ..ike_sa import State
+        return conn.state == State.ESTABLISHED
+
+    def build_request(self, conn, now: float):
+        raise NotImplementedError
+
+    def sent(self, conn, msg, datagrams) -> None:
+        """Called with what went on the wire (IKE_SA_INIT keeps it for AUTH)."""
+
+    def on_response(self, conn, msg, now: float) -> None:
+        raise NotImplementedError
+
+    def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
+        """The exchange failed (malformed response, error notify). By default
+        an IKE SA cannot go on after a failed exchange it depended on."""
+        conn.terminate(reason, now, notify_type)

@@ -1,0 +1,261 @@
+"""SA payload proposals: building them from configuration, choosing one as a
+responder, and checking a responder's choice as an initiator (RFC 7296 §3.3.6)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..crypto.transforms import AEAD_ENCR, Encr, Integ
+from ..errors import NoProposalChosen, ProtocolError
+from .config import KNOWN_GROUPS, EspProposal, IkeProposal
+from .constants import AttributeType, NotifyType, ProtocolId, TransformType
+from .payloads import Proposal, SaPayload, Transform, TransformAttribute
+
+_ENCR_OK = {Encr.AES_CBC: (128, 192, 256), Encr.AES_GCM_8: (128, 192, 256),
+            Encr.AES_GCM_12: (128, 192, 256), Encr.AES_GCM_16: (128, 192, 256),
+            Encr.CHACHA20_POLY1305: (None,)}
+_PRF_OK = frozenset({4, 5, 6, 7, 8})
+_INTEG_OK = frozenset({Integ.HMAC_SHA2_256_128, Integ.HMAC_SHA2_384_192, Integ.HMAC_SHA2_512_256})
+
+
+@dataclass(frozen=True)
+class IkeSuite:
+    """The transforms an IKE SA runs with."""
+
+    encr_id: int
+    key_bits: int | None
+    prf_id: int
+    integ_id: int
+    dh_group: int
+
+    @property
+    def is_aead(self) -> bool:
+        return self.encr_id in AEAD_ENCR
+
+
+@dataclass(frozen=True)
+class EspSuite:
+    encr_id: int
+    key_bits: int | None
+    integ_id: int
+    esn: bool
+    dh_group: int | None     # PFS group of a CREATE_CHILD_SA, else None
+
+    @property
+    def is_aead(self) -> bool:
+        return self.encr_id in AEAD_ENCR
+
+
+def _encr_transform(encr_id: int, bits: int | None) -> Transform:
+    attrs = [TransformAttribute(AttributeType.KEY_LENGTH, bits)] if bits is not None else []
+    return Transform(TransformType.ENCR, encr_id, attrs)
+
+
+def _key_bits(t: Transform) -> int | None | bool:
+    """The Key Length attribute; False when attributes make the transform unusable."""
+    bits = None
+    for a in t.attributes:
+        if a.type != AttributeType.KEY_LENGTH or not isinstance(a.value, int):
+            return False   # unknown attribute: this transform is unacceptable (§3.3.6)
+        bits = a.value
+    return bits
+
+
+def ike_sa_payload(proposals: Sequence[IkeProposal], spi: bytes = b"",
+                   group_first: int | None = None) -> SaPayload:
+    """Our offer; ``spi`` is empty in IKE_SA_INIT and the new SPI in a rekey.
+    ``group_first`` moves that group to the front (after INVALID_KE_PAYLOAD)."""
+    out = []
+    for num, p in enumerate(proposals, 1):
+        ts = [_encr_transform(e, b) for e, b in p.encr]
+        ts += [Transform(TransformType.PRF, x) for x in p.prf]
+        ts += [Transform(TransformType.INTEG, x) for x in p.integ]
+        groups = list(p.dh)
+        if group_first in groups:
+            groups.remove(group_first)
+            groups.insert(0, group_first)
+        ts += [Transform(TransformType.DH, g) for g in groups]
+        out.append(Proposal(num, ProtocolId.IKE, spi, ts))
+    return SaPayload(out)
+
+
+def esp_sa_payload(proposals: Sequence[EspProposal], spi: bytes, *, pfs: bool = False,
+                   group_first: int | None = None) -> SaPayload:
+    out = []
+    for num, p in enumerate(proposals, 1):
+        ts = [_encr_transform(e, b) for e, b in p.encr]
+        ts += [Transform(TransformType.INTEG, x) for x in p.integ]
+        if pfs and p.dh:
+            groups = list(p.dh)
+            if group_first in groups:
+                groups.remove(group_first)
+                groups.insert(0, group_first)
+            ts += [Transform(TransformType.DH, g) for g in groups]
+        ts += [Transform(TransformType.ESN, x) for x in p.esn]
+        out.append(Proposal(num, ProtocolId.ESP, spi, ts))
+    return SaPayload(out)
+
+
+def _by_type(proposal: Proposal) -> dict[int, list[Transform]] | None:
+    known = {TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.DH,
+             TransformType.ESN}
+    groups: dict[int, list[Transform]] = {}
+    for t in proposal.transforms:
+        if t.type not in known:
+            return None   # an unknown transform type makes the whole proposal unacceptable
+        groups.setdefault(t.type, []).append(t)
+    return groups
+
+
+def _pick_encr(offered: list[Transform], allowed: set) -> Transform | None:
+    for t in offered:
+        bits = _key_bits(t)
+        if bits is not False and (t.id, bits) in allowed:
+            return t
+    return None
+
+
+def _pick(offered: list[Transform], allowed) -> Transform | None:
+    for t in offered:
+        if t.id in allowed and not t.attributes:
+            return t
+    return None
+
+
+def select_ike(sa: SaPayload, ours: Sequence[IkeProposal], *, spi_size: int = 0
+               ) -> tuple[Proposal, IkeSuite]:
+    """Responder: the first acceptable proposal, in the peer's order. Returns the
+    reply proposal (one transform per type, the peer's number) and the suite."""
+    enc_ok = {x for p in ours for x in p.encr}
+    prf_ok = {x for p in ours for x in p.prf} & _PRF_OK
+    integ_ok = {x for p in ours for x in p.integ} & _INTEG_OK
+    dh_ok = {x for p in ours for x in p.dh} & KNOWN_GROUPS
+    for prop in sa.proposals:
+        if prop.protocol_id != ProtocolId.IKE or len(prop.spi) != spi_size:
+            continue
+        groups = _by_type(prop)
+        if groups is None:
+            continue
+        encr = _pick_encr(groups.get(TransformType.ENCR, []), enc_ok)
+        prf = _pick(groups.get(TransformType.PRF, []), prf_ok)
+        dh = _pick(groups.get(TransformType.DH, []), dh_ok)
+        if encr is None or prf is None or dh is None:
+            continue
+        aead = encr.id in AEAD_ENCR
+        integ_offer = groups.get(TransformType.INTEG, [])
+        if aead:
+            # none, or only INTEG NONE, may come with an AEAD cipher (RFC 5282 §8)
+            if any(t.id != Integ.NONE for t in integ_offer):
+                continue
+            integ = None
+        else:
+            integ = _pick(integ_offer, integ_ok)
+            if integ is None:
+                continue
+        if TransformType.ESN in groups:
+            continue
+        chosen = [encr, prf] + ([integ] if integ else []) + [dh]
+        suite = IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
+        return Proposal(prop.num, ProtocolId.IKE, prop.spi, chosen), suite
+    raise NoProposalChosen("no acceptable IKE proposal")
+
+
+def select_esp(sa: SaPayload, ours: Sequence[EspProposal], *, require_dh: int | None = None,
+               allow_dh: bool = False) -> tuple[Proposal, EspSuite]:
+    """Responder: choose an ESP proposal. ``allow_dh``: a CREATE_CHILD_SA may
+    carry a PFS group (it then must match the KE payload, checked by the caller)."""
+    enc_ok = {x for p in ours for x in p.encr}
+    integ_ok = {x for p in ours for x in p.integ} & _INTEG_OK
+    esn_ok = {x for p in ours for x in p.esn}
+    dh_ok = {x for p in ours for x in p.dh} & KNOWN_GROUPS
+    for prop in sa.proposals:
+        if prop.protocol_id != ProtocolId.ESP or len(prop.spi) != 4:
+            continue
+        groups = _by_type(prop)
+        if groups is None or TransformType.PRF in groups:
+            continue
+        encr = _pick_encr(groups.get(TransformType.ENCR, []), enc_ok)
+        esn = _pick(groups.get(TransformType.ESN, []), esn_ok)
+        if encr is None or esn is None:
+            continue
+        aead = encr.id in AEAD_ENCR
+        integ_offer = groups.get(TransformType.INTEG, [])
+        if aead:
+            if any(t.id != Integ.NONE for t in integ_offer):
+                continue
+            integ = None
+        else:
+            integ = _pick(integ_offer, integ_ok)
+            if integ is None:
+                continue
+        dh_offer = [t for t in groups.get(TransformType.DH, []) if t.id != 0]
+        dh = None
+        if dh_offer:
+            if not allow_dh:
+                continue
+            dh = _pick(dh_offer, dh_ok)
+            if dh is None:
+                continue
+        elif require_dh:
+            continue
+        chosen = [encr] + ([integ] if integ else []) + ([dh] if dh else []) + [esn]
+        suite = EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                         esn.id == 1, dh.id if dh else None)
+        return Proposal(prop.num, ProtocolId.ESP, prop.spi, chosen), suite
+    raise NoProposalChosen("no acceptable ESP proposal")
+
+
+def _check_reply(sa: SaPayload, offered: SaPayload, protocol: int, spi_size: int) -> tuple[Proposal, dict]:
+    """Initiator: the reply must be exactly one proposal, one transform per type,
+    each taken from the proposal we sent with that number (RFC 7296 §3.3.6)."""
+    if len(sa.proposals) != 1:
+        raise ProtocolError("the responder must return exactly one proposal",
+                            notify_type=NotifyType.INVALID_SYNTAX)
+    reply = sa.proposals[0]
+    ours = next((p for p in offered.proposals if p.num == reply.num), None)
+    if ours is None or reply.protocol_id != protocol or len(reply.spi) != spi_size:
+        raise ProtocolError("the chosen proposal does not match one we offered",
+                            notify_type=NotifyType.INVALID_SYNTAX)
+    picked: dict = {}
+    for t in reply.transforms:
+        if t.type in picked:
+            raise ProtocolError("the reply holds two transforms of one type",
+                                notify_type=NotifyType.INVALID_SYNTAX)
+        if not any(o.type == t.type and o.id == t.id and o.attributes == t.attributes
+                   for o in ours.transforms):
+            raise ProtocolError(f"the reply chose transform {t.type}/{t.id} we never offered",
+                                notify_type=NotifyType.INVALID_SYNTAX)
+        picked[t.type] = t
+    return reply, picked
+
+
+def accept_ike_reply(sa: SaPayload, offered: SaPayload, *, spi_size: int = 0) -> tuple[Proposal, IkeSuite]:
+    reply, picked = _check_reply(sa, offered, ProtocolId.IKE, spi_size)
+    try:
+        encr, prf, dh = picked[TransformType.ENCR], picked[TransformType.PRF], picked[TransformType.DH]
+    except KeyError:
+        raise ProtocolError("the IKE reply lacks a mandatory transform",
+                            notify_type=NotifyType.INVALID_SYNTAX) from None
+    integ = picked.get(TransformType.INTEG)
+    if encr.id not in AEAD_ENCR and integ is None:
+        raise ProtocolError("the IKE reply lacks an integrity transform",
+                            notify_type=NotifyType.INVALID_SYNTAX)
+    return reply, IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
+
+
+def accept_esp_reply(sa: SaPayload, offered: SaPayload) -> tuple[Proposal, EspSuite]:
+    reply, picked = _check_reply(sa, offered, ProtocolId.ESP, 4)
+    if TransformType.ENCR not in picked or TransformType.ESN not in picked:
+        raise ProtocolError("the ESP reply lacks a mandatory transform",
+                            notify_type=NotifyType.INVALID_SYNTAX)
+    encr, esn = picked[TransformType.ENCR], picked[TransformType.ESN]
+    integ, dh = picked.get(TransformType.INTEG), picked.get(TransformType.DH)
+    if encr.id not in AEAD_ENCR and integ is None:
+        raise ProtocolError("the ESP reply lacks an integrity transform",
+                            notify_type=NotifyType.INVALID_SYNTAX)
+    return reply, EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                           esn.id == 1, dh.id if dh else None)
+
+
+__all__ = ["IkeSuite", "EspSuite", "ike_sa_payload", "esp_sa_payload", "select_ike", "select_esp",
+           "accept_ike_reply", "accept_esp_reply"]
