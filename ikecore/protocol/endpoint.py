@@ -112,7 +112,7 @@ class IkeEndpoint:
         if conn is None:
             self.stats["dropped"] += 1
             return
-        conn.receive_message(msg, remote, now)
+        conn.receive_message(msg, remote, now, local)
         self._collect(conn)
 
     def _forget_half_open(self, conn: IkeConnection) -> None:

@@ -328,7 +328,11 @@ class IkeConnection:
             return
         self.receive_message(msg, remote, now)
 
-    def receive_message(self, msg: Message, remote: Address, now: float) -> None:
+    def receive_message(self, msg: Message, remote: Address, now: float,
+                        local: Address | None = None) -> None:
+        """``local``: the address it arrived on (lets a responder follow the
+        initiator to the NAT-T port)."""
+        self._arrived_on = tuple(local) if local is not None else None
         if self.state == State.DELETED:
             return
         if msg.spi_i != self.spi_i or (msg.spi_r != self.spi_r and
@@ -380,7 +384,7 @@ class IkeConnection:
         if msg.exchange_type != ExchangeType.IKE_SA_INIT and msg.sk is None and msg.inner is None:
             return   # after IKE_SA_INIT every request is protected (RFC 7296 §2.21)
         self.last_heard = now
-        self._peer_address(remote)
+        self._peer_address(remote, getattr(self, "_arrived_on", None))
         try:
             check_rules(msg)
             handler = responder_for(msg.exchange_type)
@@ -419,10 +423,15 @@ class IkeConnection:
         except ProtocolError as exc:
             out.task.failed(self, now, str(exc), getattr(exc, "notify_type", None))
 
-    def _peer_address(self, remote: Address) -> None:
-        """Follow the peer behind a NAT whose mapping moved (RFC 7296 §2.23)."""
-        if tuple(remote) != self.remote and self.nat_remote and self.state == State.ESTABLISHED:
-            self.remote = tuple(remote)
+    def _peer_address(self, remote: Address, local: Address | None) -> None:
+        """Follow the peer (RFC 7296 §2.23): to the NAT-T port once NAT was
+        detected, and to a new NAT mapping of an established SA."""
+        remote = tuple(remote)
+        if (local is not None and local[1] == self.natt_port and self.local[1] != self.natt_port
+                and self.nat_detected):
+            self.local, self.remote = tuple(local), remote
+        elif remote != self.remote and self.nat_remote and self.state == State.ESTABLISHED:
+            self.remote = remote
 
     # -------------------------------------------------------------------- timers --
     def handle_timer(self, now: float) -> None:
