@@ -38,20 +38,6 @@ void ikc_esp_free(ikc_esp *sa) {
     free(sa);
 }
 
-static int keyed_ctx(EVP_CIPHER *cipher, const uint8_t *key, int enc, int aead, EVP_CIPHER_CTX **out) {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (!ctx) return IKC_ERR_NOMEM;
-    if (EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) != 1 ||
-        (aead && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1) ||
-        EVP_CipherInit_ex2(ctx, NULL, key, NULL, enc, NULL) != 1 ||
-        (!aead && EVP_CIPHER_CTX_set_padding(ctx, 0) != 1)) {
-        EVP_CIPHER_CTX_free(ctx);
-        return IKC_ERR_OPENSSL;
-    }
-    *out = ctx;
-    return IKC_OK;
-}
-
 static int replay_init(ikc_esp *sa, uint32_t window) {
     sa->window = window;
     /* RFC 6479: M words with (M-1)*64 >= window - 1; M a power of two */
@@ -65,8 +51,7 @@ static int replay_init(ikc_esp *sa, uint32_t window) {
 int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
                 int integ_id, const uint8_t *integ_key, size_t integ_key_len,
                 unsigned int flags, uint32_t replay_window, ikc_esp **out) {
-    ikc_cipher_kind kind;
-    size_t ck_len;
+    ikc_encr_info info;
     int rc;
     if (!out) return IKC_ERR_ARG;
     *out = NULL;
@@ -80,36 +65,20 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
     sa->flags = flags;
     sa->esn = (flags & IKC_ESP_F_ESN) != 0;
     sa->seq_max = sa->esn ? UINT64_MAX : UINT32_MAX;
-    switch (encr_id) {
-    case IKC_ENCR_AES_GCM_16:
-        sa->aead = 1;
-        if (key_len < 4) { rc = IKC_ERR_KEYLEN; goto fail; }
-        ck_len = key_len - 4;
-        if (ck_len != 16 && ck_len != 24 && ck_len != 32) { rc = IKC_ERR_KEYLEN; goto fail; }
-        kind = ck_len == 16 ? IKC_C_AES128_GCM : ck_len == 24 ? IKC_C_AES192_GCM : IKC_C_AES256_GCM;
-        break;
-    case IKC_ENCR_CHACHA20_POLY1305:
-        sa->aead = 1;
-        ck_len = 32;
-        if (key_len != 36) { rc = IKC_ERR_KEYLEN; goto fail; }
-        kind = IKC_C_CHACHA20_POLY1305;
-        break;
-    case IKC_ENCR_AES_CBC:
-        ck_len = key_len;
-        if (ck_len != 16 && ck_len != 24 && ck_len != 32) { rc = IKC_ERR_KEYLEN; goto fail; }
-        kind = ck_len == 16 ? IKC_C_AES128_CBC : ck_len == 24 ? IKC_C_AES192_CBC : IKC_C_AES256_CBC;
-        break;
-    default:
+    /* ESP implements the 16-octet ICV of AES-GCM only (RFC 4106 §8.3's MUST) */
+    if (encr_id != IKC_ENCR_AES_GCM_16 && encr_id != IKC_ENCR_CHACHA20_POLY1305 && encr_id != IKC_ENCR_AES_CBC) {
         rc = IKC_ERR_UNSUPPORTED;
         goto fail;
     }
+    if ((rc = ikc_encr_lookup(encr_id, key_len, &info)) != IKC_OK) goto fail;
+    sa->aead = info.aead;
     if (sa->aead) {
         /* RFC 4106 §8 / RFC 7634 §2: no separate integrity transform */
         if (integ_id != IKC_INTEG_NONE || integ_key_len) { rc = IKC_ERR_ARG; goto fail; }
         sa->iv_len = AEAD_IV_LEN;
         sa->icv_len = 16;
         sa->block = 4;
-        memcpy(sa->salt, key + ck_len, 4);
+        memcpy(sa->salt, key + info.cipher_key_len, 4);
     } else {
         sa->iv_len = CBC_IV_LEN;
         sa->block = 16;
@@ -129,22 +98,16 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
     }
     sa->hdr_len = IKC_ESP_HEADER_LEN + sa->iv_len;
     int want_out = !(flags & IKC_ESP_F_INBOUND), want_in = !(flags & IKC_ESP_F_OUTBOUND);
-    EVP_CIPHER *cipher = ikc_get_cipher(kind);
-    if (!cipher) { rc = IKC_ERR_UNSUPPORTED; goto fail; }
     rc = IKC_OK;
-    if (want_out) rc = keyed_ctx(cipher, key, 1, sa->aead, &sa->enc);
-    if (rc == IKC_OK && want_in) rc = keyed_ctx(cipher, key, 0, sa->aead, &sa->dec);
-    EVP_CIPHER_free(cipher);
+    if (want_out) rc = ikc_keyed_cipher(info.kind, key, 1, &sa->enc);
+    if (rc == IKC_OK && want_in) rc = ikc_keyed_cipher(info.kind, key, 0, &sa->dec);
     if (rc != IKC_OK) goto fail;
     if (!sa->aead && want_out) {
         uint8_t ivkey[16];
-        EVP_CIPHER *ecb = ikc_get_cipher(IKC_C_AES128_ECB);
-        if (!ecb) { rc = IKC_ERR_UNSUPPORTED; goto fail; }
         rc = ikc_random(ivkey, sizeof(ivkey));
         if (rc == IKC_OK) rc = ikc_random(sa->iv_salt, sizeof(sa->iv_salt));
-        if (rc == IKC_OK) rc = keyed_ctx(ecb, ivkey, 1, 0, &sa->ivgen);
+        if (rc == IKC_OK) rc = ikc_keyed_cipher(IKC_C_AES128_ECB, ivkey, 1, &sa->ivgen);
         OPENSSL_cleanse(ivkey, sizeof(ivkey));
-        EVP_CIPHER_free(ecb);
         if (rc != IKC_OK) goto fail;
     }
     if ((rc = replay_init(sa, replay_window)) != IKC_OK) goto fail;

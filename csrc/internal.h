@@ -57,6 +57,17 @@ int ikc_hmac_oneshot(ikc_hmac *h, const uint8_t *const *parts, const size_t *len
                      uint8_t *out /* out_len bytes */);
 void ikc_hmac_free(ikc_hmac *h);
 
+/* ENCR transform facts for a key length (AEAD key material includes the salt) */
+typedef struct {
+    ikc_cipher_kind kind;
+    int aead;
+    size_t cipher_key_len;   /* without the salt */
+    size_t icv_len;          /* AEAD tag length; 0 for CBC (the INTEG transform decides) */
+} ikc_encr_info;
+int ikc_encr_lookup(int encr_id, size_t key_len, ikc_encr_info *info);
+/* A context of that cipher keyed once (enc = 1 encrypt, 0 decrypt); AEADs get a 12-octet IV */
+int ikc_keyed_cipher(ikc_cipher_kind kind, const uint8_t *key, int enc, EVP_CIPHER_CTX **out);
+
 /* integrity transform facts (RFC 4868): key length, ICV length, digest */
 int ikc_integ_params(int integ_id, size_t *key_len, size_t *icv_len, ikc_md_kind *md);
 

@@ -29,61 +29,23 @@ void ikc_sk_free(ikc_sk *sk) {
     free(sk);
 }
 
-static int keyed_ctx(EVP_CIPHER *cipher, const uint8_t *key, int enc, size_t icv_len, int aead,
-                     EVP_CIPHER_CTX **out) {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (!ctx) return IKC_ERR_NOMEM;
-    if (EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) != 1 ||
-        (aead && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1) ||
-        EVP_CipherInit_ex2(ctx, NULL, key, NULL, enc, NULL) != 1 ||
-        (!aead && EVP_CIPHER_CTX_set_padding(ctx, 0) != 1)) {
-        EVP_CIPHER_CTX_free(ctx);
-        return IKC_ERR_OPENSSL;
-    }
-    (void)icv_len;
-    *out = ctx;
-    return IKC_OK;
-}
-
 int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
                int integ_id, const uint8_t *integ_key, size_t integ_key_len, ikc_sk **out) {
-    ikc_cipher_kind kind;
-    size_t key_len;
+    ikc_encr_info info;
     int rc;
     if (!out || !encr_key) return IKC_ERR_ARG;
     *out = NULL;
+    if ((rc = ikc_encr_lookup(encr_id, encr_key_len, &info)) != IKC_OK) return rc;
     ikc_sk *sk = calloc(1, sizeof(*sk));
     if (!sk) return IKC_ERR_NOMEM;
-    switch (encr_id) {
-    case IKC_ENCR_AES_GCM_8: case IKC_ENCR_AES_GCM_12: case IKC_ENCR_AES_GCM_16:
-        sk->aead = 1;
-        sk->icv_len = encr_id == IKC_ENCR_AES_GCM_8 ? 8 : encr_id == IKC_ENCR_AES_GCM_12 ? 12 : 16;
-        key_len = encr_key_len - 4;
-        if (encr_key_len < 4 || (key_len != 16 && key_len != 24 && key_len != 32)) { rc = IKC_ERR_KEYLEN; goto fail; }
-        kind = key_len == 16 ? IKC_C_AES128_GCM : key_len == 24 ? IKC_C_AES192_GCM : IKC_C_AES256_GCM;
-        break;
-    case IKC_ENCR_CHACHA20_POLY1305:
-        sk->aead = 1;
-        sk->icv_len = 16;
-        key_len = 32;
-        if (encr_key_len != 36) { rc = IKC_ERR_KEYLEN; goto fail; }
-        kind = IKC_C_CHACHA20_POLY1305;
-        break;
-    case IKC_ENCR_AES_CBC:
-        key_len = encr_key_len;
-        if (key_len != 16 && key_len != 24 && key_len != 32) { rc = IKC_ERR_KEYLEN; goto fail; }
-        kind = key_len == 16 ? IKC_C_AES128_CBC : key_len == 24 ? IKC_C_AES192_CBC : IKC_C_AES256_CBC;
-        break;
-    default:
-        rc = IKC_ERR_UNSUPPORTED;
-        goto fail;
-    }
+    sk->aead = info.aead;
+    sk->icv_len = info.icv_len;
     if (sk->aead) {
         /* RFC 5282 §8 / RFC 7634 §4: an AEAD carries no separate integrity */
         if (integ_id != IKC_INTEG_NONE || integ_key_len) { rc = IKC_ERR_ARG; goto fail; }
         sk->iv_len = 8;
         sk->block_len = 1;
-        memcpy(sk->salt, encr_key + key_len, 4);
+        memcpy(sk->salt, encr_key + info.cipher_key_len, 4);
         if ((rc = ikc_random((uint8_t *)&sk->next_iv, sizeof(sk->next_iv))) != IKC_OK) goto fail;
     } else {
         size_t want_key, icv;
@@ -95,11 +57,8 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
         sk->icv_len = icv;
         if ((rc = ikc_hmac_init(&sk->integ, md, integ_key, integ_key_len)) != IKC_OK) goto fail;
     }
-    EVP_CIPHER *cipher = ikc_get_cipher(kind);
-    if (!cipher) { rc = IKC_ERR_UNSUPPORTED; goto fail; }
-    rc = keyed_ctx(cipher, encr_key, 1, sk->icv_len, sk->aead, &sk->enc);
-    if (rc == IKC_OK) rc = keyed_ctx(cipher, encr_key, 0, sk->icv_len, sk->aead, &sk->dec);
-    EVP_CIPHER_free(cipher);
+    rc = ikc_keyed_cipher(info.kind, encr_key, 1, &sk->enc);
+    if (rc == IKC_OK) rc = ikc_keyed_cipher(info.kind, encr_key, 0, &sk->dec);
     if (rc != IKC_OK) goto fail;
     *out = sk;
     return IKC_OK;

@@ -1,0 +1,60 @@
+/* cipher.c - what an ENCR transform id and a key length mean, and cipher
+ * contexts keyed once; shared by IKE SK protection and ESP. */
+#include "internal.h"
+
+int ikc_encr_lookup(int encr_id, size_t key_len, ikc_encr_info *info) {
+    size_t cipher_key;
+    switch (encr_id) {
+    case IKC_ENCR_AES_GCM_8:
+    case IKC_ENCR_AES_GCM_12:
+    case IKC_ENCR_AES_GCM_16:
+        /* RFC 4106 §8.1 / RFC 5282 §7.1: the key material ends with a 4-octet salt */
+        if (key_len < 4) return IKC_ERR_KEYLEN;
+        cipher_key = key_len - 4;
+        if (cipher_key != 16 && cipher_key != 24 && cipher_key != 32) return IKC_ERR_KEYLEN;
+        info->kind = cipher_key == 16 ? IKC_C_AES128_GCM : cipher_key == 24 ? IKC_C_AES192_GCM : IKC_C_AES256_GCM;
+        info->aead = 1;
+        info->icv_len = encr_id == IKC_ENCR_AES_GCM_8 ? 8 : encr_id == IKC_ENCR_AES_GCM_12 ? 12 : 16;
+        break;
+    case IKC_ENCR_CHACHA20_POLY1305:
+        if (key_len != 36) return IKC_ERR_KEYLEN;   /* RFC 7634 §2: 32-octet key + salt */
+        cipher_key = 32;
+        info->kind = IKC_C_CHACHA20_POLY1305;
+        info->aead = 1;
+        info->icv_len = 16;
+        break;
+    case IKC_ENCR_AES_CBC:
+        cipher_key = key_len;
+        if (cipher_key != 16 && cipher_key != 24 && cipher_key != 32) return IKC_ERR_KEYLEN;
+        info->kind = cipher_key == 16 ? IKC_C_AES128_CBC : cipher_key == 24 ? IKC_C_AES192_CBC : IKC_C_AES256_CBC;
+        info->aead = 0;
+        info->icv_len = 0;     /* from the INTEG transform */
+        break;
+    default:
+        return IKC_ERR_UNSUPPORTED;
+    }
+    info->cipher_key_len = cipher_key;
+    return IKC_OK;
+}
+
+int ikc_keyed_cipher(ikc_cipher_kind kind, const uint8_t *key, int enc, EVP_CIPHER_CTX **out) {
+    EVP_CIPHER *cipher = ikc_get_cipher(kind);
+    EVP_CIPHER_CTX *ctx = cipher ? EVP_CIPHER_CTX_new() : NULL;
+    int aead = kind == IKC_C_AES128_GCM || kind == IKC_C_AES192_GCM || kind == IKC_C_AES256_GCM ||
+               kind == IKC_C_CHACHA20_POLY1305;
+    int rc = !cipher ? IKC_ERR_UNSUPPORTED : !ctx ? IKC_ERR_NOMEM : IKC_OK;
+    /* the key schedule is computed once here; each message only sets its IV */
+    if (rc == IKC_OK &&
+        (EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) != 1 ||
+         (aead && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1) ||
+         EVP_CipherInit_ex2(ctx, NULL, key, NULL, enc, NULL) != 1 ||
+         (!aead && EVP_CIPHER_CTX_set_padding(ctx, 0) != 1)))
+        rc = IKC_ERR_OPENSSL;
+    EVP_CIPHER_free(cipher);
+    if (rc != IKC_OK) {
+        EVP_CIPHER_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return IKC_OK;
+}
