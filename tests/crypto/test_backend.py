@@ -68,3 +68,16 @@ def test_info_command():
     assert f"ikecore {ikecore.__version__}" in out.stdout
     assert "mac     served by default" in out.stdout
     assert "aes-ni" in out.stdout
+
+
+def test_import_refuses_a_mismatched_extension():
+    code = ("import ikecore, sys\n"
+            "ikecore.__version__ = '9.9.9'\n"
+            "try:\n"
+            "    import ikecore._binding\n"
+            "except ikecore.errors.BackendError as exc:\n"
+            "    print('refused:', exc); sys.exit(0)\n"
+            "sys.exit(1)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "built for ikecore 0.1.0" in out.stdout and "9.9.9" in out.stdout
