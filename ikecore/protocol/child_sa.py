@@ -7,6 +7,14 @@ from ..crypto.keyschedule import ChildKeys
 from .negotiation import EspSuite
 
 
+@dataclass(frozen=True)
+class PeerRekey:
+    """The peer's rekey of a Child SA that we answered while our own rekey of
+    it was in flight (RFC 7296 §2.8.1): its nonces (Ni, Nr) and the SA it made."""
+    nonces: tuple[bytes, bytes]
+    child: "ChildSa"
+
+
 @dataclass(eq=False)
 class ChildSa:
     name: str
@@ -25,9 +33,9 @@ class ChildSa:
     udp_encap: bool = False     # ESP-in-UDP (RFC 3948): a NAT was detected or encapsulation forced
     config: object = field(default=None, repr=False)          # the ChildConfig it came from
     rekeying: bool = field(default=False, repr=False)         # our rekey of it is in flight
+    deleting: bool = field(default=False, repr=False)         # our Delete of it is out
     replaced_by: "ChildSa | None" = field(default=None, repr=False)
-    peer_rekey: dict | None = field(default=None, repr=False)  # the peer's simultaneous rekey
-    our_rekey: dict | None = field(default=None, repr=False)   # our completed rekey (nonces, child)
+    peer_rekey: PeerRekey | None = field(default=None, repr=False)
 
     @property
     def outbound_keys(self) -> tuple[bytes, bytes]:
@@ -53,4 +61,4 @@ class ChildSa:
                 make(self.spi_in, self.inbound_keys, "in", self.replay_window))
 
 
-__all__ = ["ChildSa"]
+__all__ = ["ChildSa", "PeerRekey"]

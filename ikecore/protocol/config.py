@@ -6,9 +6,10 @@ Proposals can be written the way strongSwan users know them
 """
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..crypto.transforms import AEAD_ENCR, Encr, Integ, Prf
 from ..errors import ConfigError
@@ -143,9 +144,19 @@ class Identity:
     @classmethod
     def parse(cls, text: str) -> "Identity":
         """``1.2.3.4`` / ``2001:db8::1`` -> IP; ``user@host`` -> RFC822; else FQDN.
-        ``keyid:HEX`` gives ID_KEY_ID."""
+        ``keyid:HEX`` gives ID_KEY_ID, ``dn:CN=gw,O=Example`` (RFC 4514) ID_DER_ASN1_DN."""
         if text.startswith("keyid:"):
-            return cls(IdType.ID_KEY_ID, bytes.fromhex(text[6:]))
+            try:
+                return cls(IdType.ID_KEY_ID, bytes.fromhex(text[6:]))
+            except ValueError:
+                raise ConfigError(f"bad key id {text!r}") from None
+        if text.startswith("dn:"):
+            from cryptography import x509
+            try:
+                name = x509.Name.from_rfc4514_string(text[3:])
+            except ValueError as exc:
+                raise ConfigError(f"bad distinguished name {text!r}: {exc}") from None
+            return cls(IdType.ID_DER_ASN1_DN, name.public_bytes())
         try:
             addr = ipaddress.ip_address(text)
         except ValueError:
@@ -286,9 +297,12 @@ class IkeConfig:
     request_virtual_ip: bool = False             # initiator: CFG_REQUEST an address
     address_pool: Sequence[str] = ()             # responder: addresses to hand out
     force_encap: bool = False                    # act as if behind a NAT (port 4500, ESP-in-UDP)
-    signature_hashes: Sequence[int] = (2, 3, 4)  # RFC 7427: SHA2-256/384/512
+    signature_hashes: Sequence[int] = (2, 3, 4, 5)  # RFC 7427/8420: SHA2-256/384/512, Identity (EdDSA)
     cookie_threshold: int = 100                  # half-open SAs before cookies engage (endpoint)
     window_size: int = 1
+    # maps the connection's ``now`` to the time certificates are validated at;
+    # None: OpenSSL's notion of the current time (the core itself reads no clock)
+    certificate_time: Callable[[float], datetime.datetime] | None = None
 
     def __post_init__(self) -> None:
         if not self.proposals:

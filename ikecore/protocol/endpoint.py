@@ -66,13 +66,30 @@ class IkeEndpoint:
                 child: str | None = None) -> IkeConnection:
         conn = IkeConnection(config, initiator=True, local=local, remote=remote, rng=self.rng, now=now,
                              natt_port=self.natt_port)
+        if self._has_sa_with(config, remote):
+            conn.exchange_state["no_initial_contact"] = True
         self._adopt(conn)
         conn.initiate(now, child)
-        self._collect(conn)
+        self._collect(conn, now)
         return conn
+
+    def _has_sa_with(self, config: IkeConfig, remote: Address) -> bool:
+        """An established SA with this peer: by identity when the config names
+        one, else by address. A new SA to it must not say INITIAL_CONTACT."""
+        for c in self.connections.values():
+            if c.state not in (State.ESTABLISHED, State.REKEYED):
+                continue
+            if config.remote_id is not None:
+                if c.remote_id == config.remote_id and c.config.local_id == config.local_id:
+                    return True
+            elif c.remote[0] == remote[0]:
+                return True
+        return False
 
     def _adopt(self, conn: IkeConnection) -> None:
         conn.leases = self.leases
+        # IKE_AUTH calls this once the peer is authenticated, before any address is leased
+        conn.exchange_state["initial_contact"] = self._initial_contact
         own = conn.spi_i if conn.initiator else conn.spi_r
         self.connections[own] = conn
 
@@ -113,7 +130,7 @@ class IkeEndpoint:
             self.stats["dropped"] += 1
             return
         conn.receive_message(msg, remote, now, local)
-        self._collect(conn)
+        self._collect(conn, now)
 
     def _forget_half_open(self, conn: IkeConnection) -> None:
         key = conn.exchange_state.get("half_open_key")
@@ -124,7 +141,7 @@ class IkeEndpoint:
         existing = self._half_open.get((msg.spi_i, remote))
         if existing is not None:
             existing.receive_message(msg, remote, now)   # a retransmission: the cached reply
-            self._collect(existing)
+            self._collect(existing, now)
             return
         config = self.select_config(remote, local)
         if config is None:
@@ -147,14 +164,23 @@ class IkeEndpoint:
         self._adopt(conn)
         self._half_open[(msg.spi_i, remote)] = conn
         conn.exchange_state["half_open_key"] = (msg.spi_i, remote)
-        self._collect(conn)
+        self._collect(conn, now)
 
     # ---------------------------------------------------------------- cookies --
     def _rotate_secret(self, now: float) -> None:
-        if now - self._secret_rotated_at >= self.cookie_secret_lifetime:
-            version = (self._secrets[0][0] + 1) % 256
-            self._secrets = [(version, self.rng(32)), self._secrets[0]]
-            self._secret_rotated_at = now
+        """A new secret every ``cookie_secret_lifetime``; cookies made with the
+        previous one stay good for one more lifetime, older ones never."""
+        generations = int((now - self._secret_rotated_at) // self.cookie_secret_lifetime)
+        if generations <= 0:
+            return
+        for _ in range(min(generations, 2)):
+            self.rotate_cookie_secret()
+        self._secret_rotated_at += generations * self.cookie_secret_lifetime
+
+    def rotate_cookie_secret(self) -> None:
+        """Start using a new cookie secret now (the current one becomes the previous)."""
+        version = (self._secrets[0][0] + 1) % 256
+        self._secrets = [(version, self.rng(32)), self._secrets[0]]
 
     def _cookie(self, msg: Message, remote: Address, secret: tuple[int, bytes]) -> bytes:
         """<version> | HMAC-SHA-256(secret, Ni | IPi | SPIi)[:16] (RFC 7296 §2.6's suggestion, keyed)."""
@@ -178,7 +204,7 @@ class IkeEndpoint:
             t = conn.get_timer()
             if t is not None and t <= now:
                 conn.handle_timer(now)
-                self._collect(conn)
+                self._collect(conn, now)
 
     def get_timer(self) -> float | None:
         times = [t for t in (c.get_timer() for c in self.connections.values()) if t is not None]
@@ -190,19 +216,34 @@ class IkeEndpoint:
             data = NON_ESP_MARKER + data
         self._datagrams.append((data, remote, local))
 
-    def _collect(self, conn: IkeConnection) -> None:
+    def _collect(self, conn: IkeConnection, now: float | None = None) -> None:
+        for new in conn.spawned_connections():   # SAs a rekey made take messages at once
+            self._adopt(new)
+            self._collect(new, now)
         for data, remote, local in conn.datagrams_to_send():
             self._send(data, remote, local)
         while (event := conn.next_event()) is not None:
             if isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)) and event.connection is not None:
                 self._adopt(event.connection)
-                self._collect(event.connection)
+                self._collect(event.connection, now)
             self._events.append((conn, event))
         self._forget_half_open(conn)
         if conn.state == State.DELETED:
             own = conn.spi_i if conn.initiator else conn.spi_r
             if self.connections.get(own) is conn:
                 del self.connections[own]
+
+    def _initial_contact(self, conn: IkeConnection, now: float) -> None:
+        """The peer of ``conn`` says it holds no other SA with us (it restarted):
+        forget, without a Delete nobody would answer, every older SA between
+        the same two identities (RFC 7296 §2.4)."""
+        for other in list(self.connections.values()):
+            if (other is conn or other.state is State.DELETED or other.remote_id is None
+                    or other.remote_id != conn.remote_id or other.config.local_id != conn.config.local_id):
+                continue
+            log.info("%s: replaced by %s (INITIAL_CONTACT)", other.name, conn.name)
+            other.terminate("peer restarted (INITIAL_CONTACT)", now)
+            self._collect(other, now)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         """(datagram, remote, local); the non-ESP marker is already in place on the NAT-T port."""

@@ -3,13 +3,17 @@
 Inputs: ``receive_message`` / ``receive_datagram`` (with ``now``),
 ``handle_timer(now)`` and commands (``initiate``, ``create_child_sa``,
 ``rekey_child_sa``, ``rekey``, ``delete_child_sa``, ``delete``,
-``check_liveness``). Outputs: ``datagrams_to_send()``, ``get_timer()``,
-``next_event()``. No sockets, clock or global RNG: time and randomness are
-passed in.
+``check_liveness``, ``note_traffic``). Outputs: ``datagrams_to_send()``,
+``get_timer()``, ``next_event()``, ``spawned_connections()`` (IKE SAs a rekey
+made, for the endpoint to route to). No sockets, clock or global RNG: time
+and randomness are passed in.
 
 Only this module touches message IDs, retransmission, the response cache and
-the window; each exchange lives in ``ikecore.protocol.exchanges`` as an
-initiator task (build a request, take its response) and a responder handler.
+the window (RFC 7296 §2.1-§2.3); each exchange lives in
+``ikecore.protocol.exchanges`` as an initiator task (build a request, take its
+response) and a responder handler. Which requests a state takes is the
+``REQUEST_TABLE``; anything unlisted is answered INVALID_SYNTAX, or dropped
+where there is nobody (yet) to answer.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from ..errors import IkeError, IntegrityCheckFailed, ParseError, ProtocolError
 from . import events as ev
 from .child_sa import ChildSa
 from .config import IkeConfig
-from .constants import ExchangeType, Flags, NotifyType, PayloadType
+from .constants import ExchangeType, Flags, NotifyType
 from .fragments import Reassembler, fragment_message
 from .message import Message, parse_message
 from .negotiation import IkeSuite
@@ -40,20 +44,65 @@ Address = tuple  # (host: str, port: int)
 Rng = Callable[[int], bytes]
 
 
+MAX_MESSAGE_ID = 0xFFFFFFFF
+MAX_PEER_WINDOW = 64          # we never keep more of our own requests in flight
+
+
 class State(enum.Enum):
     IDLE = "idle"                     # initiator, nothing sent yet
     INIT_SENT = "init-sent"           # IKE_SA_INIT request out
     INIT_DONE = "init-done"           # keys derived, IKE_AUTH pending (either role)
     ESTABLISHED = "established"
-    REKEYED = "rekeyed"               # replaced by a rekey, waiting for its Delete
+    PENDING = "pending"               # made by an IKE rekey that collided, not yet resolved (§2.8.2)
+    REKEYED = "rekeyed"               # replaced by a rekey (or redundant after a collision): only
+                                      # its Delete is still expected
     DELETING = "deleting"             # our Delete is out
     DELETED = "deleted"
+
+
+class Admit(enum.Enum):
+    """What becomes of a protected request, by (state, exchange type)."""
+    HANDLE = "handle"                 # the exchange's responder answers it
+    DROP = "drop"                     # no answer: the peer retransmits or gives up
+    REJECT = "reject"                 # answer INVALID_SYNTAX (it passed the ICV, RFC 7296 §3.10.1)
+    REJECT_AND_CLOSE = "close"        # answer INVALID_SYNTAX and forget the half-open SA
+    TEMPORARY_FAILURE = "busy"        # answer TEMPORARY_FAILURE (RFC 7296 §2.25)
+
+
+_X = ExchangeType
+REQUEST_TABLE: dict[tuple[State, int], Admit] = {
+    (State.INIT_DONE, _X.IKE_AUTH): Admit.HANDLE,            # (responder; EAP rounds too)
+    (State.ESTABLISHED, _X.CREATE_CHILD_SA): Admit.HANDLE,
+    (State.ESTABLISHED, _X.INFORMATIONAL): Admit.HANDLE,
+    (State.PENDING, _X.INFORMATIONAL): Admit.HANDLE,         # e.g. the peer deletes it
+    (State.PENDING, _X.CREATE_CHILD_SA): Admit.TEMPORARY_FAILURE,
+    (State.REKEYED, _X.INFORMATIONAL): Admit.HANDLE,
+    (State.REKEYED, _X.CREATE_CHILD_SA): Admit.TEMPORARY_FAILURE,   # §2.25.2
+    (State.DELETING, _X.INFORMATIONAL): Admit.HANDLE,
+    (State.DELETING, _X.CREATE_CHILD_SA): Admit.TEMPORARY_FAILURE,  # §2.25.2
+}
+
+
+def admit_request(state: State, exchange_type: int, *, initiator: bool) -> Admit:
+    """The request table; anything unlisted is an error for that state."""
+    if state in (State.IDLE, State.INIT_SENT, State.DELETED):
+        return Admit.DROP             # no keys (or none any more): nothing to answer with
+    if state == State.INIT_DONE:
+        if initiator:
+            # the responder is established once it sent its IKE_AUTH response; a request
+            # of its own may overtake that response: let the peer retransmit it
+            return Admit.DROP
+        # only IKE_AUTH may follow IKE_SA_INIT (RFC 7296 §1.2); a peer that breaks this
+        # has spent Message ID 1, so the half-open SA cannot complete any more
+        return REQUEST_TABLE.get((state, exchange_type), Admit.REJECT_AND_CLOSE)
+    return REQUEST_TABLE.get((state, exchange_type), Admit.REJECT)
 
 
 @dataclass
 class _Outstanding:
     task: object
     message_id: int
+    exchange_type: int
     datagrams: list          # what was sent (fragments, if any): retransmitted as is
     sent_at: float
     deadline: float
@@ -98,17 +147,20 @@ class IkeConnection:
         self.peer_signature_hashes: list[int] = []
         self.peer_mobike = False
         self.peer_clone = False
-        self.peer_window = 1
+        self.peer_window = 1                  # raised by the peer's SET_WINDOW_SIZE (RFC 7296 §2.3)
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
         self.leases: set = set()              # pool addresses in use (the endpoint shares one set)
         # message ids and retransmission
         self.next_request_id = 0
-        self.expected_request_id = 0
+        self.expected_request_id = 0          # the lowest request ID not yet answered
+        self._answered_ahead: set[int] = set()   # answered IDs above it (window > 1)
         self.outstanding: dict[int, _Outstanding] = {}
         self.response_cache: dict[int, list] = {}
         self.tasks: deque = deque()
+        self.deferred: list = []              # (when, task): retries that must wait (§2.25)
         self.reassembler = Reassembler()
+        self._window_announced = False
         # children and timers
         self.children: dict[bytes, ChildSa] = {}     # by inbound SPI
         self.rekey_at = float("inf")
@@ -118,8 +170,12 @@ class IkeConnection:
         # outputs
         self._datagrams: deque = deque()
         self._events: deque = deque()
-        # set by the IKE rekey exchange on the SA it replaces
+        self._spawned: deque = deque()
+        # IKE rekey (exchanges/ike_rekey.py): the SA that replaced this one; the peer's
+        # rekey we answered while ours was in flight; whether the application knows this SA
         self.replaced_by: IkeConnection | None = None
+        self.rekey_collision = None
+        self.silent = False                   # made by a rekey and not (yet) the survivor
         self.exchange_state: dict = {}      # per-exchange scratch owned by exchanges/*
 
     # ------------------------------------------------------------------ helpers --
@@ -141,8 +197,22 @@ class IkeConnection:
     def nat_detected(self) -> bool:
         return self.nat_local or self.nat_remote or self.config.force_encap
 
+    @property
+    def rekey_in_flight(self) -> bool:
+        """Our IKE SA rekey is out: other exchanges wait for its outcome."""
+        return any(getattr(o.task, "rekeys_ike_sa", False) for o in self.outstanding.values())
+
+    def retransmit_span(self) -> float:
+        """How long a request is retransmitted before its sender gives up."""
+        cfg = self.config
+        return cfg.retransmit_timeout * sum(cfg.retransmit_base ** k for k in range(cfg.retransmit_tries + 1))
+
     def emit(self, event: ev.Event) -> None:
         self._events.append(event)
+
+    def spawn(self, conn: "IkeConnection") -> None:
+        """A new IKE SA this one created (a rekey): the endpoint must route to it at once."""
+        self._spawned.append(conn)
 
     def install_keys(self, suite: IkeSuite, keys: IkeKeys) -> None:
         """The SK ciphers for each direction (SK_ei/SK_ai protect the initiator's messages)."""
@@ -164,6 +234,10 @@ class IkeConnection:
         self.local = (self.local[0], self.natt_port)
         self.remote = (self.remote[0], self.natt_port)
 
+    def note_traffic(self, now: float) -> None:
+        """The data path saw authentic ESP from the peer: no liveness check is due."""
+        self.last_heard = max(self.last_heard, now)
+
     # ------------------------------------------------------------------ outputs --
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         """(IKE message, remote address, local address) tuples; the I/O layer adds
@@ -175,26 +249,50 @@ class IkeConnection:
     def next_event(self) -> ev.Event | None:
         return self._events.popleft() if self._events else None
 
+    def spawned_connections(self) -> list["IkeConnection"]:
+        """IKE SAs made by this one (rekeys) since the last call."""
+        out = list(self._spawned)
+        self._spawned.clear()
+        return out
+
     def get_timer(self) -> float | None:
         if self.state == State.DELETED:
             return None
         times = [o.deadline for o in self.outstanding.values()]
+        times.append(self.expire_at)
         if self.state == State.ESTABLISHED:
-            times += [self.rekey_at, self.expire_at]
-            if self.config.dpd_delay > 0 and not self.outstanding:
+            times.append(self.rekey_at)
+            times += [when for when, _ in self.deferred]
+            if self.config.dpd_delay > 0 and not self.outstanding and not self.tasks:
                 times.append(self.last_heard + self.config.dpd_delay)
             for c in self.children.values():
-                times += [c.rekey_at if not c.rekeying else float("inf"), c.expire_at]
-        elif self.state in (State.REKEYED, State.DELETING, State.INIT_DONE, State.INIT_SENT):
-            times.append(self.expire_at)
+                if not (c.rekeying or c.deleting or c.replaced_by is not None):
+                    times.append(c.rekey_at)
+                if not c.deleting:
+                    times.append(c.expire_at)
         t = min(times, default=float("inf"))
         return None if t == float("inf") else t
 
     # ----------------------------------------------------------------- commands --
-    def queue(self, task, now: float) -> None:
+    def queue(self, task, now: float, *, first: bool = False) -> None:
         """Queue an initiator task; it starts when the window allows."""
-        self.tasks.append(task)
+        if first:
+            self.tasks.appendleft(task)
+        else:
+            self.tasks.append(task)
         self._start_tasks(now)
+
+    def queue_later(self, task, when: float) -> None:
+        """Queue a task at ``when`` (a retry after TEMPORARY_FAILURE must wait, §2.25)."""
+        self.deferred.append((when, task))
+
+    def hand_over_tasks(self, successor: "IkeConnection") -> None:
+        """Queued work that concerns Child SAs (or the SA as a whole) moves to the
+        IKE SA that replaced this one (RFC 7296 §1.4: its successor)."""
+        successor.tasks.extend(t for t in self.tasks if t.follows_rekey)
+        successor.deferred.extend((w, t) for w, t in self.deferred if t.follows_rekey)
+        self.tasks.clear()
+        self.deferred.clear()
 
     def initiate(self, now: float, child: str | None = None) -> None:
         from .exchanges.ike_auth import IkeAuthTask
@@ -219,28 +317,36 @@ class IkeConnection:
         self.queue(RekeyChildTask(child), now)
 
     def rekey(self, now: float) -> None:
-        from .exchanges.create_child_sa import RekeyIkeTask
+        from .exchanges.ike_rekey import RekeyIkeTask
         self._require_established()
+        if any(isinstance(t, RekeyIkeTask) for t in self.tasks) or self.rekey_in_flight:
+            return
         self.queue(RekeyIkeTask(), now)
 
-    def delete_child_sa(self, now: float, spi_in: bytes) -> None:
+    def delete_child_sa(self, now: float, spi_in: bytes, *, reason: str = "deleted") -> None:
         from .exchanges.informational import DeleteChildTask
         self._require_established()
         child = self.children.get(spi_in)
         if child is None:
             raise IkeError("no such Child SA")
-        self.queue(DeleteChildTask(child), now)
+        self.queue(DeleteChildTask(child, reason), now)
 
-    def delete(self, now: float) -> None:
+    def delete(self, now: float, *, reason: str = "deleted") -> None:
+        """Close the IKE SA (and its Child SAs) with a Delete; an SA the peer cannot
+        know yet as established is simply forgotten."""
         from .exchanges.informational import DeleteIkeTask
         if self.state in (State.DELETED, State.DELETING):
             return
-        if self.state in (State.IDLE, State.INIT_SENT) or self.keys is None:
-            self.terminate("deleted", now)
+        auth_in_flight = self.state == State.INIT_DONE and self.initiator and bool(self.outstanding)
+        if self.keys is None or self.state in (State.IDLE, State.INIT_SENT) or (
+                self.state == State.INIT_DONE and not auth_in_flight):
+            self.terminate(reason, now)
             return
-        # the Delete goes first: nothing else is worth sending on a dying SA
+        # the Delete goes next (after IKE_AUTH, if that is still out): nothing else is
+        # worth sending on a dying SA
         self.tasks.clear()
-        self.queue(DeleteIkeTask(), now)
+        self.deferred.clear()
+        self.queue(DeleteIkeTask(reason), now)
 
     def check_liveness(self, now: float) -> None:
         from .exchanges.informational import LivenessTask
@@ -252,9 +358,25 @@ class IkeConnection:
             raise IkeError(f"the IKE SA is {self.state.value}, not established")
 
     # ------------------------------------------------------------ sending path --
+    def _window_open(self) -> bool:
+        """Request N may go out only once every request up to N - window is answered
+        (RFC 7296 §2.3)."""
+        oldest = min(self.outstanding, default=self.next_request_id)
+        return self.next_request_id < oldest + self.peer_window
+
+    def start_tasks(self, now: float) -> None:
+        """Send what the queue and the window allow (after a state change made elsewhere)."""
+        self._start_tasks(now)
+
     def _start_tasks(self, now: float) -> None:
-        while (self.tasks and len(self.outstanding) < self.peer_window
-               and self.state not in (State.DELETED,)):
+        from .exchanges.informational import WindowSizeTask
+        if self.state == State.ESTABLISHED and not self._window_announced:
+            # the window is 1 until the initial exchanges (or a rekey) complete; then we
+            # say how many requests we will take at once (RFC 7296 §2.3)
+            self._window_announced = True
+            if self.config.window_size > 1:
+                self.tasks.appendleft(WindowSizeTask(self.config.window_size))
+        while self.tasks and self.state != State.DELETED and self._window_open():
             task = self.tasks[0]
             if not task.ready(self):
                 break
@@ -287,6 +409,10 @@ class IkeConnection:
 
     def send_request(self, task, msg: Message, now: float, *, message_id: int | None = None) -> None:
         mid = self.next_request_id if message_id is None else message_id
+        if mid > MAX_MESSAGE_ID:
+            # RFC 7296 §2.2: the SA must be rekeyed or closed before the IDs wrap
+            self.terminate("message IDs exhausted", now)
+            return
         msg.message_id = mid
         msg.flags = Flags.INITIATOR if self.initiator else Flags.NONE
         msg.spi_i, msg.spi_r = self.spi_i, self.spi_r
@@ -294,7 +420,7 @@ class IkeConnection:
         if message_id is None:
             self.next_request_id += 1
         timeout = self.config.retransmit_timeout
-        self.outstanding[mid] = _Outstanding(task, mid, datagrams, now, now + timeout)
+        self.outstanding[mid] = _Outstanding(task, mid, msg.exchange_type, datagrams, now, now + timeout)
         for d in datagrams:
             self._datagrams.append((d, self.remote, self.local))
         task.sent(self, msg, datagrams)
@@ -330,9 +456,7 @@ class IkeConnection:
 
     def receive_message(self, msg: Message, remote: Address, now: float,
                         local: Address | None = None) -> None:
-        """``local``: the address it arrived on (lets a responder follow the
-        initiator to the NAT-T port)."""
-        self._arrived_on = tuple(local) if local is not None else None
+        """A parsed IKE message from ``remote``, received on ``local`` (when known)."""
         if self.state == State.DELETED:
             return
         if msg.spi_i != self.spi_i or (msg.spi_r != self.spi_r and
@@ -342,9 +466,9 @@ class IkeConnection:
         if msg.is_initiator == self.initiator:
             return
         if msg.is_response:
-            self._on_response(msg, remote, now)
+            self._on_response(msg, remote, local, now)
         else:
-            self._on_request(msg, remote, now)
+            self._on_request(msg, remote, local, now)
         self._start_tasks(now)
 
     def _open(self, msg: Message, now: float) -> Message | None:
@@ -365,53 +489,89 @@ class IkeConnection:
             log.info("%s: dropping message %d: %s", self.name, msg.message_id, exc)
             return None
 
-    def _on_request(self, msg: Message, remote: Address, now: float) -> None:
-        from .exchanges import responder_for
+    def _answered(self, mid: int) -> bool:
+        return mid < self.expected_request_id or mid in self._answered_ahead
+
+    def _mark_answered(self, mid: int) -> None:
+        self._answered_ahead.add(mid)
+        while self.expected_request_id in self._answered_ahead:
+            self._answered_ahead.discard(self.expected_request_id)
+            self.expected_request_id += 1
+
+    def _replay_response(self, msg: Message) -> None:
+        """A retransmitted request: send the cached response again (RFC 7296 §2.1);
+        one we no longer hold means the request is ignored."""
+        cached = self.response_cache.get(msg.message_id)
+        if cached is None:
+            return
+        if msg.exchange_type == ExchangeType.IKE_SA_INIT and msg.raw != self.init_request:
+            return          # another IKE_SA_INIT under the same SPI is not a retransmission
+        if msg.is_fragment and msg.sk.fragment_number != 1:
+            return          # answer a fragmented retransmission once, not per fragment (RFC 7383 §2.6.1)
+        for d in cached:
+            self._datagrams.append((d, self.remote, self.local))
+
+    def _on_request(self, msg: Message, remote: Address, local: Address | None, now: float) -> None:
         mid = msg.message_id
-        if mid < self.expected_request_id:
-            cached = self.response_cache.get(mid)
-            if cached is not None and (msg.exchange_type != ExchangeType.IKE_SA_INIT or
-                                       msg.raw == self.init_request):
-                for d in cached:      # a retransmitted request: replay our response
-                    self._datagrams.append((d, self.remote, self.local))
+        if self._answered(mid):
+            self._replay_response(msg)
             return
         if mid >= self.expected_request_id + self.config.window_size:
-            return
+            return            # beyond the window we promised: the peer broke §2.3
+        if msg.sk is None:
+            return            # after IKE_SA_INIT every request is protected (RFC 7296 §2.21)
         opened = self._open(msg, now)
         if opened is None:
             return
         msg = opened
-        if msg.exchange_type != ExchangeType.IKE_SA_INIT and msg.sk is None and msg.inner is None:
-            return   # after IKE_SA_INIT every request is protected (RFC 7296 §2.21)
+        action = admit_request(self.state, msg.exchange_type, initiator=self.initiator)
+        if action is Admit.DROP:
+            log.info("%s: dropping %s request %d in state %s", self.name,
+                     _exchange_name(msg.exchange_type), mid, self.state.value)
+            return
         self.last_heard = now
-        self._peer_address(remote, getattr(self, "_arrived_on", None))
+        self._follow_peer(remote, local)
         try:
             check_rules(msg)
-            handler = responder_for(msg.exchange_type)
-            payloads = handler(self, msg, now) if handler else [
-                NotifyPayload(notify_type=NotifyType.INVALID_SYNTAX)]
+            payloads = self._respond(msg, action, now)
         except ProtocolError as exc:
             if exc.notify_type is None:
                 return
+            self.exchange_state.pop("after_response", None)
             payloads = [NotifyPayload(notify_type=exc.notify_type, data=exc.notify_data)]
-        self.expected_request_id = mid + 1
+        self._mark_answered(mid)
         if payloads is not None:
             self._send_response(msg, payloads, now)
         post = self.exchange_state.pop("after_response", None)
+        if action is Admit.REJECT_AND_CLOSE:
+            post = lambda t: self.terminate("protocol violation before IKE_AUTH", t,  # noqa: E731
+                                            NotifyType.INVALID_SYNTAX)
         if post:
             post(now)
 
-    def _on_response(self, msg: Message, remote: Address, now: float) -> None:
+    def _respond(self, msg: Message, action: Admit, now: float) -> list | None:
+        from .exchanges import responder_for
+        handler = responder_for(msg.exchange_type)
+        if action is Admit.HANDLE and handler is not None:
+            return handler(self, msg, now)
+        if action is Admit.TEMPORARY_FAILURE:
+            return [NotifyPayload(notify_type=NotifyType.TEMPORARY_FAILURE)]
+        log.info("%s: rejecting %s request %d in state %s", self.name,
+                 _exchange_name(msg.exchange_type), msg.message_id, self.state.value)
+        return [NotifyPayload(notify_type=NotifyType.INVALID_SYNTAX)]
+
+    def _on_response(self, msg: Message, remote: Address, local: Address | None, now: float) -> None:
         out = self.outstanding.get(msg.message_id)
-        if out is None:
-            return
+        if out is None or msg.exchange_type != out.exchange_type:
+            return            # not an answer to anything we asked (or a late duplicate)
+        if msg.exchange_type != ExchangeType.IKE_SA_INIT and msg.sk is None:
+            return            # only IKE_SA_INIT is answered in the clear
         opened = self._open(msg, now)
         if opened is None:
             return
         msg = opened
-        if msg.exchange_type != ExchangeType.IKE_SA_INIT and msg.sk is None and msg.inner is None:
-            return
         self.last_heard = now
+        self._follow_peer(remote, local)
         del self.outstanding[msg.message_id]
         try:
             check_rules(msg)
@@ -423,14 +583,13 @@ class IkeConnection:
         except ProtocolError as exc:
             out.task.failed(self, now, str(exc), getattr(exc, "notify_type", None))
 
-    def _peer_address(self, remote: Address, local: Address | None) -> None:
-        """Follow the peer (RFC 7296 §2.23): to the NAT-T port once NAT was
-        detected, and to a new NAT mapping of an established SA."""
+    def _follow_peer(self, remote: Address, local: Address | None) -> None:
+        """After an authentic message: follow a peer that moved to the NAT-T port,
+        or whose NAT mapping changed (RFC 7296 §2.23); answers go where it is."""
         remote = tuple(remote)
-        if (local is not None and local[1] == self.natt_port and self.local[1] != self.natt_port
-                and self.nat_detected):
-            self.local, self.remote = tuple(local), remote
-        elif remote != self.remote and self.nat_remote and self.state == State.ESTABLISHED:
+        if local is not None and local[1] == self.natt_port != self.local[1]:
+            self.local, self.remote = tuple(local), remote     # the initiator floated to 4500
+        elif remote != self.remote and self.nat_remote and self.state != State.INIT_SENT:
             self.remote = remote
 
     # -------------------------------------------------------------------- timers --
@@ -443,7 +602,8 @@ class IkeConnection:
                 continue
             if out.tries >= cfg.retransmit_tries:
                 log.info("%s: no answer to request %d after %d retransmissions", self.name, mid, out.tries)
-                self.terminate("peer unresponsive", now)
+                self.terminate("rekeyed" if self.replaced_by is not None else "peer unresponsive", now,
+                               quiet_children=self.replaced_by is not None)
                 return
             out.tries += 1
             out.deadline = now + cfg.retransmit_timeout * cfg.retransmit_base ** out.tries
@@ -453,27 +613,46 @@ class IkeConnection:
             if self.state == State.ESTABLISHED:
                 # hard lifetime: a Delete, which the retransmission limit bounds
                 self.expire_at = float("inf")
-                self.delete(now)
+                self.delete(now, reason="lifetime expired")
             else:
-                self.terminate("negotiation timed out" if self.keys is None or
-                               self.state == State.INIT_DONE else "lifetime expired", now)
+                self.terminate(self._expiry_reason(), now, quiet_children=self.replaced_by is not None)
                 return
         if self.state == State.ESTABLISHED:
-            if now >= self.rekey_at:
-                self.rekey_at = float("inf")
-                self.rekey(now)
-            for child in list(self.children.values()):
-                if now >= child.expire_at:
-                    child.expire_at = float("inf")
-                    self.delete_child_sa(now, child.spi_in)
-                elif now >= child.rekey_at and not child.rekeying:
-                    child.rekey_at = float("inf")
-                    self.rekey_child_sa(now, child.spi_in)
-            if (cfg.dpd_delay > 0 and not self.outstanding and not self.tasks
-                    and now >= self.last_heard + cfg.dpd_delay):
-                self.last_heard = now        # one check per idle period
-                self.check_liveness(now)
+            self._lifetime_timers(now)
         self._start_tasks(now)
+
+    def _expiry_reason(self) -> str:
+        if self.replaced_by is not None:
+            return "rekeyed"                  # the peer's Delete never came; it is replaced anyway
+        if self.state in (State.REKEYED, State.PENDING):
+            return "redundant after a simultaneous rekey"
+        if self.keys is None or self.state == State.INIT_DONE:
+            return "negotiation timed out"
+        return "lifetime expired"
+
+    def _lifetime_timers(self, now: float) -> None:
+        """Soft lifetimes rekey, hard lifetimes delete; idle peers get a liveness check."""
+        cfg = self.config
+        if now >= self.rekey_at:
+            self.rekey_at = float("inf")
+            self.rekey(now)
+        due = [(w, t) for w, t in self.deferred if w <= now]
+        if due:
+            self.deferred = [(w, t) for w, t in self.deferred if w > now]
+            self.tasks.extend(t for _, t in due)
+        for child in list(self.children.values()):
+            if child.deleting:
+                continue
+            if now >= child.expire_at:
+                child.expire_at = float("inf")
+                self.delete_child_sa(now, child.spi_in, reason="lifetime expired")
+            elif now >= child.rekey_at and not child.rekeying and child.replaced_by is None:
+                child.rekey_at = float("inf")
+                self.rekey_child_sa(now, child.spi_in)
+        if (cfg.dpd_delay > 0 and not self.outstanding and not self.tasks
+                and now >= self.last_heard + cfg.dpd_delay):
+            self.last_heard = now        # one check per idle period
+            self.check_liveness(now)
 
     # --------------------------------------------------------------- teardown --
     def terminate(self, reason: str, now: float, notify_type: int | None = None, *,
@@ -482,19 +661,34 @@ class IkeConnection:
         if self.state == State.DELETED:
             return
         was_up = self.keys is not None
+        pending = self.rekey_collision
+        if pending is not None and pending.alive:
+            # the peer's new SA was waiting on this one's rekey: let it expire at once
+            pending.sa.expire_at = now
+        self.rekey_collision = None
         self.state = State.DELETED
         self.deleted_reason = reason
         self.outstanding.clear()
         self.tasks.clear()
+        self.deferred.clear()
+        self.response_cache.clear()
         if not quiet_children:
             for child in list(self.children.values()):
                 self.emit(ev.ChildSaDeleted(child, reason))
         self.children.clear()
         if self.assigned_ip is not None:
             self.leases.discard(self.assigned_ip)
-        if was_up or self.initiator:
+        if not self.silent and (was_up or self.initiator):
             self.emit(ev.IkeSaDeleted(self.spi_i, self.spi_r, reason, notify_type))
         log.info("%s: IKE SA gone: %s", self.name, reason)
 
 
-__all__ = ["IkeConnection", "State", "nat_detection_hash", "Address"]
+def _exchange_name(exchange_type: int) -> str:
+    try:
+        return ExchangeType(exchange_type).name
+    except ValueError:
+        return f"exchange {exchange_type}"
+
+
+__all__ = ["IkeConnection", "State", "Admit", "REQUEST_TABLE", "admit_request", "nat_detection_hash",
+           "Address"]

@@ -107,7 +107,7 @@ def _by_type(proposal: Proposal) -> dict[int, list[Transform]] | None:
     return groups
 
 
-def _pick_encr(offered: list[Transform], allowed: set) -> Transform | None:
+def _pick_encr(offered: list[Transform], allowed) -> Transform | None:
     for t in offered:
         bits = _key_bits(t)
         if bits is not False and (t.id, bits) in allowed:
@@ -122,86 +122,86 @@ def _pick(offered: list[Transform], allowed) -> Transform | None:
     return None
 
 
-def select_ike(sa: SaPayload, ours: Sequence[IkeProposal], *, spi_size: int = 0
-               ) -> tuple[Proposal, IkeSuite]:
-    """Responder: the first acceptable proposal, in the peer's order. Returns the
-    reply proposal (one transform per type, the peer's number) and the suite."""
-    enc_ok = {x for p in ours for x in p.encr}
-    prf_ok = {x for p in ours for x in p.prf} & _PRF_OK
-    integ_ok = {x for p in ours for x in p.integ} & _INTEG_OK
-    dh_ok = {x for p in ours for x in p.dh} & KNOWN_GROUPS
+def _pick_integ(offered: list[Transform], allowed, aead: bool) -> Transform | None | bool:
+    """The integrity transform to return; None for AEAD; False: unacceptable."""
+    if aead:
+        # none, or only INTEG NONE, may come with an AEAD cipher (RFC 5282 §8)
+        return None if all(t.id == Integ.NONE for t in offered) else False
+    return _pick(offered, set(allowed) & _INTEG_OK) or False
+
+
+def select_ike(sa: SaPayload, ours: Sequence[IkeProposal], *, spi_size: int = 0,
+               ke_group: int | None = None) -> tuple[Proposal, IkeSuite]:
+    """Responder: the first of the peer's proposals (in its order) that one of
+    ours accepts as a whole; each transform type picks the peer's first
+    acceptable entry. Returns the reply proposal (one transform per type, the
+    peer's number) and the suite. ``ke_group``: the group of the peer's KE
+    payload, chosen whenever the proposal allows it (so no INVALID_KE_PAYLOAD
+    round trip is needed)."""
     for prop in sa.proposals:
         if prop.protocol_id != ProtocolId.IKE or len(prop.spi) != spi_size:
             continue
         groups = _by_type(prop)
-        if groups is None:
+        if groups is None or TransformType.ESN in groups:
             continue
-        encr = _pick_encr(groups.get(TransformType.ENCR, []), enc_ok)
-        prf = _pick(groups.get(TransformType.PRF, []), prf_ok)
-        dh = _pick(groups.get(TransformType.DH, []), dh_ok)
-        if encr is None or prf is None or dh is None:
-            continue
-        aead = encr.id in AEAD_ENCR
-        integ_offer = groups.get(TransformType.INTEG, [])
-        if aead:
-            # none, or only INTEG NONE, may come with an AEAD cipher (RFC 5282 §8)
-            if any(t.id != Integ.NONE for t in integ_offer):
+        dh_offer = groups.get(TransformType.DH, [])
+        for mine in ours:
+            encr = _pick_encr(groups.get(TransformType.ENCR, []), mine.encr)
+            prf = _pick(groups.get(TransformType.PRF, []), set(mine.prf) & _PRF_OK)
+            dh_ok = set(mine.dh) & KNOWN_GROUPS
+            dh = (_pick([t for t in dh_offer if t.id == ke_group], dh_ok) if ke_group else None) \
+                or _pick(dh_offer, dh_ok)
+            if encr is None or prf is None or dh is None:
                 continue
-            integ = None
-        else:
-            integ = _pick(integ_offer, integ_ok)
-            if integ is None:
+            integ = _pick_integ(groups.get(TransformType.INTEG, []), mine.integ, encr.id in AEAD_ENCR)
+            if integ is False:
                 continue
-        if TransformType.ESN in groups:
-            continue
-        chosen = [encr, prf] + ([integ] if integ else []) + [dh]
-        suite = IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
-        return Proposal(prop.num, ProtocolId.IKE, prop.spi, chosen), suite
+            chosen = [encr, prf] + ([integ] if integ else []) + [dh]
+            suite = IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
+            return Proposal(prop.num, ProtocolId.IKE, prop.spi, chosen), suite
     raise NoProposalChosen("no acceptable IKE proposal")
 
 
 def select_esp(sa: SaPayload, ours: Sequence[EspProposal], *, require_dh: int | None = None,
-               allow_dh: bool = False) -> tuple[Proposal, EspSuite]:
-    """Responder: choose an ESP proposal. ``allow_dh``: a CREATE_CHILD_SA may
-    carry a PFS group (it then must match the KE payload, checked by the caller)."""
-    enc_ok = {x for p in ours for x in p.encr}
-    integ_ok = {x for p in ours for x in p.integ} & _INTEG_OK
-    esn_ok = {x for p in ours for x in p.esn}
-    dh_ok = {x for p in ours for x in p.dh} & KNOWN_GROUPS
+               allow_dh: bool = False, ke_group: int | None = None,
+               ignore_dh: bool = False) -> tuple[Proposal, EspSuite]:
+    """Responder: choose an ESP proposal (matched per configured proposal, like
+    :func:`select_ike`). ``allow_dh``: a CREATE_CHILD_SA may carry a PFS group
+    (it then must match the KE payload, checked by the caller; ``ke_group`` is
+    preferred when acceptable). ``ignore_dh``: IKE_AUTH, where the first Child
+    SA is keyed without a KE, so offered groups are dropped (RFC 7296 §1.2)."""
     for prop in sa.proposals:
         if prop.protocol_id != ProtocolId.ESP or len(prop.spi) != 4:
             continue
         groups = _by_type(prop)
         if groups is None or TransformType.PRF in groups:
             continue
-        encr = _pick_encr(groups.get(TransformType.ENCR, []), enc_ok)
-        esn = _pick(groups.get(TransformType.ESN, []), esn_ok)
-        if encr is None or esn is None:
-            continue
-        aead = encr.id in AEAD_ENCR
-        integ_offer = groups.get(TransformType.INTEG, [])
-        if aead:
-            if any(t.id != Integ.NONE for t in integ_offer):
-                continue
-            integ = None
-        else:
-            integ = _pick(integ_offer, integ_ok)
-            if integ is None:
-                continue
         dh_offer = [t for t in groups.get(TransformType.DH, []) if t.id != 0]
-        dh = None
-        if dh_offer:
-            if not allow_dh:
-                continue
-            dh = _pick(dh_offer, dh_ok)
-            if dh is None:
-                continue
-        elif require_dh:
+        if ignore_dh:
+            dh_offer = []
+        elif dh_offer and not allow_dh:
             continue
-        chosen = [encr] + ([integ] if integ else []) + ([dh] if dh else []) + [esn]
-        suite = EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
-                         esn.id == 1, dh.id if dh else None)
-        return Proposal(prop.num, ProtocolId.ESP, prop.spi, chosen), suite
+        if not dh_offer and require_dh:
+            continue
+        for mine in ours:
+            encr = _pick_encr(groups.get(TransformType.ENCR, []), mine.encr)
+            esn = _pick(groups.get(TransformType.ESN, []), mine.esn)
+            if encr is None or esn is None:
+                continue
+            integ = _pick_integ(groups.get(TransformType.INTEG, []), mine.integ, encr.id in AEAD_ENCR)
+            if integ is False:
+                continue
+            dh = None
+            if dh_offer:
+                dh_ok = set(mine.dh) & KNOWN_GROUPS
+                dh = (_pick([t for t in dh_offer if t.id == ke_group], dh_ok) if ke_group else None) \
+                    or _pick(dh_offer, dh_ok)
+                if dh is None:
+                    continue
+            chosen = [encr] + ([integ] if integ else []) + ([dh] if dh else []) + [esn]
+            suite = EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                             esn.id == 1, dh.id if dh else None)
+            return Proposal(prop.num, ProtocolId.ESP, prop.spi, chosen), suite
     raise NoProposalChosen("no acceptable ESP proposal")
 
 

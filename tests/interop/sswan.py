@@ -77,6 +77,13 @@ class Peer:
     # ------------------------------------------------------------ network ----
     def netns_up(self) -> None:
         run("ip", "netns", "add", self.ns)
+        try:
+            self._wire_up()
+        except BaseException:
+            self.netns_down()      # never leave a half-built namespace behind
+            raise
+
+    def _wire_up(self) -> None:
         run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if, "netns", self.ns)
         run("ip", "addr", "add", f"{self.host_addr}/24", "dev", self.host_if)
         run("ip", "link", "set", self.host_if, "up")

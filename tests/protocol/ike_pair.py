@@ -45,9 +45,37 @@ class Wire:
         self.rnd = random.Random(self.seed)
 
 
+@dataclass
+class Nat:
+    """A NAPT in front of the initiator: its source (address, port) becomes
+    (public, a mapped port) on the way out and replies are mapped back; a
+    reply to a port with no mapping is dropped. ``rebind()`` forgets every
+    mapping (a NAT reboot or timeout), so the next packet gets a new port."""
+    public: str = "203.0.113.7"
+    next_port: int = 40000
+    out: dict = field(default_factory=dict)     # private -> public
+    back: dict = field(default_factory=dict)    # public -> private
+
+    def outbound(self, private):
+        private = tuple(private)
+        if private not in self.out:
+            public = (self.public, self.next_port)
+            self.next_port += 1
+            self.out[private], self.back[public] = public, private
+        return self.out[private]
+
+    def inbound(self, public):
+        return self.back.get(tuple(public))
+
+    def rebind(self):
+        self.out.clear()
+        self.back.clear()
+
+
 class Pair:
     def __init__(self, cfg_i, cfg_r, *, seed: int = 1, wire: Wire | None = None, now: float = 1000.0,
-                 addr_i=ADDR_I, addr_r=ADDR_R):
+                 addr_i=ADDR_I, addr_r=ADDR_R, nat: Nat | None = None):
+        self.nat = nat                 # a NAT in front of the initiating side (ei)
         self.now = now
         rnd_i, rnd_r = random.Random(seed), random.Random(seed + 1000)
         self.ei = IkeEndpoint(cfg_i, rng=rnd_i.randbytes, now=now)
@@ -68,6 +96,14 @@ class Pair:
     def _gather(self):
         for src, dst, tag in ((self.ei, self.er, "i>r"), (self.er, self.ei, "r>i")):
             for data, remote, local in src.datagrams_to_send():
+                if self.nat is not None:
+                    if tag == "i>r":
+                        local = self.nat.outbound(local)
+                    else:
+                        remote = self.nat.inbound(remote)
+                        if remote is None:
+                            self.wire.dropped += 1
+                            continue
                 copies = 1
                 if self.wire.rnd.random() < self.wire.loss:
                     self.wire.dropped += 1
@@ -130,3 +166,150 @@ class Pair:
         ep = self.ei if side == "i" else self.er
         live = [c for c in ep.connections.values() if c.state.value == "established"]
         return live[0] if len(live) == 1 else live
+
+    # -- fine control for scenario tests ---------------------------------------
+    def flush(self):
+        """Put what the endpoints want to send on the wire; deliver nothing."""
+        self.ei.collect_all()
+        self.er.collect_all()
+        self._gather()
+
+    def in_flight_tags(self) -> list:
+        self.flush()
+        return [f[4] for f in self.in_flight]
+
+    def deliver(self, tag=None, *, index: int = 0, response: bool | None = None) -> bytes:
+        """Deliver the ``index``-th datagram in flight going ``tag`` ("i>r" or
+        "r>i"), of the requests or responses only if ``response`` says which."""
+        self.flush()
+
+        def is_response(data):
+            return bool(data[4 + 19 if data[:4] == bytes(4) else 19] & 0x20)
+
+        matching = [k for k, f in enumerate(self.in_flight) if (tag is None or f[4] == tag)
+                    and (response is None or is_response(f[1]) == response)]
+        dst, data, src_addr, dst_addr, t = self.in_flight.pop(matching[index])
+        self.trace.append((t, data))
+        self.wire.delivered += 1
+        dst.receive_datagram(data, src_addr, dst_addr, self.now)
+        self._gather()
+        return data
+
+    def discard(self, tag=None) -> int:
+        """Lose every datagram in flight (going ``tag``); how many were lost."""
+        self.flush()
+        keep = [f for f in self.in_flight if tag is not None and f[4] != tag]
+        lost = len(self.in_flight) - len(keep)
+        self.in_flight[:] = keep
+        self.wire.dropped += lost
+        return lost
+
+    def settle(self, seconds: float, *, max_steps: int = 20_000) -> None:
+        """Deliver everything and fire every timer due in the next ``seconds``
+        (and none later); the clock then stands at the end of that span."""
+        end = self.now + seconds
+        for _ in range(max_steps):
+            self.flush()
+            if not self.in_flight:
+                timers = [t for t in (self.ei.get_timer(), self.er.get_timer()) if t is not None]
+                if not timers or min(timers) > end:
+                    self.now = max(self.now, end)
+                    return
+            self.step()
+        raise AssertionError("the pair did not settle")
+
+    def live(self, side="i", state="established") -> list:
+        ep = self.ei if side == "i" else self.er
+        return [c for c in ep.connections.values() if c.state.value == state]
+
+
+class Network:
+    """Any number of endpoints, each owning one IP address; datagrams are
+    delivered by destination address, in order, with no loss. The clock only
+    moves when the caller sets ``now``."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+        self.hosts: dict = {}          # ip -> endpoint
+        self.events: dict = {}         # ip -> [event]
+        self.trace: list = []          # (src, dst, data)
+
+    def add(self, ip: str, config, *, seed: int) -> IkeEndpoint:
+        ep = IkeEndpoint(config, rng=random.Random(seed).randbytes, now=self.now)
+        self.hosts[ip] = ep
+        self.events[ip] = []
+        return ep
+
+    def run(self, max_steps: int = 10_000) -> None:
+        for _ in range(max_steps):
+            moved = False
+            for ip, ep in list(self.hosts.items()):
+                ep.collect_all()
+                while (e := ep.next_event()) is not None:
+                    self.events[ip].append(e[1])
+                for data, remote, local in ep.datagrams_to_send():
+                    moved = True
+                    self.trace.append((local, remote, data))
+                    dst = self.hosts.get(remote[0])
+                    if dst is not None:
+                        dst.receive_datagram(data, local, remote, self.now)
+            if not moved:
+                return
+        raise AssertionError("the network did not settle")
+
+    def of(self, ip: str, kind) -> list:
+        return [e for e in self.events[ip] if isinstance(e, kind)]
+
+
+# -- helpers for the exchange, collision, fault and lifetime tests ---------------
+
+def other(side: str) -> str:
+    return "r" if side == "i" else "i"
+
+
+def established_pair(*, wire: Wire | None = None, seed: int = 1, ike="aes256gcm16-prfsha256-x25519",
+                     esp="aes256gcm16", **kw) -> Pair:
+    """A Pair with its first IKE SA and Child SA up (whatever the wire does)."""
+    p = Pair(*configs(ike, esp, **kw), seed=seed, wire=wire)
+    p.connect()
+    assert p.run(p.established, max_time=600)
+    p.run(lambda: len(p.conn("i").children) == len(p.conn("r").children) == 1, max_time=600)
+    return p
+
+
+def peer_child(child, peer_conn):
+    """The Child SA on the peer's side that pairs with ``child``."""
+    return next(c for c in peer_conn.children.values() if c.spi_in == child.spi_out)
+
+
+def assert_child_pair(x, y) -> None:
+    """``x`` and ``y`` are the two ends of one Child SA: SPIs and keys mirror
+    each other, and their EspSA objects carry packets both ways."""
+    assert x.spi_in == y.spi_out and x.spi_out == y.spi_in
+    assert x.outbound_keys == y.inbound_keys and x.inbound_keys == y.outbound_keys
+    assert x.suite == y.suite
+    out_x, in_x = x.esp_sas()
+    out_y, in_y = y.esp_sas()
+    inner = b"\x45" + bytes(19) + b"payload from x"
+    assert in_y.decrypt(out_x.encrypt(inner, 4)) == (inner, 4)
+    assert in_x.decrypt(out_y.encrypt(b"reply from y", 4)) == (b"reply from y", 4)
+
+
+def decrypt_trace(p: Pair, *conns) -> list:
+    """(direction, Message) for every delivered datagram one of ``conns`` (the
+    receiving side of an IKE SA) can open; inner payloads decrypted."""
+    from ikecore.protocol.message import parse_message
+    out = []
+    for tag, data in p.trace:
+        if data[:4] == bytes(4):
+            data = data[4:]
+        msg = parse_message(data)
+        for c in conns:
+            # the receiver's own SPI: SPIr for what the original initiator sends
+            if (msg.spi_i, msg.spi_r) != c.spis or msg.is_initiator == c.initiator:
+                continue
+            if msg.sk is not None and not msg.is_fragment and c.sk_in is not None:
+                msg.decrypt(c.sk_in)
+            out.append((tag, msg))
+            break
+    return out

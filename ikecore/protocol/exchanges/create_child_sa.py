@@ -1,54 +1,56 @@
-"""CREATE_CHILD_SA (RFC 7296 §1.3): a new Child SA, a Child SA rekey, an IKE SA rekey.
+"""CREATE_CHILD_SA (RFC 7296 §1.3): a new Child SA or a Child SA rekey, with
+optional PFS; a request proposing IKE is an IKE SA rekey (``ike_rekey``).
 
-    new Child SA:  HDR, SK {SA, Ni, [KEi,] TSi, TSr}            <-->  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
-    Child rekey:   HDR, SK {N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr} <-->  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
-    IKE rekey:     HDR, SK {SA, Ni, KEi}                          <-->  HDR, SK {SA, Nr, KEr}
+    new Child SA:  HDR, SK {SA, Ni, [KEi,] TSi, TSr}              -->
+    Child rekey:   HDR, SK {N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr}  -->
+                                          <--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
+                                          <--  HDR, SK {N(error)}
 
-Simultaneous rekeys (RFC 7296 §2.8.1, §2.8.2): when both ends rekeyed the
-same SA, the new SA created by the exchange holding the lowest of the four
-nonces is redundant and is deleted by the end that initiated that exchange.
+The rekey initiator deletes the SA it replaced. Collisions (§2.8.1, §2.25.1):
+a rekey of an SA we are rekeying too is answered as usual, and once both
+exchanges are known the new SA created with the lowest of the four nonces is
+deleted by the end that initiated it; a rekey of an SA we are deleting (or
+have already replaced) gets TEMPORARY_FAILURE; of an SA we do not have,
+CHILD_SA_NOT_FOUND.
 """
 from __future__ import annotations
 
 import logging
 
 from ...crypto.dh import KeyExchange
-from ...crypto.keyschedule import ike_keys_rekey
 from ...errors import InvalidKePayload, NoProposalChosen, ParseError, ProtocolError, TemporaryFailure
 from .. import events as ev
+from ..child_sa import PeerRekey
 from ..config import ChildConfig
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..message import Message
-from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload
-from .ike_auth import (child_keys, child_request_payloads, choose_child, complete_child_initiator,
-                       new_child, new_child_spi)
-from .informational import DeleteChildTask, DeleteIkeTask
+from . import ike_rekey
+from .ike_auth import child_keys, child_request_payloads, choose_child, complete_child_initiator, new_child, new_child_spi
+from .ike_rekey import lowest_nonce_in
+from .informational import DeleteChildTask, DeleteRefusedChildTask
 from .task import Task
 
 log = logging.getLogger("ikecore.ike")
 NONCE_LENGTH = 32
-
-
-def _create_child(conn, payloads: list) -> Message:
-    return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA, inner=payloads)
+RETRY_DELAY = 2.0            # seconds before a refused exchange is tried again (plus jitter)
 
 
 def _pfs_group(cfg: ChildConfig) -> int | None:
     return next((p.dh[0] for p in cfg.esp_proposals if p.dh), None)
 
 
-def lowest_nonce_in(ours: tuple[bytes, bytes], theirs: tuple[bytes, bytes]) -> bool:
-    """True when the lowest of the four nonces belongs to ``ours`` (RFC 7296 §2.8.1)."""
-    return min(ours) < min(theirs)
+def _retry_at(conn, now: float) -> float:
+    return now + RETRY_DELAY + conn.rng(1)[0] / 64.0
 
 
-# ---------------------------------------------------------------- Child SAs --
+# ---------------------------------------------------------------- initiator --
 
 class CreateChildTask(Task):
     """A new Child SA, with PFS when the configuration's ESP proposal names a group."""
 
     MAX_KE_RETRIES = 2
+    MAX_TEMPORARY_RETRIES = 3
 
     def __init__(self, cfg: ChildConfig) -> None:
         self.cfg = cfg
@@ -60,6 +62,7 @@ class CreateChildTask(Task):
         self.tsi: list = []
         self.tsr: list = []
         self.ke_retries = 0
+        self.temporary_retries = 0
 
     def _child_payloads(self, conn) -> list:
         self.offer, payloads = child_request_payloads(conn, self.cfg, self.spi_in, pfs_group=self.group)
@@ -77,7 +80,8 @@ class CreateChildTask(Task):
             self.kex = KeyExchange.generate(self.group, conn.rng)
             extra.append(KePayload(self.group, self.kex.public_bytes))
         payloads[sa_at + 1:sa_at + 1] = extra
-        return _create_child(conn, self.prefix(conn) + payloads)
+        return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA,
+                       inner=self.prefix(conn) + payloads)
 
     def prefix(self, conn) -> list:
         return []
@@ -86,37 +90,53 @@ class CreateChildTask(Task):
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and self.group is not None and self.ke_retries < self.MAX_KE_RETRIES:
             wanted = int.from_bytes(invalid_ke.data[:2], "big")
-            if any(wanted in p.dh for p in self.cfg.esp_proposals):
+            if wanted != self.group and any(wanted in p.dh for p in self.cfg.esp_proposals):
                 self.ke_retries += 1
                 self.group = wanted
-                conn.queue(self, now)      # a new exchange with the group the peer wants
+                self.retrying(conn)
+                conn.queue(self, now, first=True)     # a new exchange with the group the peer wants
                 return
         error = msg.error_notify()
         if error is not None:
             return self.failed(conn, now, f"CREATE_CHILD_SA refused: notify {error.notify_type}",
                                error.notify_type)
+        try:
+            child = self._complete(conn, msg, now)
+        except ProtocolError as exc:
+            # the peer installed its half: tell it to drop that, then report the failure
+            conn.queue(DeleteRefusedChildTask(self.spi_in), now)
+            return self.failed(conn, now, str(exc), exc.notify_type)
+        self.kex = None
+        self.installed(conn, child, msg.find(PayloadType.NONCE).data, now)
+
+    def _complete(self, conn, msg: Message, now: float):
         nonce, ke = msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
         shared = None
         if self.group is not None:
             if ke is None or ke.group != self.group:
-                return self.failed(conn, now, "KEr missing or of another group", NotifyType.INVALID_SYNTAX)
+                raise ProtocolError("KEr missing or of another group", notify_type=NotifyType.INVALID_SYNTAX)
             try:
                 shared = self.kex.shared_secret(ke.data)
             except ParseError as exc:
-                return self.failed(conn, now, f"bad KEr: {exc}", NotifyType.INVALID_SYNTAX)
-        try:
-            child = complete_child_initiator(conn, msg, self.cfg, self.offer, self.spi_in, self.tsi,
-                                             self.tsr, self.nonce, nonce.data, now, shared, self.group)
-        except ProtocolError as exc:
-            return self.failed(conn, now, str(exc), exc.notify_type)
-        self.kex = None
-        self.installed(conn, child, nonce.data, now)
+                raise ProtocolError(f"bad KEr: {exc}", notify_type=NotifyType.INVALID_SYNTAX) from None
+        elif ke is not None:
+            raise ProtocolError("KEr without a key exchange offered", notify_type=NotifyType.INVALID_SYNTAX)
+        return complete_child_initiator(conn, msg, self.cfg, self.offer, self.spi_in, self.tsi,
+                                        self.tsr, self.nonce, nonce.data, now, shared, self.group)
+
+    def retrying(self, conn) -> None:
+        """The exchange is about to be run again (INVALID_KE_PAYLOAD)."""
 
     def installed(self, conn, child, peer_nonce: bytes, now: float) -> None:
         pass
 
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         # a Child SA that could not be made leaves the IKE SA as it was
+        self.kex = None
+        if notify_type == NotifyType.TEMPORARY_FAILURE and self.temporary_retries < self.MAX_TEMPORARY_RETRIES:
+            self.temporary_retries += 1
+            conn.queue_later(self, _retry_at(conn, now))     # MUST wait before retrying (§2.25)
+            return
         conn.emit(ev.ChildSaFailed(self.cfg.name, notify_type, reason))
 
 
@@ -130,9 +150,10 @@ class RekeyChildTask(CreateChildTask):
         self.group = child.suite.dh_group or _pfs_group(self.cfg)
 
     def build_request(self, conn, now: float) -> Message | None:
-        if self.old.spi_in not in conn.children:
-            return None
-        self.old.rekeying = True
+        old = self.old
+        if old.spi_in not in conn.children or old.deleting or old.replaced_by is not None:
+            return None          # deleted or replaced meanwhile
+        old.rekeying = True
         return super().build_request(conn, now)
 
     def _child_payloads(self, conn) -> list:
@@ -146,23 +167,42 @@ class RekeyChildTask(CreateChildTask):
     def prefix(self, conn) -> list:
         return [NotifyPayload(protocol_id=ProtocolId.ESP, spi=self.old.spi_in, notify_type=NotifyType.REKEY_SA)]
 
+    def retrying(self, conn) -> None:
+        self.old.rekeying = False
+
     def installed(self, conn, child, peer_nonce: bytes, now: float) -> None:
         old = self.old
         old.rekeying = False
-        old.our_rekey = {"nonces": (self.nonce, peer_nonce), "child": child}
         conn.emit(ev.ChildSaRekeyed(old, child))
-        collision = getattr(old, "peer_rekey", None)
-        if collision is not None and lowest_nonce_in((self.nonce, peer_nonce), collision["nonces"]):
-            # our new SA is the redundant one: we made it, we delete it
-            conn.queue(DeleteChildTask(child, "redundant after a simultaneous rekey"), now)
-        old.replaced_by = child
+        survivor = child
+        theirs = old.peer_rekey
+        if theirs is not None and theirs.child.spi_in in conn.children:
+            if lowest_nonce_in((self.nonce, peer_nonce), theirs.nonces):
+                # ours is the redundant one: we made it, we delete it (§2.8.1)
+                survivor = theirs.child
+                conn.queue(DeleteChildTask(child, "redundant after a simultaneous rekey"), now)
+        old.replaced_by = survivor
         conn.queue(DeleteChildTask(old, "rekeyed"), now)
 
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
-        self.old.rekeying = False
+        old = self.old
+        old.rekeying = False
+        self.kex = None
+        theirs = old.peer_rekey
+        if theirs is not None and theirs.child.spi_in in conn.children:
+            # the peer's rekey of it stands; the peer deletes the old SA
+            old.replaced_by = theirs.child
+            return
         if notify_type == NotifyType.TEMPORARY_FAILURE:
-            self.old.rekey_at = now + 2.0 + conn.rng(1)[0] / 64.0   # try again a little later (§2.25)
-        super().failed(conn, now, reason, notify_type)
+            old.rekey_at = _retry_at(conn, now)     # the connection's timer tries again
+            return
+        if notify_type == NotifyType.CHILD_SA_NOT_FOUND and old.spi_in in conn.children:
+            # RFC 7296 §2.25: forget it silently and create it from scratch
+            del conn.children[old.spi_in]
+            conn.emit(ev.ChildSaDeleted(old, "unknown to the peer"))
+            conn.queue(CreateChildTask(self.cfg), now)
+            return
+        conn.emit(ev.ChildSaFailed(self.cfg.name, notify_type, reason))
 
 
 def _config_of(child) -> ChildConfig:
@@ -172,168 +212,41 @@ def _config_of(child) -> ChildConfig:
     return cfg
 
 
-# ------------------------------------------------------------------ IKE SA --
-
-class RekeyIkeTask(Task):
-    """Rekey the IKE SA; the new SA takes the Child SAs and we delete the old one."""
-
-    MAX_KE_RETRIES = 2
-
-    def __init__(self, *, clone: bool = False) -> None:
-        self.group = None
-        self.kex = None
-        self.nonce = b""
-        self.new_spi = b""
-        self.offer = None
-        self.ke_retries = 0
-        self.clone = clone
-
-    def build_request(self, conn, now: float) -> Message:
-        if self.group is None:
-            self.group = conn.suite.dh_group
-        self.new_spi = conn.new_spi()
-        self.nonce = conn.rng(NONCE_LENGTH)
-        self.kex = KeyExchange.generate(self.group, conn.rng)
-        self.offer = ike_sa_payload(conn.config.proposals, self.new_spi, group_first=self.group)
-        conn.exchange_state["ike_rekey_nonce"] = self.nonce
-        payloads = [self.offer, NoncePayload(self.nonce), KePayload(self.group, self.kex.public_bytes)]
-        if self.clone:
-            payloads.insert(0, NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA))
-        return _create_child(conn, payloads)
-
-    def on_response(self, conn, msg: Message, now: float) -> None:
-        conn.exchange_state.pop("ike_rekey_nonce", None)
-        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
-        if invalid_ke is not None and self.ke_retries < self.MAX_KE_RETRIES:
-            wanted = int.from_bytes(invalid_ke.data[:2], "big")
-            if any(wanted in p.dh for p in conn.config.proposals):
-                self.ke_retries += 1
-                self.group = wanted
-                conn.queue(self, now)
-                return
-        error = msg.error_notify()
-        if error is not None:
-            return self.failed(conn, now, f"IKE rekey refused: notify {error.notify_type}", error.notify_type)
-        sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
-        if sa is None or nonce is None or ke is None:
-            return self.failed(conn, now, "IKE rekey response lacks SA, Nr or KEr", NotifyType.INVALID_SYNTAX)
-        _, suite = accept_ike_reply(sa, self.offer, spi_size=8)
-        if ke.group != self.group or suite.dh_group != self.group:
-            return self.failed(conn, now, "KEr of another group", NotifyType.INVALID_SYNTAX)
-        peer_spi = sa.proposals[0].spi
-        shared = self.kex.shared_secret(ke.data)
-        new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, peer_spi,
-                        initiator=True, now=now, clone=self.clone)
-        self.kex = None
-        finish_ike_rekey(conn, new, (self.nonce, nonce.data), now, we_initiated=True, clone=self.clone)
-
-    def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
-        conn.exchange_state.pop("ike_rekey_nonce", None)
-        log.info("%s: IKE rekey failed: %s", conn.name, reason)
-        if notify_type in (NotifyType.TEMPORARY_FAILURE, NotifyType.NO_ADDITIONAL_SAS) or notify_type is None:
-            conn.rekey_at = now + 2.0 + conn.rng(1)[0] / 64.0
-        if self.clone:
-            conn.emit(ev.ChildSaFailed("clone", notify_type, reason))
-
-
-def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
-              initiator: bool, now: float, clone: bool = False):
-    """The IKE SA a rekey (or clone) creates: keyed from SK_d of ``conn`` with
-    the old PRF for SKEYSEED and the new one for prf+ (RFC 7296 §2.18)."""
-    from ..ike_sa import IkeConnection, State
-    keys = ike_keys_rekey(conn.suite.prf_id, conn.keys.sk_d, shared, ni, nr, spi_i, spi_r,
-                          prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
-                          integ_id=suite.integ_id)
-    new = IkeConnection(conn.config, initiator=initiator, local=conn.local, remote=conn.remote,
-                        rng=conn.rng, now=now, spi_i=spi_i, spi_r=spi_r, natt_port=conn.natt_port)
-    new.install_keys(suite, keys)
-    new.ni, new.nr = ni, nr
-    for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
-                 "peer_mobike", "peer_clone", "virtual_ip", "leases"):
-        setattr(new, attr, getattr(conn, attr))
-    new.state = State.ESTABLISHED
-    new.start_lifetimes(now)
-    new.last_heard = now
-    return new
-
-
-def finish_ike_rekey(conn, new, nonces: tuple[bytes, bytes], now: float, *, we_initiated: bool,
-                     clone: bool = False) -> None:
-    from ..ike_sa import State
-    if clone:
-        conn.emit(ev.IkeSaCloned(conn.spis, new.spis, new.suite, new))
-        return
-    new.children = conn.children            # a rekey hands every Child SA to the new SA
-    conn.children = {}
-    if conn.assigned_ip is not None:
-        new.assigned_ip, conn.assigned_ip = conn.assigned_ip, None
-    conn.replaced_by = new
-    conn.state = State.REKEYED
-    conn.expire_at = now + conn.config.retransmit_timeout * 30   # the old SA lingers only so long
-    conn.emit(ev.IkeSaRekeyed(conn.spis, new.spis, new.suite, new))
-    if we_initiated:
-        conn.tasks.clear()
-        conn.queue(DeleteIkeTask(), now)    # the Delete is the last request on the old SA (§2.8)
-
+# ---------------------------------------------------------------- responder --
 
 def respond(conn, msg: Message, now: float) -> list:
-    from ..ike_sa import State
-    if conn.state == State.REKEYED:
-        raise TemporaryFailure("this IKE SA has been rekeyed")
-    if conn.state != State.ESTABLISHED:
-        raise ProtocolError("CREATE_CHILD_SA before the IKE SA is up", notify_type=NotifyType.INVALID_SYNTAX)
     sa = msg.find(PayloadType.SA)
-    if sa is not None and sa.proposals and sa.proposals[0].protocol_id == ProtocolId.IKE:
-        return _respond_ike_rekey(conn, msg, now)
+    if sa.proposals and sa.proposals[0].protocol_id == ProtocolId.IKE:
+        return ike_rekey.respond(conn, msg, now)
     return _respond_child(conn, msg, now)
 
 
-def _respond_ike_rekey(conn, msg: Message, now: float) -> list:
-    cfg = conn.config
-    clone = msg.has_notify(NotifyType.CLONE_IKE_SA)
-    if clone and not (cfg.clone and conn.peer_clone):
-        clone = False     # RFC 7791 §5.1: without both CLONE_IKE_SA_SUPPORTED, a clone is not allowed
-        raise NoProposalChosen("cloning was not negotiated")
-    sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
-    if nonce is None or ke is None:
-        # RFC 7296 §2.18: an IKE rekey always carries a new key exchange
-        raise NoProposalChosen("an IKE SA rekey needs KEi")
-    chosen, suite = select_ike(sa, cfg.proposals, spi_size=8)
-    if ke.group != suite.dh_group:
-        raise InvalidKePayload(suite.dh_group)
-    if not clone and conn.exchange_state.get("ike_rekey_done"):
-        raise TemporaryFailure("this IKE SA has just been rekeyed")
-    kex = KeyExchange.generate(suite.dh_group, conn.rng)
-    try:
-        shared = kex.shared_secret(ke.data)
-    except ParseError as exc:
-        raise ProtocolError(f"bad KEi: {exc}", notify_type=NotifyType.INVALID_SYNTAX) from None
-    our_nonce = conn.rng(NONCE_LENGTH)
-    peer_spi = chosen.spi
-    our_spi = conn.new_spi()
-    chosen.spi = our_spi
-    new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, our_spi, initiator=False,
-                    now=now, clone=clone)
-    ours_pending = conn.exchange_state.get("ike_rekey_nonce")
-    if ours_pending is not None and not clone:
-        # simultaneous IKE rekey: remember theirs; ours resolves it when it completes
-        conn.exchange_state["peer_ike_rekey"] = ((nonce.data, our_nonce), new)
-    conn.exchange_state["after_response"] = lambda t: finish_ike_rekey(
-        conn, new, (nonce.data, our_nonce), t, we_initiated=False, clone=clone)
-    return [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)]
+def _rekeyed_child(conn, msg: Message):
+    """The Child SA a REKEY_SA names (None for a new Child SA); raises or answers
+    for one that cannot be rekeyed now."""
+    rekey = msg.notify(NotifyType.REKEY_SA)
+    if rekey is None:
+        return None
+    old = next((c for c in conn.children.values() if c.spi_out == rekey.spi), None)
+    if old is None or rekey.protocol_id != ProtocolId.ESP:
+        raise ProtocolError("REKEY_SA for an unknown Child SA", notify_type=NotifyType.CHILD_SA_NOT_FOUND)
+    if old.deleting or old.replaced_by is not None:
+        raise TemporaryFailure("that Child SA is being deleted")
+    return old
 
 
 def _respond_child(conn, msg: Message, now: float) -> list:
-    rekey = msg.notify(NotifyType.REKEY_SA)
-    old = None
-    if rekey is not None:
-        old = next((c for c in conn.children.values() if c.spi_out == rekey.spi), None)
-        if old is None:
-            return [NotifyPayload(protocol_id=ProtocolId.ESP, spi=rekey.spi,
-                                  notify_type=NotifyType.CHILD_SA_NOT_FOUND)]
+    try:
+        old = _rekeyed_child(conn, msg)
+    except ProtocolError as exc:
+        if exc.notify_type != NotifyType.CHILD_SA_NOT_FOUND:
+            raise
+        rekey = msg.notify(NotifyType.REKEY_SA)    # the SPI goes back in the notify (§2.25)
+        return [NotifyPayload(protocol_id=rekey.protocol_id, spi=rekey.spi,
+                              notify_type=NotifyType.CHILD_SA_NOT_FOUND)]
     nonce, ke = msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
-    if nonce is None or msg.find(PayloadType.TSI) is None or msg.find(PayloadType.TSR) is None:
-        raise ProtocolError("CREATE_CHILD_SA request lacks Ni or selectors", notify_type=NotifyType.INVALID_SYNTAX)
+    if msg.find(PayloadType.TSI) is None:
+        raise ProtocolError("a Child SA request without selectors", notify_type=NotifyType.INVALID_SYNTAX)
     cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, allow_dh=True,
                                                             assigned_ip=conn.assigned_ip)
     shared = None
@@ -349,8 +262,7 @@ def _respond_child(conn, msg: Message, now: float) -> list:
         raise NoProposalChosen("KEi sent but no proposal with a key exchange was acceptable")
     our_nonce = conn.rng(NONCE_LENGTH)
     spi_in = new_child_spi(conn)
-    spi_out = proposal.spi
-    proposal.spi = spi_in
+    spi_out, proposal.spi = proposal.spi, spi_in
     keys = child_keys(conn, suite, nonce.data, our_nonce, shared)
     child = new_child(conn, cfg, suite, spi_in=spi_in, spi_out=spi_out, keys=keys, initiator=False,
                       local_ts=n_tsr, remote_ts=n_tsi, now=now, mode=mode)
@@ -361,18 +273,16 @@ def _respond_child(conn, msg: Message, now: float) -> list:
     if shared is not None:
         reply.append(KePayload(suite.dh_group, kex.public_bytes))
     reply += [TsiPayload(n_tsi), TsrPayload(n_tsr)]
+    conn.emit(ev.ChildSaInstalled(child))       # a rekey reports it installed, then what it replaces
     if old is None:
-        conn.emit(ev.ChildSaInstalled(child))
         return reply
     conn.emit(ev.ChildSaRekeyed(old, child))
     if old.rekeying:
         # simultaneous rekey of the same SA: our own exchange decides when it completes
-        old.peer_rekey = {"nonces": (nonce.data, our_nonce), "child": child}
-    elif old.our_rekey is not None:
-        # ours completed first: if its nonces hold the lowest, our new SA is redundant
-        if lowest_nonce_in(old.our_rekey["nonces"], (nonce.data, our_nonce)):
-            conn.queue(DeleteChildTask(old.our_rekey["child"], "redundant after a simultaneous rekey"), now)
+        old.peer_rekey = PeerRekey((nonce.data, our_nonce), child)
     else:
-        old.replaced_by = child
-    # the peer, which started this rekey, deletes the old SA
+        old.replaced_by = child     # the peer, which started this rekey, deletes the old SA
     return reply
+
+
+__all__ = ["CreateChildTask", "RekeyChildTask", "respond"]

@@ -12,7 +12,8 @@ import ipaddress
 import logging
 
 from ...crypto.keyschedule import child_sa_keys
-from ...errors import AuthenticationFailed, IkeError, NoProposalChosen, ParseError, ProtocolError
+from ...errors import (AuthenticationFailed, IkeError, NoProposalChosen, ParseError, ProtocolError,
+                       UnsupportedAlgorithm)
 from .. import events as ev
 from ..auth import (psk_auth, sign_signature_auth, signed_octets, verify_psk_auth,
                     verify_signature_auth)
@@ -22,14 +23,17 @@ from ..constants import (AuthMethod, CertEncoding, CfgType, CpAttributeType, Exc
                          NotifyType, PayloadType, ProtocolId)
 from ..message import Message
 from ..negotiation import accept_esp_reply, esp_sa_payload, select_esp
-from ..payloads import (AuthPayload, CertPayload, CertReqPayload, CpAttribute, CpPayload,
+from ..payloads import (AuthPayload, CertPayload, CpAttribute, CpPayload, DeletePayload,
                         IdiPayload, IdrPayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload)
 from ..selectors import covered_by, host_selector, narrow, to_payload
+from .ike_sa_init import certificate_request
 from .task import Task
 
 log = logging.getLogger("ikecore.ike")
 
-HASH_IDS = {2, 3, 4, 5}
+HASH_IDENTITY = 5
+# what a failed peer authentication may raise: each ends the SA with AUTHENTICATION_FAILED
+AUTH_ERRORS = (AuthenticationFailed, ParseError, UnsupportedAlgorithm)
 
 
 def _id_body(id_type: int, data: bytes) -> bytes:
@@ -49,13 +53,28 @@ def own_auth(conn, *, initiator_side: bool, id_type: int, id_data: bytes) -> tup
     if local.psk is not None:
         return AuthPayload(AuthMethod.SHARED_KEY_MIC, psk_auth(suite.prf_id, local.psk, octets)), []
     certs = [CertPayload(CertEncoding.X509_SIGNATURE, der) for der in local.certificates]
-    if conn.peer_signature_hashes:
-        hash_alg = next((h for h in (2, 3, 4) if h in conn.peer_signature_hashes), None)
+    hash_alg = _signature_hash(local.private_key, conn.peer_signature_hashes)
+    if hash_alg is not None:
         data = sign_signature_auth(AuthMethod.DIGITAL_SIGNATURE, local.private_key, octets,
                                    hash_alg=hash_alg, rsa_pss=local.rsa_pss)
         return AuthPayload(AuthMethod.DIGITAL_SIGNATURE, data), certs
     method = _legacy_method(local.private_key)
     return AuthPayload(method, sign_signature_auth(method, local.private_key, octets)), certs
+
+
+def _signature_hash(private_key, peer_hashes) -> int | None:
+    """The RFC 7427 hash to sign with: one the peer announced, the key's natural
+    one first (SHA-256 for RSA, the curve's size for ECDSA, Identity for EdDSA).
+    None: the peer announced nothing usable, so a legacy method is used."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+    if not peer_hashes:
+        return None
+    if isinstance(private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return HASH_IDENTITY if HASH_IDENTITY in peer_hashes else None
+    natural = 2
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        natural = {384: 3, 521: 4}.get(private_key.curve.key_size, 2)
+    return next((h for h in (natural, 2, 3, 4) if h in peer_hashes), None)
 
 
 def _legacy_method(private_key) -> int:
@@ -65,20 +84,25 @@ def _legacy_method(private_key) -> int:
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         return {"secp256r1": AuthMethod.ECDSA_SHA256_P256, "secp384r1": AuthMethod.ECDSA_SHA384_P384,
                 "secp521r1": AuthMethod.ECDSA_SHA512_P521}[private_key.curve.name]
-    raise IkeError("this key can only sign with RFC 7427 (the peer sent no SIGNATURE_HASH_ALGORITHMS)")
+    raise IkeError("this key can only sign with RFC 7427 (the peer announced no usable "
+                   "SIGNATURE_HASH_ALGORITHMS)")
 
 
-def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload) -> None:
+def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload,
+                     now: float | None = None) -> None:
     """Check the peer's AUTH against its identity and credentials; raise AuthenticationFailed."""
     from ..auth import check_identity_matches_certificate
     auth = msg.find(PayloadType.AUTH)
+    if auth is None:
+        raise AuthenticationFailed("no AUTH payload")
     keys, suite = conn.keys, conn.suite
     body = _id_body(id_payload.id_type, id_payload.data)
     if peer_is_initiator:
         octets = signed_octets(conn.init_request, conn.nr, suite.prf_id, keys.sk_pi, body)
     else:
         octets = signed_octets(conn.init_response, conn.ni, suite.prf_id, keys.sk_pr, body)
-    remote = conn.config.remote_auth
+    cfg = conn.config
+    remote = cfg.remote_auth
     if remote.psk is not None:
         if auth.method != AuthMethod.SHARED_KEY_MIC:
             raise AuthenticationFailed(f"expected a PSK AUTH, got method {auth.method}")
@@ -86,20 +110,22 @@ def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload)
         return
     if auth.method == AuthMethod.SHARED_KEY_MIC:
         raise AuthenticationFailed("the peer used a PSK where a signature is required")
-    allowed = set(conn.config.signature_hashes) & set(conn.peer_signature_hashes or HASH_IDS) | {5}
+    # the peer must sign with a hash we announced (RFC 7427 §4)
+    allowed = set(cfg.signature_hashes)
     certs = [c for c in msg.find_all(PayloadType.CERT) if c.encoding == CertEncoding.X509_SIGNATURE]
     if remote.public_key is not None:
         key = remote.public_key      # pinned: whatever CERT the peer sends, this key must verify
     else:
         if not certs:
             raise AuthenticationFailed("the peer sent no certificate")
-        try:
-            leaf = remote.trust_store.verify_chain(certs[0].data, [c.data for c in certs[1:]])
-        except ParseError as exc:
-            raise AuthenticationFailed(f"bad certificate: {exc}") from exc
+        at = cfg.certificate_time(now) if cfg.certificate_time is not None and now is not None else None
+        leaf = remote.trust_store.verify_chain(certs[0].data, [c.data for c in certs[1:]], at_time=at)
         check_identity_matches_certificate(id_payload.id_type, id_payload.data, leaf)
         key = leaf
-    verify_signature_auth(auth.method, key, auth.data, octets, allowed_hashes=allowed)
+    try:
+        verify_signature_auth(auth.method, key, auth.data, octets, allowed_hashes=allowed)
+    except UnsupportedAlgorithm as exc:
+        raise AuthenticationFailed(str(exc)) from exc
 
 
 def _check_identity(conn, id_payload, expected: Identity | None) -> Identity:
@@ -146,7 +172,8 @@ def child_request_payloads(conn, cfg: ChildConfig, spi_in: bytes, *, pfs_group: 
     return offer, extra + [offer, TsiPayload(tsi), TsrPayload(tsr)]
 
 
-def choose_child(conn, msg: Message, *, allow_dh: bool = False, assigned_ip: str | None = None):
+def choose_child(conn, msg: Message, *, allow_dh: bool = False, assigned_ip: str | None = None,
+                 ke_group: int | None = None, ignore_dh: bool = False):
     """Responder: (child config, reply proposal, suite, narrowed TSi, TSr, mode) for a
     request's SA/TSi/TSr, or raise a ProtocolError that carries the notify."""
     sa = msg.find(PayloadType.SA)
@@ -162,7 +189,8 @@ def choose_child(conn, msg: Message, *, allow_dh: bool = False, assigned_ip: str
         if not n_tsi or not n_tsr:
             continue
         try:
-            proposal, suite = select_esp(sa, cfg.esp_proposals, allow_dh=allow_dh)
+            proposal, suite = select_esp(sa, cfg.esp_proposals, allow_dh=allow_dh, ke_group=ke_group,
+                                         ignore_dh=ignore_dh)
         except NoProposalChosen as exc:
             last_error = exc
             continue
@@ -191,14 +219,17 @@ class IkeAuthTask(Task):
         local_id = cfg.local_id
         auth, certs = own_auth(conn, initiator_side=True, id_type=local_id.id_type, id_data=local_id.data)
         payloads = [IdiPayload(local_id.id_type, local_id.data)] + certs
-        if cfg.remote_auth.trust_store is not None:
-            payloads.append(CertReqPayload(CertEncoding.X509_SIGNATURE, b""))
+        certreq = certificate_request(cfg)
+        if certreq is not None:
+            payloads.append(certreq)
         if cfg.remote_id is not None:
             payloads.append(IdrPayload(cfg.remote_id.id_type, cfg.remote_id.data))
         payloads.append(auth)
         if cfg.request_virtual_ip:
             payloads.append(CpPayload(CfgType.CFG_REQUEST, [CpAttribute(CpAttributeType.INTERNAL_IP4_ADDRESS)]))
-        if cfg.initial_contact:
+        # only the first SA to a peer says INITIAL_CONTACT: the endpoint clears it
+        # when another SA with that peer is up (RFC 7296 §2.4)
+        if cfg.initial_contact and not conn.exchange_state.get("no_initial_contact"):
             payloads.append(NotifyPayload(notify_type=NotifyType.INITIAL_CONTACT))
         if cfg.children:
             self.child_cfg = cfg.child(self.child_name)
@@ -224,10 +255,15 @@ class IkeAuthTask(Task):
                                error.notify_type if error else None)
         try:
             conn.remote_id = _check_identity(conn, idr, conn.config.remote_id)
-            verify_peer_auth(conn, msg, peer_is_initiator=False, id_payload=idr)
-        except (AuthenticationFailed, ParseError) as exc:
+            verify_peer_auth(conn, msg, peer_is_initiator=False, id_payload=idr, now=now)
+        except AUTH_ERRORS as exc:
             log.warning("%s: responder authentication failed: %s", conn.name, exc)
-            return conn.terminate("authentication failed", now, NotifyType.AUTHENTICATION_FAILED)
+            # the responder thinks the SA is up: tell it (RFC 7296 §2.21.2 allows this one
+            # INFORMATIONAL after a failed response) and delete it in the same message
+            conn.remote_id = None
+            conn.tasks.clear()
+            conn.queue(AuthFailedTask(), now)
+            return
         _take_features(conn, msg)
         cp = msg.find(PayloadType.CP)
         if cp is not None and cp.cfg_type == CfgType.CFG_REPLY:
@@ -250,6 +286,26 @@ class IkeAuthTask(Task):
         except ProtocolError as exc:
             conn.emit(ev.ChildSaFailed(self.child_cfg.name, exc.notify_type, str(exc)))
             conn.delete(now)   # an IKE_AUTH whose Child SA is unusable: start over cleanly
+
+
+class AuthFailedTask(Task):
+    """Initiator, after the responder's AUTH failed: INFORMATIONAL {N(AUTHENTICATION_FAILED),
+    D(IKE)}; whatever happens next, the SA ends as an authentication failure."""
+
+    def ready(self, conn) -> bool:
+        return True
+
+    def build_request(self, conn, now: float) -> Message:
+        from ..ike_sa import State
+        conn.state = State.DELETING
+        return Message(conn.spi_i, conn.spi_r, ExchangeType.INFORMATIONAL, inner=[
+            NotifyPayload(notify_type=NotifyType.AUTHENTICATION_FAILED), DeletePayload(ProtocolId.IKE)])
+
+    def on_response(self, conn, msg, now: float) -> None:
+        conn.terminate("authentication failed", now, NotifyType.AUTHENTICATION_FAILED)
+
+    def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
+        self.on_response(conn, None, now)
 
 
 def _any_v4():
@@ -308,17 +364,24 @@ def respond(conn, msg: Message, now: float) -> list | None:
     idi = msg.find(PayloadType.IDI)
     idr_req = msg.find(PayloadType.IDR)
     try:
+        if idi is None:
+            raise AuthenticationFailed("no IDi (EAP is not supported)")
         if idr_req is not None and Identity(idr_req.id_type, idr_req.data) != cfg.local_id:
             raise AuthenticationFailed(f"the initiator asks for {Identity(idr_req.id_type, idr_req.data)}")
         conn.remote_id = _check_identity(conn, idi, cfg.remote_id)
-        verify_peer_auth(conn, msg, peer_is_initiator=True, id_payload=idi)
-    except (AuthenticationFailed, ParseError) as exc:
+        verify_peer_auth(conn, msg, peer_is_initiator=True, id_payload=idi, now=now)
+        auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type,
+                               id_data=cfg.local_id.data)
+    except (*AUTH_ERRORS, IkeError) as exc:
         log.warning("%s: initiator authentication failed: %s", conn.name, exc)
+        conn.remote_id = None
         conn.exchange_state["after_response"] = lambda t: conn.terminate(
             "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)
         return [NotifyPayload(notify_type=NotifyType.AUTHENTICATION_FAILED)]
     _take_features(conn, msg)
-    auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type, id_data=cfg.local_id.data)
+    retire_older = conn.exchange_state.get("initial_contact")
+    if retire_older is not None and msg.has_notify(NotifyType.INITIAL_CONTACT):
+        retire_older(conn, now)     # the endpoint forgets older SAs with this peer (RFC 7296 §2.4)
     payloads = [IdrPayload(cfg.local_id.id_type, cfg.local_id.data)] + certs + [auth]
     assigned = None
     cp = msg.find(PayloadType.CP)
@@ -336,7 +399,8 @@ def respond(conn, msg: Message, now: float) -> list | None:
     conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id))
     if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
         try:
-            child_cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, assigned_ip=assigned)
+            child_cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, assigned_ip=assigned,
+                                                                          ignore_dh=True)
         except ProtocolError as exc:
             payloads.append(NotifyPayload(notify_type=exc.notify_type or NotifyType.NO_PROPOSAL_CHOSEN))
             conn.emit(ev.ChildSaFailed("", exc.notify_type, str(exc)))

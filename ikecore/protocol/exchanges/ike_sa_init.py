@@ -8,7 +8,11 @@
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import ipaddress
 import logging
+import weakref
 
 from ...crypto.dh import KeyExchange
 from ...crypto.keyschedule import ike_keys_initial
@@ -19,14 +23,27 @@ from ..constants import CertEncoding, ExchangeType, Flags, NotifyType, PayloadTy
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, SaPayload
+from ..rules import check_rules
 from .task import Task
 
 log = logging.getLogger("ikecore.ike")
-NONCE_LENGTH = 32
+NONCE_LENGTH = 32           # >= half the largest PRF key (SHA-512: 64), RFC 7296 §2.10
+MIN_NONCE, MAX_NONCE = 16, 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _endpoint_bytes(host: str, port: int) -> bytes:
+    # parsing the address text costs more than the hash: a handful of peers
+    # and our own addresses come back on every handshake
+    return ipaddress.ip_address(host).packed + int(port).to_bytes(2, "big")
+
+
+def nat_detection_hash(spi_i: bytes, spi_r: bytes, address) -> bytes:
+    """NAT_DETECTION_*_IP data (RFC 7296 §2.23): SHA-1(SPIi | SPIr | IP | port)."""
+    return hashlib.sha1(spi_i + spi_r + _endpoint_bytes(address[0], address[1])).digest()
 
 
 def _nat_notifies(conn, spi_r: bytes, source, destination) -> list[NotifyPayload]:
-    from ..ike_sa import nat_detection_hash
     src = nat_detection_hash(conn.spi_i, spi_r, source)
     if conn.config.force_encap:
         src = conn.rng(20)      # claim a NAT so that both sides encapsulate (as strongSwan does)
@@ -35,14 +52,38 @@ def _nat_notifies(conn, spi_r: bytes, source, destination) -> list[NotifyPayload
                           data=nat_detection_hash(conn.spi_i, spi_r, destination))]
 
 
+def uses_signatures(config: IkeConfig) -> bool:
+    return config.local_auth.private_key is not None or config.remote_auth.psk is None
+
+
 def _capability_notifies(config: IkeConfig) -> list[NotifyPayload]:
     out = []
     if config.fragmentation:
         out.append(NotifyPayload(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-    if config.signature_hashes:
+    # RFC 7427 §4: announce the hashes we verify; pointless (bytes on every
+    # handshake) when neither side signs
+    if config.signature_hashes and uses_signatures(config):
         out.append(NotifyPayload(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
                                  data=encode_hash_algorithms(config.signature_hashes)))
     return out
+
+
+_CERTREQ_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # trust store -> hashes
+
+
+def certificate_request(config: IkeConfig) -> CertReqPayload | None:
+    """CERTREQ naming our trust anchors: SHA-1 of each CA's SubjectPublicKeyInfo
+    (RFC 7296 §3.7), so that the peer can pick the right certificate."""
+    store = config.remote_auth.trust_store
+    if store is None:
+        return None
+    hashes = _CERTREQ_CACHE.get(store)
+    if hashes is None:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        hashes = b"".join(hashlib.sha1(ca.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest() for ca in store.anchors)
+        _CERTREQ_CACHE[store] = hashes      # computed once per trust store
+    return CertReqPayload(CertEncoding.X509_SIGNATURE, hashes)
 
 
 def _take_capabilities(conn, msg: Message) -> None:
@@ -57,7 +98,6 @@ def _take_capabilities(conn, msg: Message) -> None:
 
 def _detect_nat(conn, msg: Message, spi_r: bytes, observed_source, our_address) -> None:
     """Compare the peer's NAT_DETECTION hashes with the addresses as we see them."""
-    from ..ike_sa import nat_detection_hash
     sources = [n.data for n in msg.notifies() if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
     dest = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
     if not sources or dest is None:
@@ -93,7 +133,9 @@ class IkeSaInitTask(Task):
         cfg = conn.config
         if self.group is None:
             self.group = cfg.default_group
-        self.kex = KeyExchange.generate(self.group, conn.rng)
+        # a COOKIE retry resends the same KEi (§2.6); only a new group needs a new key
+        if self.kex is None or self.kex.group != self.group:
+            self.kex = KeyExchange.generate(self.group, conn.rng)
         if not conn.ni:
             conn.ni = conn.rng(NONCE_LENGTH)
         self.offer = ike_sa_payload(cfg.proposals, group_first=self.group)
@@ -145,6 +187,8 @@ class IkeSaInitTask(Task):
         _, suite = accept_ike_reply(sa, self.offer)
         if ke.group != suite.dh_group or suite.dh_group != self.group:
             raise ProtocolError("KEr does not match the chosen group", notify_type=NotifyType.INVALID_SYNTAX)
+        if not MIN_NONCE <= len(nonce.data) <= MAX_NONCE:
+            raise ProtocolError("Nr of a bad length", notify_type=NotifyType.INVALID_SYNTAX)
         conn.spi_r = msg.spi_r
         conn.nr = nonce.data
         conn.init_response = msg.raw
@@ -165,36 +209,46 @@ def stateless_reply(msg: Message, notify_type: int, data: bytes = b"") -> bytes:
 
 def respond(config: IkeConfig, msg: Message, *, local, remote, rng, now: float,
             natt_port: int = 4500):
-    """The responder's IKE_SA_INIT. Returns (connection or None, reply bytes);
-    INVALID_KE_PAYLOAD and NO_PROPOSAL_CHOSEN answers keep no state."""
+    """The responder's IKE_SA_INIT. Returns (connection or None, reply bytes or None);
+    INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN and INVALID_SYNTAX answers keep no state."""
     from ..ike_sa import IkeConnection, State
     if msg.is_response or msg.message_id != 0 or any(msg.spi_r) or not msg.is_initiator:
         return None, None
-    sa, ke, nonce = msg.find(PayloadType.SA), msg.find(PayloadType.KE), msg.find(PayloadType.NONCE)
     try:
-        chosen, suite = select_ike(sa, config.proposals)
+        check_rules(msg)
+    except ParseError as exc:
+        log.info("malformed IKE_SA_INIT from %s: %s", remote, exc)
+        if exc.notify_type is None:
+            return None, None
+        return None, stateless_reply(msg, exc.notify_type, exc.notify_data)
+    sa, ke, nonce = msg.find(PayloadType.SA), msg.find(PayloadType.KE), msg.find(PayloadType.NONCE)
+    if not MIN_NONCE <= len(nonce.data) <= MAX_NONCE:
+        return None, stateless_reply(msg, NotifyType.INVALID_SYNTAX)
+    try:
+        chosen, suite = select_ike(sa, config.proposals, ke_group=ke.group)
     except NoProposalChosen:
         return None, stateless_reply(msg, NotifyType.NO_PROPOSAL_CHOSEN)
     if ke.group != suite.dh_group:
         err = InvalidKePayload(suite.dh_group)
         return None, stateless_reply(msg, err.notify_type, err.notify_data)
-    conn = IkeConnection(config, initiator=False, local=local, remote=remote, rng=rng, now=now,
-                         spi_i=msg.spi_i, natt_port=natt_port)
-    conn.spi_r = conn.new_spi()
-    conn.ni, conn.nr = nonce.data, rng(NONCE_LENGTH)
     kex = KeyExchange.generate(suite.dh_group, rng)
     try:
         shared = kex.shared_secret(ke.data)
     except ParseError:
         return None, stateless_reply(msg, NotifyType.INVALID_SYNTAX)
+    conn = IkeConnection(config, initiator=False, local=local, remote=remote, rng=rng, now=now,
+                         spi_i=msg.spi_i, natt_port=natt_port)
+    conn.spi_r = conn.new_spi()
+    conn.ni, conn.nr = nonce.data, rng(NONCE_LENGTH)
     conn.init_request = msg.raw
     _take_capabilities(conn, msg)
     _detect_nat(conn, msg, bytes(8), remote, local)
     _derive(conn, suite, shared)
     payloads = [SaPayload([chosen]), KePayload(suite.dh_group, kex.public_bytes), NoncePayload(conn.nr)]
     payloads += _nat_notifies(conn, conn.spi_r, local, remote)
-    if config.remote_auth.trust_store is not None:
-        payloads.append(CertReqPayload(CertEncoding.X509_SIGNATURE, b""))
+    certreq = certificate_request(config)
+    if certreq is not None:
+        payloads.append(certreq)
     payloads += _capability_notifies(config)
     conn._send_response(msg, payloads, now, encrypted=False)
     conn.init_response = conn.response_cache[0][0]

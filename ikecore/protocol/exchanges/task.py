@@ -6,12 +6,19 @@ class Task:
     """Subclasses build one request and take its response; the connection
     sends, retransmits and matches message IDs."""
 
+    #: queued (not yet sent) work moves to the new IKE SA when this one is rekeyed
+    follows_rekey = True
+    #: this task rekeys the IKE SA: while it is out, nothing else starts (RFC 7296 §2.8)
+    rekeys_ike_sa = False
+
     def ready(self, conn) -> bool:
-        """May this task start now? (e.g. IKE_AUTH waits for IKE_SA_INIT)."""
+        """May this task start now? (e.g. IKE_AUTH waits for IKE_SA_INIT). By
+        default: on an established SA whose rekey is not in flight."""
         from ..ike_sa import State
-        return conn.state == State.ESTABLISHED
+        return conn.state == State.ESTABLISHED and not conn.rekey_in_flight
 
     def build_request(self, conn, now: float):
+        """The request (a Message), or None when there is nothing left to do."""
         raise NotImplementedError
 
     def sent(self, conn, msg, datagrams) -> None:

@@ -1,0 +1,526 @@
+"""The gateway's TOML configuration: file -> :class:`GatewayConfig`.
+
+Every error is an :class:`ikecore.errors.ConfigError` whose message names the
+file and the key (``gateway.toml: connections.site-b.children.net.local_ts[0]:
+bad traffic selector ...``). Unknown keys are errors too, so that a typo does
+not silently fall back to a default. See ``docs/gateway.md`` for the format.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, IkeError
+from ..protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
+                               RemoteAuth, TrafficSelectorSpec)
+
+try:                                   # Python 3.11+
+    import tomllib as _toml
+except ModuleNotFoundError:            # pragma: no cover - Python 3.10 with tomli installed
+    import tomli as _toml              # type: ignore[no-redef]
+
+DEFAULT_PORT = 500
+DEFAULT_NATT_PORT = 4500
+_LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
+@dataclass
+class ConnectionSpec:
+    """One configured connection: the IKE/Child configuration plus where the peer is."""
+
+    name: str
+    ike: IkeConfig
+    remote_addrs: list[str] = field(default_factory=list)   # hosts or networks; empty: any peer
+    remote_port: int = DEFAULT_PORT
+    remote_natt_port: int = DEFAULT_NATT_PORT
+    local_addr: str | None = None
+    start: bool = False                 # initiate when the gateway starts
+    start_child: str | None = None      # the child the initial exchange creates (default: first)
+
+    @property
+    def initiator_target(self) -> str | None:
+        """The host this connection initiates to (the first remote address that is one host)."""
+        for a in self.remote_addrs:
+            try:
+                net = ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                return a            # a DNS name
+            if net.num_addresses == 1:
+                return str(net.network_address)
+        return None
+
+    def accepts(self, host: str) -> bool:
+        """Whether a peer at ``host`` may use this connection (responder side)."""
+        if not self.remote_addrs:
+            return True
+        try:
+            addr = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        for a in self.remote_addrs:
+            if a in ("%any", "%any4", "%any6"):
+                if a == "%any" or (a == "%any4") == (addr.version == 4):
+                    return True
+                continue
+            try:
+                if addr in ipaddress.ip_network(a, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+
+@dataclass
+class TunSpec:
+    name: str = "ikc0"
+    addresses: list[str] = field(default_factory=list)   # "10.1.0.1/32" put on the device
+    routes: list[str] | str = "auto"     # "auto": every connection's remote_ts; or explicit prefixes
+    mtu: int = 1400
+    configure: bool = True               # run `ip` to bring the device up, add addresses/routes
+
+
+@dataclass
+class KeyExportSpec:
+    directory: str
+    ike: bool = True
+    esp: bool = True
+
+
+@dataclass
+class LoggingSpec:
+    level: str = "info"
+    file: str | None = None
+    levels: dict[str, str] = field(default_factory=dict)   # logger name -> level
+
+
+@dataclass
+class GatewayConfig:
+    """Everything ``Gateway`` needs. Build it by hand or with :func:`load_config`."""
+
+    connections: dict[str, ConnectionSpec] = field(default_factory=dict)
+    listen: list[str] = field(default_factory=lambda: ["0.0.0.0", "::"])
+    port: int = DEFAULT_PORT               # 0: an ephemeral port (tests)
+    natt_port: int = DEFAULT_NATT_PORT     # 0: an ephemeral port
+    cookie_threshold: int = 100            # half-open IKE SAs before cookies are required
+    keepalive_interval: float = 20.0       # NAT keepalives (RFC 3948 §2.3), 0: off
+    batch_size: int = 64                   # packets per ESP batch (PacketVector capacity)
+    socket_buffer: int = 4 << 20           # SO_RCVBUF/SO_SNDBUF of every socket (0: the system's)
+    key_export: KeyExportSpec | None = None
+    tun: TunSpec | None = None
+    logging: LoggingSpec = field(default_factory=LoggingSpec)
+    source: str = "<config>"               # where it came from (error messages)
+
+    def connection(self, name: str) -> ConnectionSpec:
+        try:
+            return self.connections[name]
+        except KeyError:
+            raise ConfigError(f"{self.source}: connections: no connection named {name!r}") from None
+
+
+# ------------------------------------------------------------------------- parsing --
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class _Reader:
+    """Typed access to one TOML table, with the file and dotted key in every error."""
+
+    def __init__(self, source: str, path: str, table: Any, base_dir: Path) -> None:
+        self.source, self.path, self.base_dir = source, path, base_dir
+        if not isinstance(table, dict):
+            raise self.error("", f"must be a table, not {type(table).__name__}")
+        self.table = table
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path and name else (self.path or name)
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.key(name)}: {message}")
+
+    def has(self, name: str) -> bool:
+        return name in self.table
+
+    def get(self, name: str, kind, default=None, *, required: bool = False):
+        self.used.add(name)
+        if name not in self.table:
+            if required:
+                raise self.error(name, "is required")
+            return default
+        value = self.table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if bool not in kinds and isinstance(value, bool):
+            raise self.error(name, f"must be {self._names(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(name, f"must be {self._names(kinds)}, not {type(value).__name__}")
+        return value
+
+    @staticmethod
+    def _names(kinds) -> str:
+        names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+                 list: "an array", dict: "a table"}
+        return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+    def string_list(self, name: str, default=None, *, required: bool = False) -> list[str]:
+        value = self.get(name, (list, str), default, required=required)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        for i, v in enumerate(value):
+            if not isinstance(v, str):
+                raise self.error(f"{name}[{i}]", "must be a string")
+        return list(value)
+
+    def duration(self, name: str, default: float | None = None) -> float | None:
+        value = self.get(name, (int, float, str), default)
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if not m:
+                raise self.error(name, f"bad duration {value!r} (use seconds or e.g. '30s', '5m', '4h', '1d')")
+            value = float(m.group(1)) * _UNITS[m.group(2)]
+        if value is not None and value < 0:
+            raise self.error(name, "must not be negative")
+        return None if value is None else float(value)
+
+    def port(self, name: str, default: int) -> int:
+        value = self.get(name, int, default)
+        if not 0 <= value <= 65535:
+            raise self.error(name, "must be 0..65535")
+        return value
+
+    def sub(self, name: str, default: dict | None = None) -> "_Reader | None":
+        value = self.get(name, dict, default)
+        return None if value is None else _Reader(self.source, self.key(name), value, self.base_dir)
+
+    def file(self, name: str, value: str) -> bytes:
+        path = Path(value)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise self.error(name, f"cannot read {str(path)!r}: {exc.strerror}") from None
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+    def wrap(self, name: str, fn, *args):
+        """Call a constructor; its ConfigError/ValueError gets this key attached."""
+        try:
+            return fn(*args)
+        except (IkeError, ValueError) as exc:
+            raise self.error(name, str(exc)) from None
+
+
+def _psk(r: _Reader) -> bytes | None:
+    if r.has("psk") and r.has("psk_file"):
+        raise r.error("psk_file", "give psk or psk_file, not both")
+    text = r.get("psk", str)
+    if text is None and r.has("psk_file"):
+        text = r.file("psk_file", r.get("psk_file", str)).decode("utf-8", "replace").strip()
+    if text is None:
+        return None
+    name = "psk" if r.has("psk") else "psk_file"
+    if text.startswith("0x"):
+        try:
+            value = bytes.fromhex(text[2:])
+        except ValueError:
+            raise r.error(name, "a 0x-prefixed PSK must be hex") from None
+    else:
+        value = text.encode()
+    if not value:
+        raise r.error(name, "the pre-shared key is empty")
+    return value
+
+
+def _private_key(r: _Reader, name: str):
+    from cryptography.hazmat.primitives import serialization
+    data = r.file(name, r.get(name, str))
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return serialization.load_pem_private_key(data, password=None)
+        return serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise r.error(name, f"not a usable private key: {exc}") from None
+
+
+def _certificates(r: _Reader, name: str) -> list[bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    out = []
+    for i, path in enumerate(r.string_list(name)):
+        data = r.file(f"{name}[{i}]", path)
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                out += [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(data)]
+            else:
+                out.append(x509.load_der_x509_certificate(data).public_bytes(Encoding.DER))
+        except ValueError as exc:
+            raise r.error(f"{name}[{i}]", f"malformed certificate: {exc}") from None
+    return out
+
+
+def _local_auth(r: _Reader, shared_psk: bytes | None) -> LocalAuth:
+    auth = r.get("auth", str, "psk")
+    if auth == "psk":
+        psk = _psk(r) or shared_psk
+        if psk is None:
+            raise r.error("psk", "is required with auth = \"psk\" (here or on the connection)")
+        return LocalAuth(psk=psk)
+    if auth == "pubkey":
+        key = _private_key(r, "key") if r.has("key") else None
+        if key is None:
+            raise r.error("key", "is required with auth = \"pubkey\"")
+        certs = _certificates(r, "certs")
+        return r.wrap("auth", lambda: LocalAuth(private_key=key, certificates=tuple(certs),
+                                                rsa_pss=r.get("rsa_pss", bool, True)))
+    raise r.error("auth", f"must be \"psk\" or \"pubkey\", not {auth!r}")
+
+
+def _remote_auth(r: _Reader, shared_psk: bytes | None) -> RemoteAuth:
+    auth = r.get("auth", str, "psk")
+    if auth == "psk":
+        psk = _psk(r) or shared_psk
+        if psk is None:
+            raise r.error("psk", "is required with auth = \"psk\" (here or on the connection)")
+        return RemoteAuth(psk=psk)
+    if auth == "pubkey":
+        from ..protocol.auth import TrustStore
+        if r.has("cacerts") == r.has("pubkey"):
+            raise r.error("cacerts", "auth = \"pubkey\" needs exactly one of cacerts or pubkey")
+        if r.has("cacerts"):
+            blobs = [r.file(f"cacerts[{i}]", p) for i, p in enumerate(r.string_list("cacerts"))]
+            return RemoteAuth(trust_store=r.wrap("cacerts", TrustStore, blobs))
+        from cryptography.hazmat.primitives import serialization
+        data = r.file("pubkey", r.get("pubkey", str))
+        try:
+            key = (serialization.load_pem_public_key(data) if data.lstrip().startswith(b"-----BEGIN")
+                   else serialization.load_der_public_key(data))
+        except ValueError as exc:
+            raise r.error("pubkey", f"not a usable public key: {exc}") from None
+        return RemoteAuth(public_key=key)
+    raise r.error("auth", f"must be \"psk\" or \"pubkey\", not {auth!r}")
+
+
+def _selectors(r: _Reader, name: str) -> list[TrafficSelectorSpec]:
+    items = r.string_list(name, required=True)
+    if not items:
+        raise r.error(name, "needs at least one traffic selector")
+    return [r.wrap(f"{name}[{i}]", TrafficSelectorSpec.parse, t) for i, t in enumerate(items)]
+
+
+def _child(r: _Reader, name: str, defaults: dict) -> ChildConfig:
+    esp = r.string_list("esp_proposals", ["aes256gcm16"])
+    if not esp:
+        raise r.error("esp_proposals", "needs at least one proposal")
+    kw: dict[str, Any] = dict(
+        local_ts=_selectors(r, "local_ts"), remote_ts=_selectors(r, "remote_ts"),
+        esp_proposals=[r.wrap(f"esp_proposals[{i}]", EspProposal.parse, p) for i, p in enumerate(esp)],
+        mode=r.get("mode", str, "tunnel"),
+        rekey_time=r.duration("rekey_time", defaults.get("child_rekey_time", 3600.0)),
+        replay_window=r.get("replay_window", int, 64))
+    kw["life_time"] = r.duration("life_time", max(kw["rekey_time"] * 1.1, kw["rekey_time"]))
+    if not 0 <= kw["replay_window"] <= 1 << 20:
+        raise r.error("replay_window", "must be 0 .. 1048576")
+    child = r.wrap("", lambda: ChildConfig(name, **kw))
+    r.done()
+    return child
+
+
+def _connection(r: _Reader, name: str) -> ConnectionSpec:
+    shared_psk = _psk(r)
+    local = r.sub("local", {}) or _Reader(r.source, r.key("local"), {}, r.base_dir)
+    remote = r.sub("remote", {}) or _Reader(r.source, r.key("remote"), {}, r.base_dir)
+    local_id = local.get("id", str, required=True)
+    remote_id = remote.get("id", str)
+    local_auth = _local_auth(local, shared_psk)
+    remote_auth = _remote_auth(remote, shared_psk)
+    local.done()
+    remote.done()
+
+    props = r.string_list("proposals", ["aes256gcm16-prfsha256-x25519"])
+    if not props:
+        raise r.error("proposals", "needs at least one proposal")
+    proposals = [r.wrap(f"proposals[{i}]", IkeProposal.parse, p) for i, p in enumerate(props)]
+
+    children_r = r.sub("children", {})
+    children = []
+    for cname, ctable in children_r.table.items():
+        children_r.used.add(cname)
+        children.append(_child(_Reader(r.source, children_r.key(cname), ctable, r.base_dir), cname, {}))
+
+    kw: dict[str, Any] = {}
+    for key, attr in (("rekey_time", "rekey_time"), ("life_time", "life_time"),
+                      ("retransmit_timeout", "retransmit_timeout"), ("dpd_delay", "dpd_delay")):
+        value = r.duration(key)
+        if value is not None:
+            kw[attr] = value
+    if "rekey_time" in kw and "life_time" not in kw:
+        kw["life_time"] = kw["rekey_time"] * 1.1
+    for key, attr, kind in (("retransmit_base", "retransmit_base", (int, float)),
+                            ("retransmit_tries", "retransmit_tries", int),
+                            ("mobike", "mobike", bool), ("clone", "clone", bool),
+                            ("resumption", "resumption", bool), ("fragmentation", "fragmentation", bool),
+                            ("fragment_size", "fragment_size", int),
+                            ("initial_contact", "initial_contact", bool),
+                            ("request_virtual_ip", "request_virtual_ip", bool),
+                            ("encap", "force_encap", bool), ("window_size", "window_size", int)):
+        value = r.get(key, kind)
+        if value is not None:
+            kw[attr] = value
+    kw.setdefault("force_encap", True)      # ESP-in-UDP always: the only ESP path without kernel ESP
+    pools = r.string_list("pools")
+    if pools:
+        addrs = []
+        for i, p in enumerate(pools):
+            try:
+                net = ipaddress.ip_network(p, strict=False)
+            except ValueError as exc:
+                raise r.error(f"pools[{i}]", str(exc)) from None
+            addrs += [str(a) for a in (net.hosts() if net.num_addresses > 2 else net)]
+        kw["address_pool"] = addrs
+    ike = r.wrap("", lambda: IkeConfig(
+        local_id=local.wrap("id", Identity.parse, local_id), local_auth=local_auth, remote_auth=remote_auth,
+        remote_id=remote.wrap("id", Identity.parse, remote_id) if remote_id else None,
+        proposals=proposals, children=children, name=name, **kw))
+
+    remote_addrs = r.string_list("remote_addrs")
+    for i, a in enumerate(remote_addrs):
+        if a.startswith("%"):
+            if a not in ("%any", "%any4", "%any6"):
+                raise r.error(f"remote_addrs[{i}]", f"unknown keyword {a!r} (%any, %any4, %any6)")
+            continue
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except ValueError:
+            if not re.match(r"^[A-Za-z0-9.-]+$", a):
+                raise r.error(f"remote_addrs[{i}]", f"not an address, network or host name: {a!r}") from None
+    spec = ConnectionSpec(
+        name=name, ike=ike, remote_addrs=remote_addrs,
+        remote_port=r.port("remote_port", DEFAULT_PORT),
+        remote_natt_port=r.port("remote_natt_port", DEFAULT_NATT_PORT),
+        local_addr=r.get("local_addr", str),
+        start=r.get("start", bool, False), start_child=r.get("start_child", str))
+    if spec.start and spec.initiator_target is None:
+        raise r.error("start", "an initiating connection needs one host in remote_addrs")
+    if spec.start_child is not None and spec.start_child not in {c.name for c in children}:
+        raise r.error("start_child", f"no child named {spec.start_child!r}")
+    r.done()
+    return spec
+
+
+def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLike = ".") -> GatewayConfig:
+    """A parsed TOML document (dict) -> GatewayConfig."""
+    root = _Reader(source, "", data, Path(base_dir))
+    cfg = GatewayConfig(source=source)
+    gw = root.sub("gateway", {})
+    cfg.listen = gw.string_list("listen", ["0.0.0.0", "::"])
+    for i, a in enumerate(cfg.listen):
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise gw.error(f"listen[{i}]", f"not an IP address: {a!r}") from None
+    cfg.port = gw.port("port", DEFAULT_PORT)
+    cfg.natt_port = gw.port("natt_port", DEFAULT_NATT_PORT)
+    if cfg.port and cfg.port == cfg.natt_port:
+        raise gw.error("natt_port", "must differ from port")
+    cfg.cookie_threshold = gw.get("cookie_threshold", int, 100)
+    if cfg.cookie_threshold < 0:
+        raise gw.error("cookie_threshold", "must not be negative")
+    cfg.keepalive_interval = gw.duration("keepalive_interval", 20.0)
+    cfg.batch_size = gw.get("batch_size", int, 64)
+    if not 1 <= cfg.batch_size <= 1024:
+        raise gw.error("batch_size", "must be 1..1024")
+    cfg.socket_buffer = gw.get("socket_buffer", int, 4 << 20)
+    if cfg.socket_buffer < 0:
+        raise gw.error("socket_buffer", "must not be negative")
+    gw.done()
+
+    conns = root.sub("connections", {})
+    for name, table in conns.table.items():
+        conns.used.add(name)
+        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            raise conns.error(name, "connection names are letters, digits, '_', '.', '-'")
+        cfg.connections[name] = _connection(_Reader(source, conns.key(name), table, root.base_dir), name)
+
+    ke = root.sub("key_export")
+    if ke is not None:
+        cfg.key_export = KeyExportSpec(directory=str(root.base_dir / ke.get("directory", str, required=True)),
+                                       ike=ke.get("ike", bool, True), esp=ke.get("esp", bool, True))
+        ke.done()
+
+    tun = root.sub("tun")
+    if tun is not None:
+        routes = tun.get("routes", (str, list), "auto")
+        if isinstance(routes, str) and routes != "auto":
+            raise tun.error("routes", "must be \"auto\" or an array of prefixes")
+        spec = TunSpec(name=tun.get("name", str, "ikc0"), addresses=tun.string_list("addresses"),
+                       routes=routes if isinstance(routes, str) else tun.string_list("routes"),
+                       mtu=tun.get("mtu", int, 1400), configure=tun.get("configure", bool, True))
+        if not 1 <= len(spec.name) < 16:
+            raise tun.error("name", "interface names are 1..15 characters")
+        for i, a in enumerate(spec.addresses):
+            try:
+                ipaddress.ip_interface(a)
+            except ValueError as exc:
+                raise tun.error(f"addresses[{i}]", str(exc)) from None
+        if not 576 <= spec.mtu <= 65535:
+            raise tun.error("mtu", "must be 576..65535")
+        cfg.tun = spec
+        tun.done()
+
+    lg = root.sub("logging", {})
+    level = lg.get("level", str, "info").lower()
+    if level not in _LEVELS:
+        raise lg.error("level", f"must be one of {sorted(_LEVELS)}")
+    levels = lg.sub("levels", {})
+    for k, v in levels.table.items():
+        levels.used.add(k)
+        if not isinstance(v, str) or v.lower() not in _LEVELS:
+            raise levels.error(k, f"must be one of {sorted(_LEVELS)}")
+    cfg.logging = LoggingSpec(level=level, file=lg.get("file", str),
+                              levels={k: v.lower() for k, v in levels.table.items()})
+    lg.done()
+    root.done()
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> GatewayConfig:
+    """Read and check a gateway TOML file. Raises ConfigError naming the file and key."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = _toml.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from None
+    except _toml.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax: {exc}") from None
+    return parse_config(data, source=str(path), base_dir=path.parent)
+
+
+def setup_logging(spec: LoggingSpec) -> None:
+    """Apply a [logging] section to the stdlib logging module (the CLI calls this)."""
+    handler: logging.Handler = (logging.FileHandler(spec.file) if spec.file else logging.StreamHandler())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger("ikecore")
+    root.handlers[:] = [handler]
+    root.setLevel(spec.level.upper())
+    root.propagate = False
+    for name, level in spec.levels.items():
+        logging.getLogger(name).setLevel(level.upper())
+
+
+__all__ = ["GatewayConfig", "ConnectionSpec", "TunSpec", "KeyExportSpec", "LoggingSpec",
+           "load_config", "parse_config", "setup_logging"]

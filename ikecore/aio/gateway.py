@@ -1,0 +1,894 @@
+"""The asyncio gateway: UDP sockets and timers around the sans-I/O core.
+
+One :class:`~ikecore.protocol.endpoint.IkeEndpoint` holds every IKE SA; this
+module feeds it datagrams from the IKE port (500) and the NAT-T port (4500), on
+IPv4 and IPv6, sends what it produces, runs its timer on the event loop's
+clock, and installs the ESP SAs of every Child SA in a
+:class:`~ikecore.aio.dataplane.DataPlane`.
+
+- IKE port: an asyncio ``DatagramProtocol``.
+- NAT-T port (RFC 3948): read in batches with recvmmsg into a
+  :class:`~ikecore.esp.PacketVector`, classified in C: IKE (non-ESP marker) to
+  the endpoint, 0xFF keepalives counted, ESP decrypted by SPI in one C call.
+- NAT keepalives go out every ``keepalive_interval`` on SAs that use NAT-T.
+- ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the
+  answers (bounded), then closes the sockets.
+
+Scripting::
+
+    gw = Gateway(load_config("gw.toml"))
+    await gw.start()
+    conn = await gw.initiate("site-b")                 # IKE SA + first Child SA up
+    child = gw.child_sas(conn)[0]
+    gw.send_packets([ip_packet], child)                # ESP-in-UDP
+    gw.rekey_child(conn); await gw.wait_for(ChildSaRekeyed, conn)
+    await gw.stop()
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError, IkeError
+from ..esp import IKE as PKT_IKE, KEEPALIVE as PKT_KEEPALIVE, PacketVector
+from ..protocol import events as ev
+from ..protocol.config import IkeConfig
+from ..protocol.endpoint import NON_ESP_MARKER, Classification, IkeEndpoint
+from ..protocol.ike_sa import IkeConnection, State
+from .config import ConnectionSpec, GatewayConfig
+from .dataplane import ChildState, DataPlane, TunDevice
+from .keylog import KeyLog
+
+log = logging.getLogger("ikecore.gateway")
+
+_HEADER = 28
+_FLAG_INITIATOR = 0x08
+
+
+class GatewayError(IkeError):
+    """An initiation failed (``connection`` is the IKE SA it concerned, if any)."""
+
+    def __init__(self, message: str, connection: IkeConnection | None = None,
+                 notify_type: int | None = None) -> None:
+        super().__init__(message)
+        self.connection = connection
+        self.notify_type = notify_type
+
+
+@dataclass(eq=False)
+class _Listener:
+    host: str                       # as configured (may be a wildcard)
+    family: int
+    ike_sock: socket.socket
+    natt_sock: socket.socket
+    transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def wildcard(self) -> bool:
+        return ipaddress.ip_address(self.host).is_unspecified
+
+
+@dataclass(eq=False)
+class _Waiter:
+    kinds: tuple
+    conn: IkeConnection | None
+    predicate: Callable | None
+    future: asyncio.Future
+
+
+@dataclass(eq=False)
+class _Initiation:
+    conn: IkeConnection
+    future: asyncio.Future
+    want_child: bool
+    established: bool = False
+
+
+def _grow_buffers(s: socket.socket, size: int) -> None:
+    """Room for bursts of ESP: SO_RCVBUFFORCE when allowed (root), else up to rmem_max."""
+    if size <= 0:
+        return
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+        for opt in (force, plain):
+            if opt is None:
+                continue
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, size)
+                break
+            except OSError:
+                continue
+
+
+def _norm(addr) -> tuple[str, int]:
+    host = addr[0]
+    if "%" in host:
+        host = host.split("%")[0]
+    return host, addr[1]
+
+
+class _IkeProtocol(asyncio.DatagramProtocol):
+    def __init__(self, gw: "Gateway", listener: _Listener) -> None:
+        self.gw, self.listener = gw, listener
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.gw._ike_port_datagram(data, _norm(addr), self.listener)
+
+    def error_received(self, exc: Exception) -> None:   # ICMP errors on a UDP socket
+        log.debug("IKE socket %s: %s", self.listener.host, exc)
+
+
+class Gateway:
+    """An IKEv2 gateway on asyncio. See the module docstring for an example.
+
+    ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
+    when no TUN device is configured; without it they go to :attr:`packets`
+    (an asyncio.Queue of ``(child, packet)``). ``rng``: randomness for the
+    core (default ``os.urandom``)."""
+
+    def __init__(self, config: GatewayConfig, *, on_packet: Callable | None = None,
+                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 10000,
+                 packet_queue_size: int = 10000) -> None:
+        self.config = config
+        self.rng = rng
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.endpoint: IkeEndpoint | None = None
+        self.events: asyncio.Queue = asyncio.Queue(maxsize=event_queue_size)
+        self.packets: asyncio.Queue = asyncio.Queue(maxsize=packet_queue_size)
+        self._on_packet = on_packet
+        self.dataplane = DataPlane(self._esp_target, batch_size=config.batch_size,
+                                   on_packet=on_packet or self._queue_packet)
+        self.keylog = (KeyLog(config.key_export.directory, ike=config.key_export.ike,
+                              esp=config.key_export.esp) if config.key_export else None)
+        self.tun: TunDevice | None = None
+        self.listeners: list[_Listener] = []
+        self.port = config.port
+        self.natt_port = config.natt_port
+        self._rx = PacketVector(config.batch_size)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._waiters: list[_Waiter] = []
+        self._initiations: dict[IkeConnection, _Initiation] = {}
+        self._peer_natt: dict[IkeConnection, int] = {}
+        self._local_cache: dict[str, str] = {}
+        self._changed = asyncio.Event()
+        self.running = False
+        self._stopping = False
+        self.counters = {"ike_rx": 0, "ike_tx": 0, "natt_rx": 0, "keepalives_rx": 0, "keepalives_tx": 0,
+                         "send_errors": 0, "internal_errors": 0, "events_dropped": 0, "packets_dropped": 0,
+                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0}
+        self.started_at: float | None = None
+        self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
+
+    def set_capture(self, writer) -> None:
+        """Record every datagram sent and received (``writer.write(payload, src, dst)``)."""
+        self.capture = writer
+        self.dataplane.tap = writer.write if writer is not None else None
+
+    # ================================================================ lifecycle ==
+    async def start(self) -> "Gateway":
+        """Bind the sockets, create the endpoint, start the timers (and the TUN
+        device and ``start = true`` connections)."""
+        if self.running:
+            return self
+        self.loop = asyncio.get_running_loop()
+        self._bind()
+        now = self.loop.time()
+        self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
+                                    cookie_threshold=self.config.cookie_threshold,
+                                    select_config=self._select_config)
+        for lst in self.listeners:
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda lst=lst: _IkeProtocol(self, lst), sock=lst.ike_sock)
+            lst.transport = transport
+            self.loop.add_reader(lst.natt_sock.fileno(), self._natt_readable, lst)
+        if self.config.tun is not None:
+            self._open_tun()
+        self.running = True
+        self.started_at = now
+        if self.config.keepalive_interval > 0:
+            self._spawn(self._keepalive_loop())
+        log.info("gateway listening on %s (IKE %d, NAT-T %d)",
+                 ", ".join(lst.host for lst in self.listeners), self.port, self.natt_port)
+        for spec in self.config.connections.values():
+            if spec.start:
+                self._spawn(self._start_connection(spec))
+        return self
+
+    async def __aenter__(self) -> "Gateway":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def _bind(self) -> None:
+        hosts = self.config.listen
+        if not hosts:
+            raise ConfigError(f"{self.config.source}: gateway.listen: no address to listen on")
+        last: OSError | None = None
+        for _attempt in range(8):
+            port, natt = self.config.port, self.config.natt_port
+            opened: list[_Listener] = []
+            try:
+                for host in hosts:
+                    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+                    socks = []
+                    for p in (port, natt):
+                        s = socket.socket(family, socket.SOCK_DGRAM)
+                        socks.append(s)
+                        if family == socket.AF_INET6:
+                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        s.setblocking(False)
+                        _grow_buffers(s, self.config.socket_buffer)
+                        try:
+                            s.bind((host, p))
+                        except OSError:
+                            for x in socks:
+                                x.close()
+                            raise
+                    port, natt = socks[0].getsockname()[1], socks[1].getsockname()[1]
+                    opened.append(_Listener(host, family, socks[0], socks[1]))
+            except OSError as exc:
+                if (len(hosts) > 1 and ipaddress.ip_address(host).is_unspecified
+                        and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)):
+                    log.warning("not listening on %s: %s", host, exc.strerror)   # e.g. no IPv6
+                    hosts = [h for h in hosts if h != host]
+                    for lst in opened:
+                        lst.ike_sock.close()
+                        lst.natt_sock.close()
+                    continue
+                for lst in opened:
+                    lst.ike_sock.close()
+                    lst.natt_sock.close()
+                last = exc
+                if self.config.port and self.config.natt_port:
+                    break                   # fixed ports: retrying cannot help
+                continue
+            self.listeners = opened
+            self.port, self.natt_port = port, natt
+            return
+        raise OSError(last.errno if last else 0,
+                      f"cannot bind {hosts} ports {self.config.port}/{self.config.natt_port}: {last}")
+
+    def _open_tun(self) -> None:
+        spec = self.config.tun
+        tun = TunDevice(spec.name)
+        if spec.configure:
+            routes = spec.routes if not isinstance(spec.routes, str) else self._auto_routes()
+            tun.configure(spec.addresses, routes, spec.mtu)
+        self.tun = tun
+        self.dataplane.attach_tun(tun)
+        self.loop.add_reader(tun.fd, self.dataplane.tun_readable)
+        log.info("TUN device %s attached", tun.name)
+
+    def _auto_routes(self) -> list[str]:
+        nets: list[str] = []
+        for spec in self.config.connections.values():
+            for child in spec.ike.children:
+                for ts in child.remote_ts:
+                    for net in ipaddress.summarize_address_range(ts.start, ts.end):
+                        if str(net) not in nets:
+                            nets.append(str(net))
+        return nets
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Delete every IKE SA (their Child SAs go with them), wait up to
+        ``timeout`` seconds for the peers' answers, then close everything."""
+        if not self.running or self._stopping:
+            return
+        self._stopping = True
+        now = self.loop.time()
+        for conn in list(self.endpoint.connections.values()):
+            try:
+                if conn.state == State.INIT_DONE and not conn.initiator:
+                    conn.terminate("gateway shutdown", now)
+                else:
+                    conn.delete(now)
+            except IkeError as exc:
+                log.debug("%s: delete at shutdown: %s", conn.name, exc)
+        self.endpoint.collect_all()
+        self._flush()
+        deadline = self.loop.time() + timeout
+        while self.endpoint.connections and self.loop.time() < deadline:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - self.loop.time()))
+            except asyncio.TimeoutError:
+                break
+        now = self.loop.time()
+        for conn in list(self.endpoint.connections.values()):
+            conn.terminate("gateway shutdown", now)
+        self.endpoint.collect_all()
+        self._process_events()
+        self._close()
+        log.info("gateway stopped")
+
+    def abort(self) -> None:
+        """Close the sockets at once, with no Delete sent (a crash, for tests)."""
+        if self.running:
+            self._close()
+
+    def _close(self) -> None:
+        self.running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for t in list(self._tasks):
+            t.cancel()
+        for lst in self.listeners:
+            try:
+                self.loop.remove_reader(lst.natt_sock.fileno())
+            except (ValueError, OSError):
+                pass
+            if lst.transport is not None:
+                lst.transport.abort()
+            lst.natt_sock.close()
+            lst.ike_sock.close()
+        self.listeners = []
+        if self.tun is not None:
+            try:
+                self.loop.remove_reader(self.tun.fd)
+            except (ValueError, OSError):
+                pass
+            self.tun.close()
+            self.tun = None
+        for init in self._initiations.values():
+            if not init.future.done():
+                init.future.set_exception(GatewayError("the gateway stopped", init.conn))
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.cancel()
+        self._changed.set()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _start_connection(self, spec: ConnectionSpec) -> None:
+        """``start = true``: initiate, and try again (backing off) while it fails."""
+        delay = 2.0
+        while self.running and not self._stopping:
+            try:
+                await self.initiate(spec.name)
+                return
+            except (GatewayError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("%s: initiation failed: %s; retrying in %.0f s", spec.name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    # ============================================================ public API ==
+    @property
+    def addresses(self) -> list[tuple[str, int, int]]:
+        """(host, IKE port, NAT-T port) of every listening address."""
+        return [(lst.host, self.port, self.natt_port) for lst in self.listeners]
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    async def initiate(self, name: str, *, remote: str | None = None, remote_port: int | None = None,
+                       remote_natt_port: int | None = None, child: str | None = None,
+                       timeout: float = 30.0) -> IkeConnection:
+        """Initiate connection ``name``; returns the IKE SA once it and its first
+        Child SA are up. Raises :class:`GatewayError` on failure (the IKE SA is
+        deleted when only the Child SA failed) or on ``timeout``."""
+        spec = self.config.connection(name)
+        host = remote or spec.initiator_target
+        if host is None:
+            raise ConfigError(f"{self.config.source}: connections.{name}.remote_addrs: "
+                              "no single host to initiate to")
+        host = await self._resolve(host)
+        conn = self.connect(spec.ike, (host, remote_port or spec.remote_port),
+                            remote_natt_port=remote_natt_port or spec.remote_natt_port,
+                            child=child or spec.start_child, local_host=spec.local_addr)
+        return await self.established(conn, timeout=timeout)
+
+    def connect(self, config: IkeConfig, remote: tuple[str, int], *, remote_natt_port: int = 4500,
+                child: str | None = None, local_host: str | None = None) -> IkeConnection:
+        """Start an IKE SA with any IkeConfig (no await; see :meth:`established`)."""
+        self._require_running()
+        host = remote[0]
+        local = (local_host or self._local_address(host), self.port)
+        conn = self.endpoint.connect(config, local, (host, remote[1]), self.loop.time(), child=child)
+        self._peer_natt[conn] = remote_natt_port
+        self._initiations[conn] = _Initiation(conn, self.loop.create_future(), bool(config.children))
+        log.info("%s: initiating to %s:%d", conn.name, host, remote[1])
+        self._flush()
+        return conn
+
+    async def established(self, conn: IkeConnection, timeout: float = 30.0) -> IkeConnection:
+        """Wait until an IKE SA started with :meth:`connect` is up with its first Child SA."""
+        init = self._initiations.get(conn)
+        if init is None:
+            if conn.state == State.ESTABLISHED:
+                return conn
+            raise GatewayError(f"{conn.name}: not being initiated", conn)
+        try:
+            return await asyncio.wait_for(asyncio.shield(init.future), timeout)
+        except asyncio.TimeoutError:
+            self._initiations.pop(conn, None)
+            self._safe(lambda: self.current(conn).delete(self.loop.time()))
+            raise GatewayError(f"{conn.name}: not established within {timeout:g} s", conn) from None
+
+    def current(self, conn: IkeConnection) -> IkeConnection:
+        """The IKE SA that now stands for ``conn`` (following IKE rekeys)."""
+        seen = 0
+        while conn.replaced_by is not None and seen < 1000:
+            conn = conn.replaced_by
+            seen += 1
+        return conn
+
+    @property
+    def connections(self) -> list[IkeConnection]:
+        """Established IKE SAs."""
+        if self.endpoint is None:
+            return []
+        return [c for c in self.endpoint.connections.values() if c.state == State.ESTABLISHED]
+
+    def child_sas(self, conn: IkeConnection | None = None) -> list:
+        """Installed Child SAs (of one IKE SA, or all), newest last; rekeyed-away ones left out."""
+        states = self.dataplane._by_child.values()
+        if conn is not None:
+            target = self.current(conn)
+            states = [s for s in states if self.current(s.conn) is target]
+        return [s.child for s in states if s.replaced_by is None]
+
+    def child_state(self, child) -> ChildState | None:
+        return self.dataplane.state_of(child)
+
+    # -- commands: each runs on the current IKE SA and sends at once --
+    def rekey(self, conn: IkeConnection) -> None:
+        self._command(conn, lambda c, now: c.rekey(now))
+
+    def rekey_child(self, conn: IkeConnection, child=None) -> None:
+        child = self._child_of(conn, child)
+        self._command(conn, lambda c, now: c.rekey_child_sa(now, child.spi_in))
+
+    def create_child(self, conn: IkeConnection, name: str | None = None) -> None:
+        self._command(conn, lambda c, now: c.create_child_sa(now, name))
+
+    def delete_child(self, conn: IkeConnection, child=None) -> None:
+        child = self._child_of(conn, child)
+        self._command(conn, lambda c, now: c.delete_child_sa(now, child.spi_in))
+
+    def delete(self, conn: IkeConnection) -> None:
+        self._command(conn, lambda c, now: c.delete(now))
+
+    def check_liveness(self, conn: IkeConnection) -> None:
+        self._command(conn, lambda c, now: c.check_liveness(now))
+
+    def _child_of(self, conn, child):
+        if child is None:
+            kids = self.child_sas(conn)
+            if not kids:
+                raise IkeError(f"{conn.name}: no Child SA")
+            return kids[0]
+        state = self.dataplane.state_of(child)
+        return state.current().child if state is not None else child
+
+    def _command(self, conn: IkeConnection, fn) -> None:
+        self._require_running()
+        fn(self.current(conn), self.loop.time())
+        self.endpoint.collect_all()
+        self._flush()
+
+    def _require_running(self) -> None:
+        if not self.running or self._stopping:
+            raise IkeError("the gateway is not running")
+
+    async def wait_for(self, kinds, conn: IkeConnection | None = None, *, predicate=None,
+                       timeout: float = 10.0):
+        """Wait for the next event of type ``kinds`` (a class or tuple), on ``conn``
+        (or any IKE SA that replaced it) when given; returns ``(conn, event)``."""
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        w = _Waiter(kinds, conn, predicate, self.loop.create_future())
+        self._waiters.append(w)
+        try:
+            return await asyncio.wait_for(w.future, timeout)
+        finally:
+            if w in self._waiters:
+                self._waiters.remove(w)
+
+    def send_packets(self, packets, child=None, next_header: int | None = None) -> int:
+        """ESP-protect and send IP packets: through ``child`` (or the SA that
+        rekeyed it), else each routed by the Child SAs' traffic selectors."""
+        return self.dataplane.send_packets(packets, child, next_header)
+
+    def stats(self) -> dict:
+        ep = self.endpoint
+        return {"gateway": dict(self.counters),
+                "endpoint": dict(ep.stats) if ep else {},
+                "half_open": ep.half_open if ep else 0,
+                "ike_sas": len(self.connections),
+                "dataplane": self.dataplane.stats()}
+
+    # ============================================================ I/O: input ==
+    def _ike_port_datagram(self, data: bytes, remote, lst: _Listener) -> None:
+        self.counters["ike_rx"] += 1
+        if self.capture is not None:
+            self.capture.write(data, remote, (self._local_host(lst, remote[0]), self.port))
+        self._input(data, remote, (self._local_host(lst, remote[0]), self.port))
+
+    def _natt_readable(self, lst: _Listener) -> None:
+        rx = self._rx
+        try:
+            for _ in range(16):
+                n = rx.recv(lst.natt_sock, wait=False)
+                if n == 0:
+                    break
+                self.counters["natt_rx"] += n
+                if self.capture is not None:
+                    for i in range(n):
+                        src = rx.address(i)
+                        self.capture.write(bytes(rx.packet(i)), src,
+                                           (self._local_host(lst, src[0]), self.natt_port))
+                rx.classify_udpencap()
+                st = rx.status
+
+                def other(i: int, lst=lst) -> None:
+                    if st[i] == PKT_IKE:
+                        remote = rx.address(i)
+                        # flushed at once: an SA this message installs or deletes applies from here on
+                        self._input(NON_ESP_MARKER + bytes(rx.packet(i)), remote,
+                                    (self._local_host(lst, remote[0]), self.natt_port))
+                    elif st[i] == PKT_KEEPALIVE:
+                        self.counters["keepalives_rx"] += 1
+                    else:
+                        self.dataplane.counters["malformed"] += 1
+
+                self.dataplane.receive_in_order(rx, n, other)
+                if n < rx.capacity:
+                    break
+        except OSError as exc:
+            if self.running:
+                log.warning("NAT-T socket %s: %s", lst.host, exc)
+        except Exception:        # never let one bad datagram stop the gateway
+            self.counters["internal_errors"] += 1
+            log.exception("error on the NAT-T path")
+        self._flush()
+
+    def _input(self, data: bytes, remote, local, *, flush: bool = True) -> None:
+        now = self.loop.time()
+        try:
+            conn, saved = self._float(data, remote, local)
+            kind = self.endpoint.receive_datagram(data, remote, local, now)
+            if saved is not None and conn.last_heard != now and conn.state != State.DELETED:
+                conn.local, conn.remote = saved      # not authenticated: the move does not count
+            if kind == Classification.KEEPALIVE:
+                self.counters["keepalives_rx"] += 1
+        except Exception:
+            self.counters["internal_errors"] += 1
+            log.exception("error handling a datagram from %s", remote)
+        if flush:
+            self._flush()
+
+    def _conn_for(self, msg: bytes, *, outgoing: bool = False) -> IkeConnection | None:
+        """The IKE SA an IKE message (without marker) belongs to, by our SPI."""
+        if len(msg) < _HEADER or self.endpoint is None:
+            return None
+        # the I flag names the original initiator as the sender
+        we_initiated = bool(msg[19] & _FLAG_INITIATOR) == outgoing
+        own = msg[0:8] if we_initiated else msg[8:16]
+        return self.endpoint.connections.get(own)
+
+    def _float(self, data: bytes, remote, local):
+        """Port floating (RFC 7296 §2.23, RFC 3948): an IKE SA whose peer moved
+        to the NAT-T port follows it; undone if the message does not authenticate."""
+        if local[1] != self.natt_port or data[:4] != NON_ESP_MARKER:
+            return None, None
+        conn = self._conn_for(data[4:])
+        if conn is None or conn.local[1] == self.natt_port:
+            return conn, None        # already on NAT-T: a NATed peer's moves are the core's business
+        saved = (conn.local, conn.remote)
+        conn.local, conn.remote = tuple(local), tuple(remote)
+        return conn, saved
+
+    # =========================================================== I/O: output ==
+    def _flush(self) -> None:
+        """Send what the endpoint produced, handle its events, re-arm the timer."""
+        if self.endpoint is None:
+            return
+        for _ in range(100):
+            self._fix_peer_natt()
+            out = self.endpoint.datagrams_to_send()
+            for data, remote, local in out:
+                self._send(data, self._destination(data, remote, local), local)
+            handled = self._process_events()
+            if not out and not handled:
+                break
+        self._arm_timer()
+
+    def _fix_peer_natt(self) -> None:
+        """The core floats an initiator to (peer, its own NAT-T port); the peer's
+        NAT-T port may differ (ephemeral ports, tests): use the configured one."""
+        for conn, port in list(self._peer_natt.items()):
+            if conn.state == State.DELETED:
+                del self._peer_natt[conn]
+                continue
+            if port != self.natt_port and conn.local[1] == self.natt_port and conn.remote[1] == self.natt_port:
+                conn.remote = (conn.remote[0], port)
+
+    def _destination(self, data: bytes, remote, local):
+        if local[1] == self.natt_port and remote[1] == self.natt_port and self._peer_natt:
+            conn = self._conn_for(data[4:], outgoing=True) if data[:4] == NON_ESP_MARKER else None
+            if conn is not None and conn.remote[0] == remote[0]:
+                return conn.remote
+        return remote
+
+    def _listener_for(self, local) -> _Listener | None:
+        host = local[0]
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        except ValueError:
+            family = socket.AF_INET
+        same = [lst for lst in self.listeners if lst.family == family]
+        for lst in same:
+            if lst.host == host:
+                return lst
+        wild = [lst for lst in same if lst.wildcard]
+        return (wild or same or [None])[0]
+
+    def _send(self, data: bytes, remote, local) -> None:
+        lst = self._listener_for(local)
+        if lst is None:
+            self.counters["send_errors"] += 1
+            log.debug("no socket for local address %s", local)
+            return
+        self.counters["ike_tx"] += 1
+        if self.capture is not None:
+            self.capture.write(data, local, remote)
+        try:
+            if local[1] == self.natt_port:
+                lst.natt_sock.sendto(data, tuple(remote))
+            elif lst.transport is not None:
+                lst.transport.sendto(data, tuple(remote))
+        except OSError as exc:
+            self.counters["send_errors"] += 1
+            log.debug("sending to %s: %s", remote, exc)
+
+    def _esp_target(self, state: ChildState):
+        conn = self.current(state.conn)
+        if conn.local[1] != self.natt_port:
+            return None                  # plain ESP is not carried (see DataPlane.install)
+        lst = self._listener_for(conn.local)
+        if lst is None:
+            return None
+        return lst.natt_sock, tuple(conn.remote), tuple(conn.local)
+
+    def _local_host(self, lst: _Listener, remote_host: str) -> str:
+        return self._local_address(remote_host) if lst.wildcard else lst.host
+
+    def _local_address(self, remote_host: str) -> str:
+        """The source address the kernel picks toward ``remote_host``, if we listen on it."""
+        cached = self._local_cache.get(remote_host)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ipaddress.ip_address(remote_host).version == 6 else socket.AF_INET
+        bound = [lst.host for lst in self.listeners if lst.family == family]
+        if not bound:
+            raise IkeError(f"not listening on any IPv{6 if family == socket.AF_INET6 else 4} address")
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((remote_host, 9))
+                src = _norm(s.getsockname())[0]
+        except OSError:
+            src = None
+        specific = [h for h in bound if not ipaddress.ip_address(h).is_unspecified]
+        if src is None or (specific and src not in specific and len(specific) == len(bound)):
+            src = specific[0] if specific else src
+        if src is None:
+            raise IkeError(f"no route to {remote_host}")
+        if len(self._local_cache) > 4096:
+            self._local_cache.clear()
+        self._local_cache[remote_host] = src
+        return src
+
+    async def _resolve(self, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        families = {lst.family for lst in self.listeners}
+        for family, _, _, _, addr in infos:
+            if family in families:
+                return _norm(addr)[0]
+        raise GatewayError(f"{host}: no address of a family we listen on")
+
+    def _queue_packet(self, child, packet: bytes, next_header: int) -> None:
+        try:
+            self.packets.put_nowait((child, packet))
+        except asyncio.QueueFull:
+            self.counters["packets_dropped"] += 1
+
+    # ================================================================ timers ==
+    def _arm_timer(self) -> None:
+        if not self.running:
+            return
+        t = self.endpoint.get_timer()
+        if t == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = t
+        if t is not None:
+            self._timer = self.loop.call_at(max(t, self.loop.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.endpoint.handle_timer(self.loop.time())
+        except Exception:
+            self.counters["internal_errors"] += 1
+            log.exception("error in the IKE timers")
+        self._flush()
+
+    async def _keepalive_loop(self) -> None:
+        """NAT keepalives (RFC 3948 §2.3): one 0xFF octet to each peer on NAT-T
+        when we are behind a NAT (or force encapsulation)."""
+        interval = self.config.keepalive_interval
+        while self.running:
+            await asyncio.sleep(interval)
+            for conn in self.connections:
+                if conn.local[1] != self.natt_port or not (conn.nat_local or conn.config.force_encap):
+                    continue
+                lst = self._listener_for(conn.local)
+                if lst is None:
+                    continue
+                if self.capture is not None:
+                    self.capture.write(b"\xff", conn.local, conn.remote)
+                try:
+                    lst.natt_sock.sendto(b"\xff", tuple(conn.remote))
+                    self.counters["keepalives_tx"] += 1
+                except OSError as exc:
+                    log.debug("keepalive to %s: %s", conn.remote, exc)
+
+    # ================================================================ events ==
+    def _process_events(self) -> int:
+        n = 0
+        while (item := self.endpoint.next_event()) is not None:
+            conn, event = item
+            n += 1
+            try:
+                self._handle_event(conn, event)
+            except Exception:
+                self.counters["internal_errors"] += 1
+                log.exception("error handling %s", type(event).__name__)
+            try:
+                self.events.put_nowait((conn, event))
+            except asyncio.QueueFull:
+                self.counters["events_dropped"] += 1
+                try:                          # keep the newest: drop the oldest
+                    self.events.get_nowait()
+                    self.events.put_nowait((conn, event))
+                except (asyncio.QueueEmpty, asyncio.QueueFull):
+                    pass
+            for w in list(self._waiters):
+                if w.future.done() or not isinstance(event, w.kinds):
+                    continue
+                if w.conn is not None and self.current(w.conn) is not self.current(conn):
+                    continue
+                if w.predicate is not None and not w.predicate(conn, event):
+                    continue
+                w.future.set_result((conn, event))
+                self._waiters.remove(w)
+        if n:
+            self._changed.set()
+        return n
+
+    def _safe(self, fn) -> None:
+        try:
+            fn()
+        except IkeError as exc:
+            log.debug("%s", exc)
+        if self.endpoint is not None:
+            self.endpoint.collect_all()
+
+    def _handle_event(self, conn: IkeConnection, event) -> None:
+        init = self._initiations.get(conn)
+        if isinstance(event, ev.IkeSaEstablished):
+            self.counters["ike_sas_established"] += 1
+            log.info("%s: IKE SA established with %s (%s), %s:%d", conn.name, event.remote_id,
+                     "initiator" if event.initiator else "responder", *conn.remote)
+            if self.keylog:
+                self.keylog.ike_sa(conn)
+            if init is not None:
+                init.established = True
+                if not init.want_child:
+                    self._resolve_init(conn, result=conn)
+        elif isinstance(event, ev.ChildSaInstalled):
+            self.counters["child_sas_installed"] += 1
+            self.dataplane.install(conn, event.child)
+            self._log_child(conn, event.child, "installed")
+            if init is not None and init.established:
+                self._resolve_init(conn, result=conn)
+        elif isinstance(event, ev.ChildSaRekeyed):
+            self.dataplane.replace(conn, event.old, event.new)
+            self._log_child(conn, event.new, f"rekeyed (replaces {event.old.spi_in.hex()})")
+        elif isinstance(event, ev.ChildSaDeleted):
+            self.dataplane.remove(event.child)
+            log.info("%s: Child SA %s %s deleted: %s", conn.name, event.child.name,
+                     event.child.spi_in.hex(), event.reason)
+        elif isinstance(event, ev.ChildSaFailed):
+            log.warning("%s: Child SA %s failed: %s", conn.name, event.name, event.reason)
+            if init is not None and not init.future.done():
+                self._resolve_init(conn, error=GatewayError(
+                    f"{conn.name}: Child SA {event.name or ''} not created: {event.reason}", conn,
+                    event.notify_type))
+                self._safe(lambda: conn.delete(self.loop.time()))
+        elif isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)):
+            new = event.connection
+            if isinstance(event, ev.IkeSaRekeyed):
+                self.dataplane.rehome(conn, new)
+                if conn in self._peer_natt:
+                    self._peer_natt[new] = self._peer_natt[conn]
+            log.info("%s: IKE SA %s -> %s", conn.name,
+                     "rekeyed" if isinstance(event, ev.IkeSaRekeyed) else "cloned", new.name)
+            if self.keylog and new is not None:
+                self.keylog.ike_sa(new)
+        elif isinstance(event, ev.IkeSaDeleted):
+            self.counters["ike_sas_deleted"] += 1
+            log.info("%s: IKE SA deleted: %s", conn.name, event.reason)
+            for s in self.dataplane.states_of(conn):
+                self.dataplane.remove(s.child)
+            self._peer_natt.pop(conn, None)
+            if init is not None:
+                self._resolve_init(conn, error=GatewayError(
+                    f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
+        elif isinstance(event, ev.PeerAlive):
+            log.debug("%s: peer alive", conn.name)
+
+    def _log_child(self, conn, child, what: str) -> None:
+        log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
+                 child.spi_in.hex(), child.spi_out.hex(), "ESP-in-UDP" if child.udp_encap else "ESP",
+                 _ts_text(child.local_ts), _ts_text(child.remote_ts))
+        if self.keylog:
+            self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
+
+    def _resolve_init(self, conn, *, result=None, error=None) -> None:
+        init = self._initiations.pop(conn, None)
+        if init is None or init.future.done():
+            return
+        if error is not None:
+            init.future.set_exception(error)
+            init.future.exception()          # mark retrieved: a timed-out caller may be gone
+        else:
+            init.future.set_result(result)
+
+    def _select_config(self, remote, local) -> IkeConfig | None:
+        if self._stopping:
+            return None
+        for spec in self.config.connections.values():
+            if spec.accepts(remote[0]):
+                return spec.ike
+        log.info("no connection accepts a peer at %s", remote[0])
+        return None
+
+
+def _ts_text(selectors) -> str:
+    out = []
+    for ts in selectors:
+        try:
+            a, b = ipaddress.ip_address(ts.start_addr), ipaddress.ip_address(ts.end_addr)
+            nets = list(ipaddress.summarize_address_range(a, b))
+            text = ",".join(str(n) for n in nets) if len(nets) <= 2 else f"{a}-{b}"
+        except (ValueError, TypeError):
+            text = "?"
+        if ts.ip_protocol:
+            text += f"[{ts.ip_protocol}/{ts.start_port}-{ts.end_port}]"
+        out.append(text)
+    return " ".join(out)
+
+
+__all__ = ["Gateway", "GatewayError"]

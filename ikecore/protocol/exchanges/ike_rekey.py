@@ -1,0 +1,264 @@
+"""IKE SA rekey (RFC 7296 §1.3.2, §2.18) and its collisions (§2.8.2, §2.25.2).
+
+    Initiator                              Responder
+    HDR, SK {SA, Ni, KEi}  -->
+                                      <--  HDR, SK {SA, Nr, KEr}
+
+The new SA is keyed from SK_d of the old one, starts its Message IDs at 0 with
+a window of 1, and takes every Child SA; the rekey initiator then deletes the
+old SA with the last request it sends on it.
+
+Rules, as both ends must apply them alike:
+
+- While our rekey is out, we start nothing else on the old SA (queued work
+  moves to the new SA); a peer whose own requests are in flight answers a
+  rekey with TEMPORARY_FAILURE, so no exchange straddles the hand-over.
+- An old SA already rekeyed (or being deleted) answers TEMPORARY_FAILURE.
+- Simultaneous rekeys: both ends answer the other's request, so two new SAs
+  exist. The one whose exchange holds the lowest of the four nonces is
+  redundant and is deleted by the end that initiated it; the end that
+  initiated the survivor deletes the old SA. Until an end knows the outcome,
+  the new SA it answered for is PENDING (CREATE_CHILD_SA on it gets
+  TEMPORARY_FAILURE). If our rekey fails, or the peer deletes the old SA,
+  the peer's new SA is the survivor.
+- A new SA that ends up redundant is never reported to the application.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ...crypto.dh import KeyExchange
+from ...crypto.keyschedule import ike_keys_rekey
+from ...errors import InvalidKePayload, NoProposalChosen, ParseError, ProtocolError, TemporaryFailure
+from .. import events as ev
+from ..constants import ExchangeType, NotifyType, PayloadType
+from ..message import Message
+from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
+from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
+from .informational import DeleteIkeTask
+from .task import Task
+
+log = logging.getLogger("ikecore.ike")
+NONCE_LENGTH = 32
+RETRY_DELAY = 2.0            # seconds before a refused rekey is tried again (plus jitter)
+
+
+def lowest_nonce_in(ours: tuple[bytes, bytes], theirs: tuple[bytes, bytes]) -> bool:
+    """True when the lowest of the four nonces belongs to ``ours`` (RFC 7296 §2.8)."""
+    return min(ours) < min(theirs)
+
+
+@dataclass(frozen=True)
+class PeerIkeRekey:
+    """The peer's rekey we answered while ours was in flight: nonces (Ni, Nr), new SA."""
+    nonces: tuple[bytes, bytes]
+    sa: object
+
+    @property
+    def alive(self) -> bool:
+        from ..ike_sa import State
+        return self.sa.state != State.DELETED
+
+
+# ---------------------------------------------------------------- initiator --
+
+class RekeyIkeTask(Task):
+    """Rekey the IKE SA (or, with ``clone``, make a sibling IKE SA, RFC 7791)."""
+
+    MAX_KE_RETRIES = 2
+    follows_rekey = False
+
+    def __init__(self, *, clone: bool = False) -> None:
+        self.group = None
+        self.kex = None
+        self.nonce = b""
+        self.new_spi = b""
+        self.offer = None
+        self.ke_retries = 0
+        self.clone = clone
+        self.rekeys_ike_sa = not clone
+
+    def ready(self, conn) -> bool:
+        from ..ike_sa import State
+        # alone on the wire: every earlier exchange must have completed
+        return conn.state == State.ESTABLISHED and not conn.outstanding
+
+    def build_request(self, conn, now: float) -> Message:
+        if self.group is None:
+            self.group = conn.suite.dh_group
+        self.new_spi = conn.new_spi()
+        self.nonce = conn.rng(NONCE_LENGTH)
+        self.kex = KeyExchange.generate(self.group, conn.rng)
+        self.offer = ike_sa_payload(conn.config.proposals, self.new_spi, group_first=self.group)
+        payloads = [self.offer, NoncePayload(self.nonce), KePayload(self.group, self.kex.public_bytes)]
+        if self.clone:
+            payloads.insert(0, NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA))
+        return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA, inner=payloads)
+
+    def on_response(self, conn, msg: Message, now: float) -> None:
+        from ..ike_sa import State
+        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None and self.ke_retries < self.MAX_KE_RETRIES and not conn.rekey_collision:
+            wanted = int.from_bytes(invalid_ke.data[:2], "big")
+            if wanted != self.group and any(wanted in p.dh for p in conn.config.proposals):
+                self.ke_retries += 1
+                self.group = wanted
+                conn.queue(self, now, first=True)     # again at once, with the group the peer wants
+                return
+        error = msg.error_notify()
+        if error is not None:
+            return self.failed(conn, now, f"IKE rekey refused: notify {error.notify_type}", error.notify_type)
+        sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+        if sa is None or nonce is None or ke is None:
+            return self.failed(conn, now, "IKE rekey response lacks SA, Nr or KEr", NotifyType.INVALID_SYNTAX)
+        _, suite = accept_ike_reply(sa, self.offer, spi_size=8)
+        if ke.group != self.group or suite.dh_group != self.group:
+            return self.failed(conn, now, "KEr of another group", NotifyType.INVALID_SYNTAX)
+        try:
+            shared = self.kex.shared_secret(ke.data)
+        except ParseError as exc:
+            return self.failed(conn, now, f"bad KEr: {exc}", NotifyType.INVALID_SYNTAX)
+        self.kex = None
+        new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, sa.proposals[0].spi,
+                        initiator=True, now=now)
+        if self.clone:
+            new.state, new.silent = State.ESTABLISHED, False
+            conn.emit(ev.IkeSaCloned(conn.spis, new.spis, new.suite, new))
+            return
+        ours = (self.nonce, nonce.data)
+        theirs = conn.rekey_collision
+        if theirs is None or not theirs.alive:
+            conclude(conn, new, now, delete_old=True)
+        elif lowest_nonce_in(ours, theirs.nonces):
+            log.info("%s: simultaneous IKE rekey, ours holds the lowest nonce: deleting it", conn.name)
+            conclude(conn, theirs.sa, now, delete_old=False)     # the peer deletes the old SA
+            retire(new, now, delete=True)
+        else:
+            log.info("%s: simultaneous IKE rekey, ours survives", conn.name)
+            conclude(conn, new, now, delete_old=True)
+            retire(theirs.sa, now, delete=False)                 # the peer deletes its own
+
+    def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
+        self.kex = None
+        log.info("%s: IKE rekey failed: %s", conn.name, reason)
+        if self.clone:
+            conn.emit(ev.ChildSaFailed("clone", notify_type, reason))
+            return
+        theirs = conn.rekey_collision
+        if theirs is not None and theirs.alive:
+            # the peer had already completed its own rekey, which we answered (§2.8.2)
+            conclude(conn, theirs.sa, now, delete_old=False)
+        elif notify_type in (NotifyType.TEMPORARY_FAILURE, NotifyType.NO_ADDITIONAL_SAS, None):
+            conn.rekey_at = now + RETRY_DELAY + conn.rng(1)[0] / 64.0   # MUST wait (§2.25)
+        # else: the peer will not rekey with us; the hard lifetime ends the SA
+
+
+# ---------------------------------------------------------------- responder --
+
+def respond(conn, msg: Message, now: float) -> list:
+    """A CREATE_CHILD_SA whose SA payload proposes IKE: a rekey (or a clone)."""
+    from ..ike_sa import State
+    cfg = conn.config
+    clone = msg.has_notify(NotifyType.CLONE_IKE_SA)
+    if clone and not (cfg.clone and conn.peer_clone):
+        # RFC 7791 §5.1: without CLONE_IKE_SA_SUPPORTED both ways, no clone
+        raise NoProposalChosen("cloning was not negotiated")
+    if not clone:
+        if conn.rekey_collision is not None:
+            raise TemporaryFailure("a rekey of this IKE SA is already being resolved")
+        if conn.outstanding and not conn.rekey_in_flight:
+            raise TemporaryFailure("exchanges of ours are in flight on this IKE SA")
+    sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+    if ke is None:
+        raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
+    chosen, suite = select_ike(sa, cfg.proposals, spi_size=8)
+    if ke.group != suite.dh_group:
+        raise InvalidKePayload(suite.dh_group)
+    kex = KeyExchange.generate(suite.dh_group, conn.rng)
+    try:
+        shared = kex.shared_secret(ke.data)
+    except ParseError as exc:
+        raise ProtocolError(f"bad KEi: {exc}", notify_type=NotifyType.INVALID_SYNTAX) from None
+    our_nonce = conn.rng(NONCE_LENGTH)
+    peer_spi, chosen.spi = chosen.spi, conn.new_spi()
+    new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, chosen.spi, initiator=False, now=now)
+    if clone:
+        new.state, new.silent = State.ESTABLISHED, False
+        conn.emit(ev.IkeSaCloned(conn.spis, new.spis, new.suite, new))
+    elif conn.rekey_in_flight:
+        # simultaneous rekey: ours decides when it completes (or fails)
+        conn.rekey_collision = PeerIkeRekey((nonce.data, our_nonce), new)
+    else:
+        conn.exchange_state["after_response"] = lambda t: conclude(conn, new, t, delete_old=False)
+    return [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)]
+
+
+def peer_deleted_old_sa(conn, now: float) -> None:
+    """The peer deletes an SA whose rekey collision is unresolved here: the
+    peer only does that once its rekey (the one we answered) survived, so
+    the Child SAs go there before the old SA is forgotten (RFC 7296 §2.25.2:
+    our own rekey is simply abandoned)."""
+    theirs = conn.rekey_collision
+    if theirs is not None and theirs.alive:
+        conclude(conn, theirs.sa, now, delete_old=False)
+
+
+# ------------------------------------------------------------------ helpers --
+
+def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
+              initiator: bool, now: float):
+    """The IKE SA a rekey (or clone) creates, PENDING and unannounced until the
+    rekey concludes: keyed from SK_d of ``conn`` with the old PRF for SKEYSEED
+    and the new one for prf+ (RFC 7296 §2.18)."""
+    from ..ike_sa import IkeConnection, State
+    keys = ike_keys_rekey(conn.suite.prf_id, conn.keys.sk_d, shared, ni, nr, spi_i, spi_r,
+                          prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
+                          integ_id=suite.integ_id)
+    new = IkeConnection(conn.config, initiator=initiator, local=conn.local, remote=conn.remote,
+                        rng=conn.rng, now=now, spi_i=spi_i, spi_r=spi_r, natt_port=conn.natt_port)
+    new.install_keys(suite, keys)
+    new.ni, new.nr = ni, nr
+    for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
+                 "peer_mobike", "peer_clone", "virtual_ip", "leases"):
+        setattr(new, attr, getattr(conn, attr))
+    new.state = State.PENDING
+    new.silent = True
+    new.start_lifetimes(now)
+    new.last_heard = now
+    conn.spawn(new)
+    return new
+
+
+def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
+    """The rekey is settled: ``survivor`` takes the Child SAs and queued work;
+    ``old`` only waits for its Delete (ours if ``delete_old``, else the peer's)."""
+    from ..ike_sa import State
+    old.rekey_collision = None
+    survivor.children.update(old.children)
+    old.children = {}
+    if old.assigned_ip is not None:
+        survivor.assigned_ip, old.assigned_ip = old.assigned_ip, None
+    survivor.state, survivor.silent = State.ESTABLISHED, False
+    old.hand_over_tasks(survivor)
+    old.replaced_by = survivor
+    old.state = State.REKEYED
+    old.expire_at = now + old.retransmit_span()      # the peer's Delete, if it is ours to wait for
+    old.emit(ev.IkeSaRekeyed(old.spis, survivor.spis, survivor.suite, survivor))
+    if delete_old:
+        old.queue(DeleteIkeTask(), now)   # the last request on the old SA (§2.18)
+    survivor.start_tasks(now)
+
+
+def retire(sa, now: float, *, delete: bool) -> None:
+    """A new SA that lost a simultaneous rekey: we delete it if we made it,
+    else we wait (a bounded time) for the peer to."""
+    from ..ike_sa import State
+    sa.state = State.REKEYED
+    sa.expire_at = now + sa.retransmit_span()
+    if delete:
+        sa.queue(DeleteIkeTask("redundant after a simultaneous rekey"), now)
+
+
+__all__ = ["RekeyIkeTask", "respond", "successor", "conclude", "retire", "peer_deleted_old_sa",
+           "lowest_nonce_in", "PeerIkeRekey"]

@@ -1,0 +1,145 @@
+"""The ``ikecore`` command: demo (human and --json), connect, and the gateway daemon
+(started as a subprocess, ended by PID with SIGTERM: it deletes its SAs)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+
+from aio_helpers import PSK, collect, ike_configs, ikecore_command, responder, run
+from ikecore.protocol import events as ev
+
+
+def test_demo_human_summary():
+    argv, env = ikecore_command("demo", "--packets", "200")
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    for word in ("handshake", "ESP  i -> r", "ESP  r -> i", "rekey       Child SA", "rekey       IKE SA",
+                 "delete", "OK"):
+        assert word in out, out
+    assert "200 received" in out
+
+
+def test_demo_json_ipv6_with_capture_and_keys(tmp_path):
+    argv, env = ikecore_command("demo", "--json", "--ipv6", "--packets", "50", "--key-export",
+                                str(tmp_path / "k"), "--pcap", str(tmp_path / "d.pcap"))
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads(r.stdout)
+    assert s["ok"] is True and s["family"] == "IPv6"
+    st = s["steps"]
+    assert st["handshake"]["ms"] > 0 and st["handshake"]["udp_encap"] is True
+    for way in ("initiator_to_responder", "responder_to_initiator"):
+        assert st["esp"][way]["sent"] == st["esp"][way]["received"] == 50
+        assert st["esp"][way]["bytes_received"] > 0
+    assert st["child_rekey"]["old_spi_in"] != st["child_rekey"]["new_spi_in"]
+    assert st["ike_rekey"]["old_spis"] != st["ike_rekey"]["new_spis"]
+    assert st["delete"]["child_sas_left"] == 0 and st["delete"]["responder"] == "deleted by peer"
+    assert s["pcap"]["datagrams"] >= 2 * 50 + 4 * 10 + 8       # ESP both ways + IKE
+    assert (tmp_path / "k" / "esp_sa").read_text().count('"IPv6"') == 4
+
+
+def test_connect_reports_and_sends_traffic():
+    async def body():
+        _, cr = ike_configs()
+        gr = await responder(cr)
+        try:
+            argv, env = ikecore_command(
+                "connect", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
+                "--listen", "127.0.0.1", "--psk", PSK.decode(), "--local-id", "cli@test",
+                "--remote-id", "responder@test", "--local-ts", "10.1.0.0/16", "--remote-ts", "10.2.0.0/16",
+                "--send", "7", "--json")
+            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
+                                                        stderr=subprocess.PIPE)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode == 0, err.decode()
+            report = json.loads(out)
+            assert report["ok"] and report["remote_id"] == "responder@test" and report["sent"] == 7
+            got = await collect(gr.packets, 7)       # sent just before its Delete, in one batch
+            assert all(p[12:16] == bytes([10, 1, 0, 1]) for _, p in got)
+            # it deleted its IKE SA before exiting
+            await gr.wait_for(ev.IkeSaDeleted) if gr.connections else None
+            assert gr.connections == []
+        finally:
+            await gr.stop()
+    run(body())
+
+
+def test_connect_failure_exit_status():
+    async def body():
+        _, cr = ike_configs()
+        gr = await responder(cr)
+        try:
+            argv, env = ikecore_command(
+                "connect", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
+                "--listen", "127.0.0.1", "--psk", "wrong key", "--local-ts", "10.1.0.0/16",
+                "--remote-ts", "10.2.0.0/16", "--timeout", "20")
+            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
+                                                        stderr=subprocess.PIPE)
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode == 1 and b"failed" in err
+        finally:
+            await gr.stop()
+    run(body())
+
+
+def test_gateway_daemon_initiates_and_deletes_on_sigterm(tmp_path):
+    async def body():
+        _, cr = ike_configs()
+        gr = await responder(cr)
+        cfg = tmp_path / "gw.toml"
+        cfg.write_text(f"""
+[gateway]
+listen = ["127.0.0.1"]
+port = 0
+natt_port = 0
+[logging]
+level = "info"
+[connections.r]
+remote_addrs = ["127.0.0.1"]
+remote_port = {gr.port}
+remote_natt_port = {gr.natt_port}
+start = true
+psk = "{PSK.decode()}"
+dpd_delay = 0
+[connections.r.local]
+id = "daemon@test"
+[connections.r.remote]
+id = "responder@test"
+[connections.r.children.net]
+local_ts = ["10.1.0.0/16"]
+remote_ts = ["10.2.0.0/16"]
+""")
+        argv, env = ikecore_command("gateway", "--config", str(cfg))
+        proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.PIPE)
+        try:
+            _, e = await gr.wait_for(ev.IkeSaEstablished, timeout=30)
+            assert str(e.remote_id) == "daemon@test"
+            await gr.wait_for(ev.ChildSaInstalled, timeout=30) if not gr.child_sas() else None
+            gone = asyncio.ensure_future(gr.wait_for(ev.IkeSaDeleted, timeout=30))
+            proc.send_signal(signal.SIGTERM)             # by PID
+            _, d = await gone
+            assert d.reason == "deleted by peer"
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode == 0, err.decode()
+            log = err.decode()
+            assert "IKE SA established" in log and "gateway stopped" in log
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await gr.stop()
+    run(body())
