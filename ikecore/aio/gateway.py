@@ -47,9 +47,6 @@ from .keylog import KeyLog
 
 log = logging.getLogger("ikecore.gateway")
 
-_HEADER = 28
-_FLAG_INITIATOR = 0x08
-
 
 class GatewayError(IkeError):
     """An initiation failed (``connection`` is the IKE SA it concerned, if any)."""
@@ -156,7 +153,6 @@ class Gateway:
         self._tasks: set[asyncio.Task] = set()
         self._waiters: list[_Waiter] = []
         self._initiations: dict[IkeConnection, _Initiation] = {}
-        self._peer_natt: dict[IkeConnection, int] = {}
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -397,8 +393,8 @@ class Gateway:
         self._require_running()
         host = remote[0]
         local = (local_host or self._local_address(host), self.port)
-        conn = self.endpoint.connect(config, local, (host, remote[1]), self.loop.time(), child=child)
-        self._peer_natt[conn] = remote_natt_port
+        conn = self.endpoint.connect(config, local, (host, remote[1]), self.loop.time(), child=child,
+                                     remote_natt_port=remote_natt_port)
         self._initiations[conn] = _Initiation(conn, self.loop.create_future(), bool(config.children))
         log.info("%s: initiating to %s:%d", conn.name, host, remote[1])
         self._flush()
@@ -558,10 +554,7 @@ class Gateway:
     def _input(self, data: bytes, remote, local, *, flush: bool = True) -> None:
         now = self.loop.time()
         try:
-            conn, saved = self._float(data, remote, local)
             kind = self.endpoint.receive_datagram(data, remote, local, now)
-            if saved is not None and conn.last_heard != now and conn.state != State.DELETED:
-                conn.local, conn.remote = saved      # not authenticated: the move does not count
             if kind == Classification.KEEPALIVE:
                 self.counters["keepalives_rx"] += 1
         except Exception:
@@ -570,58 +563,19 @@ class Gateway:
         if flush:
             self._flush()
 
-    def _conn_for(self, msg: bytes, *, outgoing: bool = False) -> IkeConnection | None:
-        """The IKE SA an IKE message (without marker) belongs to, by our SPI."""
-        if len(msg) < _HEADER or self.endpoint is None:
-            return None
-        # the I flag names the original initiator as the sender
-        we_initiated = bool(msg[19] & _FLAG_INITIATOR) == outgoing
-        own = msg[0:8] if we_initiated else msg[8:16]
-        return self.endpoint.connections.get(own)
-
-    def _float(self, data: bytes, remote, local):
-        """Port floating (RFC 7296 §2.23, RFC 3948): an IKE SA whose peer moved
-        to the NAT-T port follows it; undone if the message does not authenticate."""
-        if local[1] != self.natt_port or data[:4] != NON_ESP_MARKER:
-            return None, None
-        conn = self._conn_for(data[4:])
-        if conn is None or conn.local[1] == self.natt_port:
-            return conn, None        # already on NAT-T: a NATed peer's moves are the core's business
-        saved = (conn.local, conn.remote)
-        conn.local, conn.remote = tuple(local), tuple(remote)
-        return conn, saved
-
     # =========================================================== I/O: output ==
     def _flush(self) -> None:
         """Send what the endpoint produced, handle its events, re-arm the timer."""
         if self.endpoint is None:
             return
         for _ in range(100):
-            self._fix_peer_natt()
             out = self.endpoint.datagrams_to_send()
             for data, remote, local in out:
-                self._send(data, self._destination(data, remote, local), local)
+                self._send(data, remote, local)
             handled = self._process_events()
             if not out and not handled:
                 break
         self._arm_timer()
-
-    def _fix_peer_natt(self) -> None:
-        """The core floats an initiator to (peer, its own NAT-T port); the peer's
-        NAT-T port may differ (ephemeral ports, tests): use the configured one."""
-        for conn, port in list(self._peer_natt.items()):
-            if conn.state == State.DELETED:
-                del self._peer_natt[conn]
-                continue
-            if port != self.natt_port and conn.local[1] == self.natt_port and conn.remote[1] == self.natt_port:
-                conn.remote = (conn.remote[0], port)
-
-    def _destination(self, data: bytes, remote, local):
-        if local[1] == self.natt_port and remote[1] == self.natt_port and self._peer_natt:
-            conn = self._conn_for(data[4:], outgoing=True) if data[:4] == NON_ESP_MARKER else None
-            if conn is not None and conn.remote[0] == remote[0]:
-                return conn.remote
-        return remote
 
     def _listener_for(self, local) -> _Listener | None:
         host = local[0]
@@ -831,8 +785,6 @@ class Gateway:
             new = event.connection
             if isinstance(event, ev.IkeSaRekeyed):
                 self.dataplane.rehome(conn, new)
-                if conn in self._peer_natt:
-                    self._peer_natt[new] = self._peer_natt[conn]
             log.info("%s: IKE SA %s -> %s", conn.name,
                      "rekeyed" if isinstance(event, ev.IkeSaRekeyed) else "cloned", new.name)
             if self.keylog and new is not None:
@@ -842,7 +794,6 @@ class Gateway:
             log.info("%s: IKE SA deleted: %s", conn.name, event.reason)
             for s in self.dataplane.states_of(conn):
                 self.dataplane.remove(s.child)
-            self._peer_natt.pop(conn, None)
             if init is not None:
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))

@@ -63,9 +63,11 @@ class IkeEndpoint:
 
     # ---------------------------------------------------------------- commands --
     def connect(self, config: IkeConfig, local: Address, remote: Address, now: float,
-                child: str | None = None) -> IkeConnection:
+                child: str | None = None, remote_natt_port: int | None = None) -> IkeConnection:
+        """Start an IKE SA; ``remote_natt_port``: where the peer listens for NAT-T
+        (default: our own NAT-T port)."""
         conn = IkeConnection(config, initiator=True, local=local, remote=remote, rng=self.rng, now=now,
-                             natt_port=self.natt_port)
+                             natt_port=self.natt_port, remote_natt_port=remote_natt_port)
         if self._has_sa_with(config, remote):
             conn.exchange_state["no_initial_contact"] = True
         self._adopt(conn)

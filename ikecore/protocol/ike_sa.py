@@ -120,13 +120,15 @@ class IkeConnection:
 
     def __init__(self, config: IkeConfig, *, initiator: bool, local: Address, remote: Address,
                  rng: Rng, now: float, spi_i: bytes | None = None, spi_r: bytes | None = None,
-                 natt_port: int = 4500) -> None:
+                 natt_port: int = 4500, remote_natt_port: int | None = None) -> None:
         self.config = config
         self.initiator = initiator            # original initiator of this IKE SA
         self.local = tuple(local)
         self.remote = tuple(remote)
         self.rng = rng
         self.natt_port = natt_port
+        # the peer's NAT-T port: 4500 in the field, but a test or a peer may use another
+        self.remote_natt_port = remote_natt_port or natt_port
         self.created_at = now
         self.spi_i = spi_i if spi_i is not None else self.new_spi()
         self.spi_r = spi_r if spi_r is not None else bytes(8)
@@ -230,9 +232,9 @@ class IkeConnection:
         self.expire_at = now + cfg.life_time
 
     def float_to_natt(self) -> None:
-        """Move IKE (and ESP) to the NAT-T port (RFC 7296 §2.23, RFC 3948)."""
+        """Move IKE (and ESP) to the NAT-T ports (RFC 7296 §2.23, RFC 3948)."""
         self.local = (self.local[0], self.natt_port)
-        self.remote = (self.remote[0], self.natt_port)
+        self.remote = (self.remote[0], self.remote_natt_port)
 
     def note_traffic(self, now: float) -> None:
         """The data path saw authentic ESP from the peer: no liveness check is due."""

@@ -216,7 +216,8 @@ def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, sp
                           prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
                           integ_id=suite.integ_id)
     new = IkeConnection(conn.config, initiator=initiator, local=conn.local, remote=conn.remote,
-                        rng=conn.rng, now=now, spi_i=spi_i, spi_r=spi_r, natt_port=conn.natt_port)
+                        rng=conn.rng, now=now, spi_i=spi_i, spi_r=spi_r, natt_port=conn.natt_port,
+                        remote_natt_port=conn.remote_natt_port)
     new.install_keys(suite, keys)
     new.ni, new.nr = ni, nr
     for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
