@@ -184,6 +184,8 @@ def select_esp(sa: SaPayload, ours: Sequence[EspProposal], *, require_dh: int | 
         if not dh_offer and require_dh:
             continue
         for mine in ours:
+            if allow_dh and mine.dh and not dh_offer:
+                continue      # this proposal demands PFS: a CREATE_CHILD_SA without KE does not fit
             encr = _pick_encr(groups.get(TransformType.ENCR, []), mine.encr)
             esn = _pick(groups.get(TransformType.ESN, []), mine.esn)
             if encr is None or esn is None:

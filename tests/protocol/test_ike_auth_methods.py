@@ -334,8 +334,10 @@ def _failed(p, *, detected_by):
         assert gone_r.notify_type == NotifyType.AUTHENTICATION_FAILED
         assert not p.of(ev.IkeSaEstablished, "r") and not p.of(ev.ChildSaInstalled, "r")
     else:
-        # the responder had accepted the initiator; the initiator's Delete ends it
-        assert gone_r.reason == "deleted by peer"
+        # the responder had accepted the initiator; the initiator's Delete with
+        # N(AUTHENTICATION_FAILED) ends it and says why
+        assert gone_r.reason == "authentication failed"
+        assert gone_r.notify_type == NotifyType.AUTHENTICATION_FAILED
         assert len(p.of(ev.ChildSaDeleted, "r")) == len(p.of(ev.ChildSaInstalled, "r"))
     assert not p.ei.connections and not p.er.connections and p.er.half_open == 0
     assert not p.in_flight and p.ei.get_timer() is None and p.er.get_timer() is None

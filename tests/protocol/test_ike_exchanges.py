@@ -379,3 +379,19 @@ def test_window_size_is_announced_and_honoured(side):
     for c in a.children.values():
         assert_child_pair(c, peer_child(c, b))
     assert len(b.response_cache) <= 3
+
+
+def test_responder_demanding_pfs_refuses_a_child_without_ke():
+    """An ESP proposal with a group means PFS is required: a CREATE_CHILD_SA
+    without KE gets NO_PROPOSAL_CHOSEN, and the IKE SA stays up."""
+    from ike_pair import Pair, configs
+    ci, cr = configs(esp="aes256gcm16", esp_r="aes256gcm16-x25519")
+    p = Pair(ci, cr)
+    p.connect()
+    assert p.run(p.established)
+    conn = p.conn("i")
+    conn.create_child_sa(p.now)
+    assert p.run(lambda: p.of(ev.ChildSaFailed, "i"))
+    [failed] = p.of(ev.ChildSaFailed, "i")
+    assert failed.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+    assert conn.established and len(conn.children) == 1

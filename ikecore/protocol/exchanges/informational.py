@@ -127,7 +127,7 @@ def respond(conn, msg: Message, now: float) -> list:
     deletes = msg.find_all(PayloadType.DELETE)
     _take_notifies(conn, msg)
     if any(d.protocol_id == ProtocolId.IKE for d in deletes):
-        return _ike_deleted(conn, now)
+        return _ike_deleted(conn, now, msg.has_notify(NotifyType.AUTHENTICATION_FAILED))
     ours = []
     by_out = {c.spi_out: c for c in conn.children.values()}
     for d in deletes:
@@ -144,13 +144,17 @@ def respond(conn, msg: Message, now: float) -> list:
     return [DeletePayload(ProtocolId.ESP, ours)] if ours else []
 
 
-def _ike_deleted(conn, now: float) -> list:
-    """The peer closes this IKE SA: answer (with its keys), then forget it."""
+def _ike_deleted(conn, now: float, auth_failed: bool = False) -> list:
+    """The peer closes this IKE SA: answer (with its keys), then forget it. With
+    N(AUTHENTICATION_FAILED) beside the Delete, the initiator rejected our AUTH."""
     from .ike_rekey import peer_deleted_old_sa
     peer_deleted_old_sa(conn, now)        # a pending rekey collision resolves first (§2.8.2)
     rekeyed = conn.replaced_by is not None
-    conn.exchange_state["after_response"] = lambda t: conn.terminate(
-        "rekeyed" if rekeyed else "deleted by peer", t, quiet_children=rekeyed)
+    if auth_failed:
+        reason, notify = "authentication failed", NotifyType.AUTHENTICATION_FAILED
+    else:
+        reason, notify = ("rekeyed" if rekeyed else "deleted by peer"), None
+    conn.exchange_state["after_response"] = lambda t: conn.terminate(reason, t, notify, quiet_children=rekeyed)
     return []
 
 
