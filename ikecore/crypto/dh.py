@@ -17,10 +17,19 @@ derives the private key from ``rng(n)`` so runs are reproducible in tests.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable
 
-from cryptography.hazmat.primitives.asymmetric import dh, ec, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.utils import CryptographyDeprecationWarning
+
+# cryptography >= 50 marks finite-field DH deprecated; IKEv2 still needs MODP
+# group 14 (RFC 8247 §2.4: MUST), e.g. for strongSwan's default proposals.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+    from cryptography.hazmat.primitives.asymmetric.dh import (DHParameterNumbers, DHPrivateKey,
+                                                              DHPrivateNumbers, DHPublicNumbers)
 
 from ikecore.errors import InvalidKeyExchangeData, UnsupportedAlgorithm
 
@@ -70,7 +79,7 @@ class _ModpGroup:
         # NIST SP 800-56A rev3 §5.6.1.1.4: a private exponent of at least twice
         # the group's security strength (112 / 128 bits) is enough for safe primes.
         self.exponent_bits = exponent_bits
-        self.parameters = dh.DHParameterNumbers(prime, _MODP_GENERATOR).parameters()
+        self.parameters = DHParameterNumbers(prime, _MODP_GENERATOR).parameters()
 
 
 class _EcpGroup:
@@ -240,7 +249,7 @@ class KeyExchange:
         # value in (1, p-1) lies in a subgroup of order >= q, so this is enough.
         if not 1 < peer_value < params.prime - 1:
             raise InvalidKeyExchangeData("MODP public value out of range (1, p-1)")
-        peer_key = dh.DHPublicNumbers(
+        peer_key = DHPublicNumbers(
             peer_value, params.parameters.parameter_numbers()).public_key()
         secret = self._private_key.exchange(peer_key)
         return secret.rjust(params.length, b"\0")
@@ -267,11 +276,11 @@ class KeyExchange:
         return secret
 
 
-def _modp_private_key(params: _ModpGroup, exponent: int) -> dh.DHPrivateKey:
+def _modp_private_key(params: _ModpGroup, exponent: int) -> DHPrivateKey:
     parameter_numbers = params.parameters.parameter_numbers()
     public_value = pow(_MODP_GENERATOR, exponent, params.prime)
-    return dh.DHPrivateNumbers(
-        exponent, dh.DHPublicNumbers(public_value, parameter_numbers)).private_key()
+    return DHPrivateNumbers(
+        exponent, DHPublicNumbers(public_value, parameter_numbers)).private_key()
 
 
 def _encode_public(group: int, private_key: object) -> bytes:
