@@ -116,20 +116,28 @@ def ike_keys_initial(prf_id: int, ni: bytes, nr: bytes, shared_secret: bytes,
                      spi_i: bytes, spi_r: bytes, *, encr_id: int, encr_key_bits: int | None = None,
                      integ_id: int = Integ.NONE, include_skeyseed: bool = False) -> IkeKeys:
     """SKEYSEED = prf(Ni | Nr, g^ir) and its expansion into the seven keys."""
-    layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
+    # this runs once per handshake: the checks take the cheap path for plain bytes
+    layout = _LAYOUTS.get((prf_id, encr_id, encr_key_bits, integ_id)) or _layout(
+        prf_id, encr_id, encr_key_bits, integ_id)
+    integ_len, encr_len, _, total, cut = layout
     gir = shared_secret
     if type(ni) is not bytes or type(nr) is not bytes or type(gir) is not bytes:
         ni, nr, gir = _require_bytes(ni=ni, nr=nr, shared_secret=gir)
     if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
         spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    out = _alloc("char[]", layout.total)
-    seed = _seed_buffer(prf_id) if include_skeyseed else None
-    rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
-                                  layout.integ_len, layout.encr_len, out, layout.total,
-                                  ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
+    out = _alloc("char[]", total)
+    if include_skeyseed:
+        seed = _seed_buffer(prf_id)
+        rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
+                                      integ_len, encr_len, out, total, seed, len(seed))
+    else:
+        seed = None
+        rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
+                                      integ_len, encr_len, out, total, ffi.NULL, 0)
     if rc:
         raise error_for(rc, "initial key schedule")
-    return _keys(prf_id, layout, out, seed)
+    return tuple.__new__(IkeKeys, (prf_id, *cut(ffi.unpack(out, total)),
+                                   None if seed is None else ffi.unpack(seed, len(seed))))
 
 
 def ike_keys_rekey(old_prf_id: int, sk_d_old: bytes, shared_secret: bytes, ni: bytes, nr: bytes,
