@@ -1,6 +1,7 @@
 /* cipher.c - what an ENCR transform id and a key length mean, and cipher
  * contexts keyed once; shared by IKE SK protection and ESP. */
 #include "internal.h"
+#include <string.h>
 
 int ikc_encr_lookup(int encr_id, size_t key_len, ikc_encr_info *info) {
     size_t cipher_key;
@@ -57,4 +58,31 @@ int ikc_keyed_cipher(ikc_cipher_kind kind, const uint8_t *key, int enc, EVP_CIPH
     }
     *out = ctx;
     return IKC_OK;
+}
+
+/* Unpredictable CBC IVs without a DRBG call per message (RAND_bytes costs more
+ * than sealing an IKE message): IV = AES-ECB(random key, counter | random salt),
+ * a PRP of a never-repeating input (NIST SP 800-38A Appendix C). */
+int ikc_ivgen_init(ikc_ivgen *g) {
+    uint8_t key[16];
+    int rc = ikc_random(key, sizeof(key));
+    g->ecb = NULL;
+    if (rc == IKC_OK) rc = ikc_random(g->salt, sizeof(g->salt));
+    if (rc == IKC_OK) rc = ikc_keyed_cipher(IKC_C_AES128_ECB, key, 1, &g->ecb);
+    ikc_wipe(key, sizeof(key));
+    return rc;
+}
+
+int ikc_ivgen_next(ikc_ivgen *g, uint64_t counter, uint8_t out[16]) {
+    uint8_t block[16];
+    int n = 0;
+    for (int i = 7; i >= 0; i--) { block[i] = (uint8_t)counter; counter >>= 8; }
+    memcpy(block + 8, g->salt, 8);
+    return EVP_EncryptUpdate(g->ecb, out, &n, block, 16) == 1 && n == 16 ? IKC_OK : IKC_ERR_OPENSSL;
+}
+
+void ikc_ivgen_free(ikc_ivgen *g) {
+    EVP_CIPHER_CTX_free(g->ecb);    /* frees (and cleanses) the key schedule */
+    g->ecb = NULL;
+    ikc_wipe(g->salt, sizeof(g->salt));
 }

@@ -28,7 +28,7 @@ void ikc_esp_free(ikc_esp *sa) {
     if (!sa) return;
     EVP_CIPHER_CTX_free(sa->enc);   /* frees and cleanses the key schedules */
     EVP_CIPHER_CTX_free(sa->dec);
-    EVP_CIPHER_CTX_free(sa->ivgen);
+    ikc_ivgen_free(&sa->ivgen);
     if (sa->has_integ) ikc_hmac_free(&sa->integ);
     if (sa->bitmap) {
         OPENSSL_cleanse(sa->bitmap, (size_t)(sa->wmask + 1) * sizeof(uint64_t));
@@ -102,14 +102,7 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
     if (want_out) rc = ikc_keyed_cipher(info.kind, key, 1, &sa->enc);
     if (rc == IKC_OK && want_in) rc = ikc_keyed_cipher(info.kind, key, 0, &sa->dec);
     if (rc != IKC_OK) goto fail;
-    if (!sa->aead && want_out) {
-        uint8_t ivkey[16];
-        rc = ikc_random(ivkey, sizeof(ivkey));
-        if (rc == IKC_OK) rc = ikc_random(sa->iv_salt, sizeof(sa->iv_salt));
-        if (rc == IKC_OK) rc = ikc_keyed_cipher(IKC_C_AES128_ECB, ivkey, 1, &sa->ivgen);
-        OPENSSL_cleanse(ivkey, sizeof(ivkey));
-        if (rc != IKC_OK) goto fail;
-    }
+    if (!sa->aead && want_out && (rc = ikc_ivgen_init(&sa->ivgen)) != IKC_OK) goto fail;
     if ((rc = replay_init(sa, replay_window)) != IKC_OK) goto fail;
     *out = sa;
     return IKC_OK;
@@ -170,10 +163,7 @@ int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next
     } else if (sa->aead) {
         put64(ivp, seq);
     } else {
-        uint8_t blk[16];
-        put64(blk, seq);
-        memcpy(blk + 8, sa->iv_salt, 8);
-        if (EVP_EncryptUpdate(sa->ivgen, ivp, &n, blk, 16) != 1 || n != 16) return IKC_ERR_OPENSSL;
+        if (ikc_ivgen_next(&sa->ivgen, seq, ivp) != IKC_OK) return IKC_ERR_OPENSSL;
     }
     /* trailer: TFC zeros, padding 1,2,3,... (RFC 4303 §2.4), pad length, next header */
     uint8_t *t = ct + payload_len;

@@ -10,9 +10,8 @@ struct ikc_esp {
     int aead, esn, has_integ;
     size_t iv_len, icv_len, block, hdr_len;   /* block: alignment of the encrypted part */
     uint8_t salt[4];                          /* AEAD nonce salt */
-    uint8_t iv_salt[8];                       /* CBC: second half of the IV generator input */
     EVP_CIPHER_CTX *enc, *dec;                /* keyed once; IV set per packet */
-    EVP_CIPHER_CTX *ivgen;                    /* CBC outbound: AES-ECB under a random key */
+    ikc_ivgen ivgen;                          /* CBC outbound: unpredictable IVs from seq */
     ikc_hmac integ;
     uint64_t seq_out, seq_max;                /* last sequence number sent, its limit */
     uint64_t top;                             /* highest authenticated sequence number */

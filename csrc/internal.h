@@ -68,6 +68,15 @@ int ikc_encr_lookup(int encr_id, size_t key_len, ikc_encr_info *info);
 /* A context of that cipher keyed once (enc = 1 encrypt, 0 decrypt); AEADs get a 12-octet IV */
 int ikc_keyed_cipher(ikc_cipher_kind kind, const uint8_t *key, int enc, EVP_CIPHER_CTX **out);
 
+/* Unpredictable, never-repeating CBC IVs (see cipher.c) */
+typedef struct {
+    EVP_CIPHER_CTX *ecb;
+    uint8_t salt[8];
+} ikc_ivgen;
+int ikc_ivgen_init(ikc_ivgen *g);
+int ikc_ivgen_next(ikc_ivgen *g, uint64_t counter, uint8_t out[16]);
+void ikc_ivgen_free(ikc_ivgen *g);
+
 /* integrity transform facts (RFC 4868): key length, ICV length, digest */
 int ikc_integ_params(int integ_id, size_t *key_len, size_t *icv_len, ikc_md_kind *md);
 

@@ -15,7 +15,8 @@ struct ikc_sk {
     int aead;
     size_t iv_len, icv_len, block_len;
     uint8_t salt[4];
-    uint64_t next_iv;            /* AEAD: IV counter, random start */
+    uint64_t next_iv;            /* IV counter (AEAD: the IV itself, random start) */
+    ikc_ivgen ivgen;             /* CBC: unpredictable IVs from the counter */
     EVP_CIPHER_CTX *enc, *dec;   /* keyed once; IV set per message */
     ikc_hmac integ;              /* CBC only */
 };
@@ -24,7 +25,10 @@ void ikc_sk_free(ikc_sk *sk) {
     if (!sk) return;
     EVP_CIPHER_CTX_free(sk->enc);   /* frees (and cleanses) the key schedule */
     EVP_CIPHER_CTX_free(sk->dec);
-    if (!sk->aead) ikc_hmac_free(&sk->integ);
+    if (!sk->aead) {
+        ikc_hmac_free(&sk->integ);
+        ikc_ivgen_free(&sk->ivgen);
+    }
     ikc_wipe(sk, sizeof(*sk));
     free(sk);
 }
@@ -56,6 +60,7 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
         sk->block_len = 16;
         sk->icv_len = icv;
         if ((rc = ikc_hmac_init(&sk->integ, md, integ_key, integ_key_len)) != IKC_OK) goto fail;
+        if ((rc = ikc_ivgen_init(&sk->ivgen)) != IKC_OK) goto fail;
     }
     rc = ikc_keyed_cipher(info.kind, encr_key, 1, &sk->enc);
     if (rc == IKC_OK) rc = ikc_keyed_cipher(info.kind, encr_key, 0, &sk->dec);
@@ -110,7 +115,7 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
     } else if (sk->aead) {
         uint64_t c = sk->next_iv++;
         for (int i = 7; i >= 0; i--) { ivp[i] = (uint8_t)c; c >>= 8; }
-    } else if ((rc = ikc_random(ivp, sk->iv_len)) != IKC_OK) {
+    } else if ((rc = ikc_ivgen_next(&sk->ivgen, sk->next_iv++, ivp)) != IKC_OK) {
         return rc;
     }
     /* the plaintext is framed in the output buffer and encrypted in place */
