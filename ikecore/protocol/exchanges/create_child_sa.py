@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from ...crypto.dh import KeyExchange
-from ...errors import InvalidKePayload, NoProposalChosen, ParseError, ProtocolError, TemporaryFailure
+from ...errors import NoProposalChosen, ParseError, ProtocolError, TemporaryFailure
 from .. import events as ev
 from ..child_sa import PeerRekey
 from ..config import ChildConfig
@@ -29,7 +29,7 @@ from . import ike_rekey
 from .ike_auth import child_keys, child_request_payloads, choose_child, complete_child_initiator, new_child, new_child_spi
 from .ike_rekey import lowest_nonce_in
 from .informational import DeleteChildTask, DeleteRefusedChildTask
-from .task import Task
+from .task import Task, answer_key_exchange
 
 log = logging.getLogger("ikecore.ike")
 NONCE_LENGTH = 32
@@ -251,13 +251,7 @@ def _respond_child(conn, msg: Message, now: float) -> list:
                                                             assigned_ip=conn.assigned_ip)
     shared = None
     if suite.dh_group is not None:
-        if ke is None or ke.group != suite.dh_group:
-            raise InvalidKePayload(suite.dh_group)
-        kex = KeyExchange.generate(suite.dh_group, conn.rng)
-        try:
-            shared = kex.shared_secret(ke.data)
-        except ParseError as exc:
-            raise ProtocolError(f"bad KEi: {exc}", notify_type=NotifyType.INVALID_SYNTAX) from None
+        kex, shared = answer_key_exchange(suite.dh_group, ke, conn.rng)
     elif ke is not None:
         raise NoProposalChosen("KEi sent but no proposal with a key exchange was acceptable")
     our_nonce = conn.rng(NONCE_LENGTH)

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 
 from ...crypto.dh import KeyExchange
 from ...crypto.keyschedule import ike_keys_rekey
-from ...errors import InvalidKePayload, NoProposalChosen, ParseError, ProtocolError, TemporaryFailure
+from ...errors import NoProposalChosen, ParseError, TemporaryFailure
 from .. import events as ev
 from ..constants import ExchangeType, NotifyType, PayloadType
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
 from .informational import DeleteIkeTask
-from .task import Task
+from .task import Task, answer_key_exchange
 
 log = logging.getLogger("ikecore.ike")
 NONCE_LENGTH = 32
@@ -173,13 +173,7 @@ def respond(conn, msg: Message, now: float) -> list:
     if ke is None:
         raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
     chosen, suite = select_ike(sa, cfg.proposals, spi_size=8)
-    if ke.group != suite.dh_group:
-        raise InvalidKePayload(suite.dh_group)
-    kex = KeyExchange.generate(suite.dh_group, conn.rng)
-    try:
-        shared = kex.shared_secret(ke.data)
-    except ParseError as exc:
-        raise ProtocolError(f"bad KEi: {exc}", notify_type=NotifyType.INVALID_SYNTAX) from None
+    kex, shared = answer_key_exchange(suite.dh_group, ke, conn.rng)
     our_nonce = conn.rng(NONCE_LENGTH)
     peer_spi, chosen.spi = chosen.spi, conn.new_spi()
     new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, chosen.spi, initiator=False, now=now)

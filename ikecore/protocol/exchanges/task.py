@@ -31,3 +31,19 @@ class Task:
         """The exchange failed (malformed response, error notify). By default
         an IKE SA cannot go on after a failed exchange it depended on."""
         conn.terminate(reason, now, notify_type)
+
+
+def answer_key_exchange(group: int, ke, rng):
+    """Responder side of a KE: our key pair for ``group`` and the shared secret
+    with the peer's KEi. A KEi of another group asks for INVALID_KE_PAYLOAD;
+    unusable KE data is INVALID_SYNTAX."""
+    from ...crypto.dh import KeyExchange
+    from ...errors import InvalidKePayload, ParseError, ProtocolError
+    from ..constants import NotifyType
+    if ke is None or ke.group != group:
+        raise InvalidKePayload(group)
+    kex = KeyExchange.generate(group, rng)
+    try:
+        return kex, kex.shared_secret(ke.data)
+    except ParseError as exc:
+        raise ProtocolError(f"bad KEi: {exc}", notify_type=NotifyType.INVALID_SYNTAX) from None
