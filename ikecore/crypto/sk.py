@@ -7,7 +7,6 @@ start the ICV input, RFC 7296 §3.14). ``seal`` returns IV | ciphertext | ICV.
 from __future__ import annotations
 
 from .._binding import as_bytes, check, error_for, ffi, lib
-from ..errors import InvalidTag
 from .transforms import Integ, is_aead
 
 _MAX_MESSAGE = 1 << 20
