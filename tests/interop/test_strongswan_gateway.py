@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import threading
 
 import pytest
 
@@ -16,7 +15,6 @@ from ikecore_side import icmp_echo, parse_icmp
 from ikecore.aio import Gateway, parse_config
 from ikecore.aio.keylog import tshark_options
 from ikecore.aio.pcap import PcapWriter
-from ikecore.protocol import events as ev
 
 pytestmark = pytest.mark.interop
 _why = sswan.available()
