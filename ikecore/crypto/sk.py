@@ -10,14 +10,13 @@ from .._binding import as_bytes, check, error_for, ffi, lib
 from .transforms import Integ, is_aead
 
 _MAX_MESSAGE = 1 << 20
-# output buffers are written in full by C before they are read: skip zeroing
-_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+_SCRATCH = 2048     # most IKE messages fit; a larger one grows the buffer once
 
 
 class SkCipher:
     """One key, one direction: SK_ei/SK_ai for the initiator's messages, SK_er/SK_ar for the responder's."""
 
-    __slots__ = ("_handle", "_out_len", "_fixed", "encr_id", "integ_id", "iv_length", "icv_length", "block_length")
+    __slots__ = ("_handle", "_out_len", "_fixed", "_buf", "_buf8", "_cap", "encr_id", "integ_id", "iv_length", "icv_length", "block_length")
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int = Integ.NONE,
                  integ_key: bytes = b"") -> None:
@@ -34,8 +33,21 @@ class SkCipher:
         iv, icv, block = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("size_t *")
         check(lib.ikc_sk_params(self._handle, iv, icv, block))
         self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
-        self._out_len = ffi.new("size_t *")   # reused: an SkCipher is not shared between threads
+        # reused output buffers: an SkCipher serves one direction of one IKE SA
+        # and is not shared between threads; allocating per message costs
+        # about a tenth of sealing one
+        self._out_len = ffi.new("size_t *")
+        self._grow(_SCRATCH)
         self._fixed = self.iv_length + self.icv_length
+
+    def _grow(self, n: int) -> None:
+        self._buf, self._cap = ffi.new("char[]", n), n
+        self._buf8 = ffi.cast("uint8_t *", self._buf)    # the same memory, for the split forms
+
+    def _out(self, n: int):
+        if n > self._cap:
+            self._grow(n)
+        return self._buf
 
     def sealed_length(self, plaintext_length: int) -> int:
         """Octets ``seal`` returns for this much plaintext: the SK payload body
@@ -47,7 +59,8 @@ class SkCipher:
 
     def seal(self, aad: bytes, plaintext: bytes, iv: bytes | None = None) -> bytes:
         """Encrypt and authenticate. ``iv`` is for known-answer tests only: by
-        default AEAD IVs come from a counter and CBC IVs from the DRBG."""
+        default AEAD IVs come from a counter, CBC IVs from AES under a random
+        per-object key applied to that counter (unpredictable, never repeated)."""
         if type(aad) is not bytes:
             aad = as_bytes(aad, "aad")
         if type(plaintext) is not bytes:
@@ -55,16 +68,17 @@ class SkCipher:
         if len(plaintext) > _MAX_MESSAGE or len(aad) > _MAX_MESSAGE:
             raise ValueError("message too large")
         n = self.sealed_length(len(plaintext))
-        out = _alloc("uint8_t[]", n)
+        out = self._out(n)
+        out8 = self._buf8
         if iv is None:
             iv_ptr, iv_len = ffi.NULL, 0
         else:
             iv_ptr = as_bytes(iv, "iv")
             iv_len = len(iv_ptr)
-        rc = lib.ikc_sk_seal(self._handle, aad, len(aad), plaintext, len(plaintext), iv_ptr, iv_len, out, n)
+        rc = lib.ikc_sk_seal(self._handle, aad, len(aad), plaintext, len(plaintext), iv_ptr, iv_len, out8, n)
         if rc:
             raise error_for(rc, "SK seal")
-        return ffi.buffer(out, n)[:]
+        return ffi.unpack(out, n)
 
     def open(self, aad: bytes, sealed: bytes) -> bytes:
         """Verify, decrypt and strip the padding; ``InvalidTag`` when the ICV fails."""
@@ -74,11 +88,12 @@ class SkCipher:
             sealed = as_bytes(sealed, "sealed")
         if len(sealed) > _MAX_MESSAGE or len(aad) > _MAX_MESSAGE:
             raise ValueError("message too large")
-        out = _alloc("uint8_t[]", len(sealed) or 1)
-        rc = lib.ikc_sk_open(self._handle, aad, len(aad), sealed, len(sealed), out, len(sealed), self._out_len)
+        out = self._out(len(sealed) or 1)
+        rc = lib.ikc_sk_open(self._handle, aad, len(aad), sealed, len(sealed), self._buf8, len(sealed),
+                             self._out_len)
         if rc:
             raise error_for(rc, "SK open")
-        return ffi.buffer(out, self._out_len[0])[:]
+        return ffi.unpack(out, self._out_len[0])
 
     def seal_message(self, prefix: bytes, inner: bytes) -> bytes:
         """The whole protected message: ``prefix`` is the IKE header, any clear
@@ -90,7 +105,7 @@ class SkCipher:
             inner = as_bytes(inner, "inner")
         block = self.block_length
         n = len(prefix) + self._fixed + (len(inner) + block) // block * block
-        out = _alloc("char[]", n)
+        out = self._buf if n <= self._cap else self._out(n)
         # the C core bounds every length (message size, 16-bit SK length)
         rc = lib.ikc_sk_seal_message(self._handle, prefix, len(prefix), inner, len(inner), out, n)
         if rc:
@@ -102,7 +117,7 @@ class SkCipher:
         ``sk_offset`` (it must be the last payload); returns the inner payloads."""
         if type(message) is not bytes:
             message = as_bytes(message, "message")
-        out = _alloc("char[]", len(message) or 1)
+        out = self._buf if len(message) <= self._cap else self._out(len(message))
         rc = lib.ikc_sk_open_message(self._handle, message, len(message), sk_offset, out, len(message),
                                      self._out_len)
         if rc:
