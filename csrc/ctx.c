@@ -175,6 +175,15 @@ EVP_MD *ikc_get_md_ex(ikc_md_kind kind, int kdf_class, int *direct) {
     pthread_mutex_unlock(&g_lock);
     return r;
 }
+int ikc_md_direct(ikc_md_kind kind, int kdf_class) {
+    if ((unsigned)kind >= IKC_MD_COUNT) return 0;
+    ensure_ready();
+    /* set when a context is built and swapped in whole under the lock; a reader
+     * racing a reconfiguration sees either context's flag, both valid */
+    return __atomic_load_n(kdf_class ? &g_ctx.kdf_md_direct[kind] : &g_ctx.md_direct[kind],
+                           __ATOMIC_ACQUIRE);
+}
+
 EVP_MD *ikc_get_kdf_md(ikc_md_kind kind) {
     if ((unsigned)kind >= IKC_MD_COUNT) return NULL;
     IKC_GETTER(EVP_MD, g_ctx.kdf_mds[kind], EVP_MD_up_ref)

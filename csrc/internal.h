@@ -27,6 +27,8 @@ EVP_MD *ikc_get_kdf_md(ikc_md_kind kind);   /* fetched with the KDF class query 
 /* either class; *direct = 256/384/512 when the default provider's SHA-2 may be
  * driven directly, else 0 */
 EVP_MD *ikc_get_md_ex(ikc_md_kind kind, int kdf_class, int *direct);
+/* just the flag: 256/384/512 when the default provider's SHA-2 serves the class */
+int ikc_md_direct(ikc_md_kind kind, int kdf_class);
 OSSL_LIB_CTX *ikc_libctx(void);
 int ikc_random(uint8_t *buf, size_t len);
 

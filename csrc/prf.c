@@ -36,15 +36,23 @@ static int hmac_init_with(ikc_hmac *h, ikc_md_kind kind, int kdf_class, const ui
     uint8_t pad[144], hashed[EVP_MAX_MD_SIZE];   /* 144: above the largest SHA-2 block (128) */
     unsigned int hashed_len = 0;
     int rc = IKC_ERR_OPENSSL;
-    int direct = 0;
+    int direct = ikc_md_direct(kind, kdf_class);
+    EVP_MD *md = NULL;
+    size_t block;
     h->inner = h->outer = h->work = NULL;
-    h->direct = 0;
-    EVP_MD *md = ikc_get_md_ex(kind, kdf_class, &direct);
-    if (!md) return IKC_ERR_OPENSSL;
-    size_t block = (size_t)EVP_MD_get_block_size(md);
-    if (block == 0 || block > sizeof(pad)) goto done;
-    h->out_len = (size_t)EVP_MD_get_size(md);
     h->direct = direct;
+    if (direct) {
+        /* the default provider's SHA-2: no EVP object (nor its lock) is needed */
+        block = direct == 256 ? 64 : 128;
+        h->out_len = (size_t)direct / 8;
+    } else {
+        md = ikc_get_md_ex(kind, kdf_class, &direct);
+        if (!md) return IKC_ERR_OPENSSL;
+        block = (size_t)EVP_MD_get_block_size(md);
+        if (block == 0 || block > sizeof(pad)) goto done;
+        h->out_len = (size_t)EVP_MD_get_size(md);
+        h->direct = 0;
+    }
     if (!h->direct) {
         h->inner = EVP_MD_CTX_new();
         h->outer = EVP_MD_CTX_new();

@@ -143,7 +143,8 @@ def ike_keys_initial(prf_id: int, ni: bytes, nr: bytes, shared_secret: bytes,
         ni, nr, gir = _require_bytes(ni=ni, nr=nr, shared_secret=gir)
     if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
         spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    out, view = _scratch(total)
+    bufs = getattr(_tls, "bufs", None)
+    out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
     if include_skeyseed:
         seed = _seed_buffer(prf_id)
         rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
