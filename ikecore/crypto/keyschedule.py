@@ -113,15 +113,7 @@ def _spi(value: bytes, name: str) -> bytes:
     return value
 
 
-def _keys(prf_id: int, layout: _Layout, out, view, seed) -> IkeKeys:
-    """The IkeKeys from a filled scratch buffer, which is wiped at once."""
-    keys = layout.split.unpack_from(view)
-    ffi.memmove(out, _ZEROS, layout.total)
-    skeyseed = ffi.unpack(seed, len(seed)) if seed is not None else None
-    return tuple.__new__(IkeKeys, (prf_id, *keys, skeyseed))
-
-
-def _require_bytes(**values) -> tuple:
+def _bytes_args(**values) -> tuple:
     """Slow path of the argument check: convert bytes-likes, reject the rest."""
     return tuple(as_bytes(v, name) for name, v in values.items())
 
@@ -130,74 +122,113 @@ def _seed_buffer(prf_id: int):
     return ffi.new("char[]", prf_length(prf_id))
 
 
-def ike_keys_initial(prf_id: int, ni: bytes, nr: bytes, shared_secret: bytes,
-                     spi_i: bytes, spi_r: bytes, *, encr_id: int, encr_key_bits: int | None = None,
-                     integ_id: int = Integ.NONE, include_skeyseed: bool = False) -> IkeKeys:
-    """SKEYSEED = prf(Ni | Nr, g^ir) and its expansion into the seven keys."""
-    # this runs once per handshake: the checks take the cheap path for plain bytes
-    layout = _LAYOUTS.get((prf_id, encr_id, encr_key_bits, integ_id)) or _layout(
-        prf_id, encr_id, encr_key_bits, integ_id)
-    integ_len, encr_len, _, total, split = layout
-    gir = shared_secret
-    if type(ni) is not bytes or type(nr) is not bytes or type(gir) is not bytes:
-        ni, nr, gir = _require_bytes(ni=ni, nr=nr, shared_secret=gir)
-    if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
+class IkeKeySchedule:
+    """The IKE key schedule of one negotiated suite, checked once when built
+    (like a pyca cipher object); each derivation is one C call.
+
+    ``initial`` (RFC 7296 §2.14), ``rekey`` (§2.18; also a clone, RFC 7791) and
+    ``resume`` (RFC 5723 §5.1) give the seven keys of an IKE SA of this suite."""
+
+    __slots__ = ("prf_id", "encr_id", "encr_key_bits", "integ_id", "_layout")
+
+    def __init__(self, prf_id: int, *, encr_id: int, encr_key_bits: int | None = None,
+                 integ_id: int = Integ.NONE) -> None:
+        self._layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
+        self.prf_id, self.encr_id, self.encr_key_bits, self.integ_id = prf_id, encr_id, encr_key_bits, integ_id
+
+    def _finish(self, rc: int, what: str, out, view, seed) -> IkeKeys:
+        if rc:
+            ffi.memmove(out, _ZEROS, self._layout.total)
+            raise error_for(rc, what)
+        keys = self._layout.split.unpack_from(view)
+        ffi.memmove(out, _ZEROS, self._layout.total)     # the scratch buffer holds no key afterwards
+        return tuple.__new__(IkeKeys, (self.prf_id, *keys,
+                                       None if seed is None else ffi.unpack(seed, len(seed))))
+
+    def initial(self, ni: bytes, nr: bytes, shared_secret: bytes, spi_i: bytes, spi_r: bytes, *,
+                include_skeyseed: bool = False) -> IkeKeys:
+        """SKEYSEED = prf(Ni | Nr, g^ir) and its expansion into the seven keys."""
+        integ_len, encr_len, _, total, _ = self._layout
+        gir = shared_secret
+        # once per handshake: plain bytes take the cheap path through the checks
+        if type(ni) is not bytes or type(nr) is not bytes or type(gir) is not bytes:
+            ni, nr, gir = _bytes_args(ni=ni, nr=nr, shared_secret=gir)
+        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
+            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
+        bufs = getattr(_tls, "bufs", None)
+        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
+        seed = _seed_buffer(self.prf_id) if include_skeyseed else None
+        rc = lib.ikc_ike_keys_initial(self.prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
+                                      integ_len, encr_len, out, total,
+                                      ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
+        return self._finish(rc, "initial key schedule", out, view, seed)
+
+    def rekey(self, old_prf_id: int, sk_d_old: bytes, shared_secret: bytes, ni: bytes, nr: bytes,
+              spi_i: bytes, spi_r: bytes, *, include_skeyseed: bool = False) -> IkeKeys:
+        """IKE SA rekey or clone: SKEYSEED = prf_old(SK_d_old, g^ir_new | Ni | Nr),
+        expanded with this suite's PRF over Ni | Nr | SPIi_new | SPIr_new."""
+        integ_len, encr_len, _, total, _ = self._layout
+        sk_d_old, gir, ni, nr = _bytes_args(sk_d_old=sk_d_old, shared_secret=shared_secret, ni=ni, nr=nr)
         spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    bufs = getattr(_tls, "bufs", None)
-    out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
-    if include_skeyseed:
-        seed = _seed_buffer(prf_id)
-        rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
-                                      integ_len, encr_len, out, total, seed, len(seed))
-    else:
-        seed = None
-        rc = lib.ikc_ike_keys_initial(prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
-                                      integ_len, encr_len, out, total, ffi.NULL, 0)
-    if rc:
-        raise error_for(rc, "initial key schedule")
-    keys = split.unpack_from(view)
-    ffi.memmove(out, _ZEROS, total)
-    return tuple.__new__(IkeKeys, (prf_id, *keys, None if seed is None else ffi.unpack(seed, len(seed))))
+        out, view = _scratch(total)
+        seed = _seed_buffer(old_prf_id) if include_skeyseed else None
+        rc = lib.ikc_ike_keys_rekey(old_prf_id, sk_d_old, len(sk_d_old), self.prf_id, gir, len(gir),
+                                    ni, len(ni), nr, len(nr), spi_i, spi_r, integ_len, encr_len, out, total,
+                                    ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
+        return self._finish(rc, "rekey key schedule", out, view, seed)
+
+    def resume(self, sk_d_old: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
+               include_skeyseed: bool = False) -> IkeKeys:
+        """Session resumption: SKEYSEED = prf(SK_d_old, "Resumption" | Ni | Nr);
+        the suite is the resumed SA's (from the ticket)."""
+        integ_len, encr_len, _, total, _ = self._layout
+        sk_d_old, ni, nr = _bytes_args(sk_d_old=sk_d_old, ni=ni, nr=nr)
+        spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
+        out, view = _scratch(total)
+        seed = _seed_buffer(self.prf_id) if include_skeyseed else None
+        rc = lib.ikc_ike_keys_resume(self.prf_id, sk_d_old, len(sk_d_old), ni, len(ni), nr, len(nr),
+                                     spi_i, spi_r, integ_len, encr_len, out, total,
+                                     ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
+        return self._finish(rc, "resumption key schedule", out, view, seed)
+
+
+_SCHEDULES: dict[tuple, IkeKeySchedule] = {}
+
+
+def key_schedule(prf_id: int, *, encr_id: int, encr_key_bits: int | None = None,
+                 integ_id: int = Integ.NONE) -> IkeKeySchedule:
+    """The (cached) schedule of a suite."""
+    key = (prf_id, encr_id, encr_key_bits, integ_id)
+    schedule = _SCHEDULES.get(key)
+    if schedule is None:
+        schedule = _SCHEDULES[key] = IkeKeySchedule(prf_id, encr_id=encr_id, encr_key_bits=encr_key_bits,
+                                                     integ_id=integ_id)
+    return schedule
+
+
+def ike_keys_initial(prf_id: int, ni: bytes, nr: bytes, shared_secret: bytes, spi_i: bytes, spi_r: bytes,
+                     *, encr_id: int, encr_key_bits: int | None = None, integ_id: int = Integ.NONE,
+                     include_skeyseed: bool = False) -> IkeKeys:
+    """``IkeKeySchedule.initial`` of the suite, in one call."""
+    return key_schedule(prf_id, encr_id=encr_id, encr_key_bits=encr_key_bits, integ_id=integ_id).initial(
+        ni, nr, shared_secret, spi_i, spi_r, include_skeyseed=include_skeyseed)
 
 
 def ike_keys_rekey(old_prf_id: int, sk_d_old: bytes, shared_secret: bytes, ni: bytes, nr: bytes,
                    spi_i: bytes, spi_r: bytes, *, prf_id: int, encr_id: int,
                    encr_key_bits: int | None = None, integ_id: int = Integ.NONE,
                    include_skeyseed: bool = False) -> IkeKeys:
-    """IKE SA rekey and clone: SKEYSEED = prf_old(SK_d_old, g^ir_new | Ni | Nr),
-    expanded with the new SA's PRF over Ni | Nr | SPIi_new | SPIr_new."""
-    layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
-    sk_d_old = as_bytes(sk_d_old, "sk_d_old")
-    gir = as_bytes(shared_secret, "shared_secret")
-    ni, nr = as_bytes(ni, "ni"), as_bytes(nr, "nr")
-    spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    out, view = _scratch(layout.total)
-    seed = _seed_buffer(old_prf_id) if include_skeyseed else None
-    rc = lib.ikc_ike_keys_rekey(old_prf_id, sk_d_old, len(sk_d_old), prf_id, gir, len(gir),
-                                ni, len(ni), nr, len(nr), spi_i, spi_r, layout.integ_len, layout.encr_len,
-                                out, layout.total, ffi.NULL if seed is None else seed,
-                                0 if seed is None else len(seed))
-    if rc:
-        raise error_for(rc, "rekey key schedule")
-    return _keys(prf_id, layout, out, view, seed)
+    """``IkeKeySchedule.rekey`` of the new SA's suite, in one call."""
+    return key_schedule(prf_id, encr_id=encr_id, encr_key_bits=encr_key_bits, integ_id=integ_id).rekey(
+        old_prf_id, sk_d_old, shared_secret, ni, nr, spi_i, spi_r, include_skeyseed=include_skeyseed)
 
 
 def ike_keys_resume(prf_id: int, sk_d_old: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes,
                     *, encr_id: int, encr_key_bits: int | None = None, integ_id: int = Integ.NONE,
                     include_skeyseed: bool = False) -> IkeKeys:
-    """Session resumption: SKEYSEED = prf(SK_d_old, "Resumption" | Ni | Nr)."""
-    layout = _layout(prf_id, encr_id, encr_key_bits, integ_id)
-    sk_d_old = as_bytes(sk_d_old, "sk_d_old")
-    ni, nr = as_bytes(ni, "ni"), as_bytes(nr, "nr")
-    spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-    out, view = _scratch(layout.total)
-    seed = _seed_buffer(prf_id) if include_skeyseed else None
-    rc = lib.ikc_ike_keys_resume(prf_id, sk_d_old, len(sk_d_old), ni, len(ni), nr, len(nr),
-                                 spi_i, spi_r, layout.integ_len, layout.encr_len, out, layout.total,
-                                 ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
-    if rc:
-        raise error_for(rc, "resumption key schedule")
-    return _keys(prf_id, layout, out, view, seed)
+    """``IkeKeySchedule.resume`` of the resumed SA's suite, in one call."""
+    return key_schedule(prf_id, encr_id=encr_id, encr_key_bits=encr_key_bits, integ_id=integ_id).resume(
+        sk_d_old, ni, nr, spi_i, spi_r, include_skeyseed=include_skeyseed)
 
 
 def child_keymat(prf_id: int, sk_d: bytes, ni: bytes, nr: bytes, length: int,

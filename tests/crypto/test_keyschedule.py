@@ -140,3 +140,39 @@ def test_rekey_and_resume_bad_input():
         child_keymat(Prf.HMAC_SHA2_256, b"d" * 32, b"n" * 32, b"m" * 32, 0)
     with pytest.raises(ValueError):
         child_keymat(Prf.HMAC_SHA2_256, b"d" * 32, b"n" * 32, b"m" * 32, 16, shared_secret=b"")
+
+
+def test_schedule_object_equals_the_functions():
+    from ikecore.crypto import IkeKeySchedule
+    args = (b"n" * 32, b"m" * 32, b"g" * 32, b"a" * 8, b"b" * 8)
+    for kw in (dict(encr_id=Encr.AES_GCM_16, encr_key_bits=256),
+               dict(encr_id=Encr.AES_CBC, encr_key_bits=128, integ_id=Integ.HMAC_SHA2_384_192)):
+        schedule = IkeKeySchedule(Prf.HMAC_SHA2_384, **kw)
+        assert schedule.initial(*args) == ike_keys_initial(Prf.HMAC_SHA2_384, *args, **kw)
+        old = schedule.initial(*args)
+        assert schedule.rekey(Prf.HMAC_SHA2_256, old.sk_d, b"h" * 32, b"x" * 32, b"y" * 32, b"c" * 8, b"d" * 8) == \
+            ike_keys_rekey(Prf.HMAC_SHA2_256, old.sk_d, b"h" * 32, b"x" * 32, b"y" * 32, b"c" * 8, b"d" * 8,
+                           prf_id=Prf.HMAC_SHA2_384, **kw)
+        assert schedule.resume(old.sk_d, b"x" * 32, b"y" * 32, b"c" * 8, b"d" * 8) == \
+            ike_keys_resume(Prf.HMAC_SHA2_384, old.sk_d, b"x" * 32, b"y" * 32, b"c" * 8, b"d" * 8, **kw)
+
+
+@pytest.mark.parametrize("kw, exc", [
+    (dict(encr_id=Encr.AES_GCM_16, encr_key_bits=100), InvalidKey),
+    (dict(encr_id=3), UnsupportedAlgorithm),
+    (dict(encr_id=Encr.AES_GCM_16, encr_key_bits=128, integ_id=Integ.HMAC_SHA2_256_128), ValueError),
+])
+def test_schedule_object_checks_its_suite_once(kw, exc):
+    from ikecore.crypto import IkeKeySchedule
+    with pytest.raises(exc):
+        IkeKeySchedule(Prf.HMAC_SHA2_256, **kw)
+    with pytest.raises(UnsupportedAlgorithm):
+        IkeKeySchedule(99, encr_id=Encr.AES_GCM_16, encr_key_bits=128)
+
+
+def test_scratch_buffer_holds_no_key_afterwards():
+    from ikecore.crypto import keyschedule as ks
+    keys = ike_keys_initial(Prf.HMAC_SHA2_256, b"n" * 32, b"m" * 32, b"g" * 32, b"a" * 8, b"b" * 8,
+                            encr_id=Encr.AES_GCM_16, encr_key_bits=256)
+    out, view = ks._tls.bufs[3 * 32 + 2 * 36]
+    assert bytes(view) == bytes(len(view)) and keys.sk_d
