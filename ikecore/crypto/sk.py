@@ -117,6 +117,8 @@ class SkCipher:
         ``sk_offset`` (it must be the last payload); returns the inner payloads."""
         if type(message) is not bytes:
             message = as_bytes(message, "message")
+        if type(sk_offset) is not int or sk_offset < 0:
+            raise ValueError("sk_offset must be a non-negative int")
         out = self._buf if len(message) <= self._cap else self._out(len(message))
         rc = lib.ikc_sk_open_message(self._handle, message, len(message), sk_offset, out, len(message),
                                      self._out_len)

@@ -216,3 +216,17 @@ def test_seal_message_limits():
         sk.seal_message(b"short", b"x")
     with pytest.raises(LimitExceeded):
         sk.seal_message(_prefix(), bytes(70000))   # SK payload length is 16 bits
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), offset=st.integers(-5, 500))
+def test_open_message_on_garbage(data, offset):
+    """Any octets at any offset: a clear error, never a crash or a plaintext."""
+    for sk in (SkCipher(Encr.AES_GCM_16, bytes(36)), SkCipher(Encr.AES_CBC, bytes(16),
+                                                             Integ.HMAC_SHA2_256_128, bytes(32))):
+        try:
+            sk.open_message(data, offset)
+        except (InvalidTag, MalformedPacket, ValueError):
+            pass
+        else:
+            raise AssertionError("garbage opened")
