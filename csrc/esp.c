@@ -102,6 +102,12 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
     if (want_out) rc = ikc_keyed_cipher(info.kind, key, 1, &sa->enc);
     if (rc == IKC_OK && want_in) rc = ikc_keyed_cipher(info.kind, key, 0, &sa->dec);
     if (rc != IKC_OK) goto fail;
+    if (encr_id == IKC_ENCR_AES_GCM_16) {
+        /* IV = sequence number, handed out by OpenSSL's generator (first: 1) */
+        sa->gcm_ivgen = 1;
+        if (want_out && (rc = ikc_gcm_ivgen_setup(sa->enc, sa->salt, 1, 1)) != IKC_OK) goto fail;
+        if (want_in && (rc = ikc_gcm_ivgen_setup(sa->dec, sa->salt, 0, 0)) != IKC_OK) goto fail;
+    }
     if (!sa->aead && want_out && (rc = ikc_ivgen_init(&sa->ivgen)) != IKC_OK) goto fail;
     if ((rc = replay_init(sa, replay_window)) != IKC_OK) goto fail;
     *out = sa;
@@ -181,11 +187,22 @@ int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next
         ikc_put32(aad, sa->spi);
         if (sa->esn) { put64(aad + 4, seq); aad_len = 12; }
         else { ikc_put32(aad + 4, (uint32_t)seq); aad_len = 8; }
-        if (EVP_EncryptInit_ex2(sa->enc, NULL, NULL, nonce, NULL) != 1 ||
+        int from_generator = 0;
+        if (sa->gcm_ivgen && !iv_override) {
+            uint8_t gen[8];
+            /* the generator holds this sequence number unless a packet with an
+             * explicit IV went between: then this one takes the slow path */
+            from_generator = ikc_gcm_next_iv(sa->enc, gen) == IKC_OK && memcmp(gen, ivp, 8) == 0;
+        }
+        if ((!from_generator && EVP_EncryptInit_ex2(sa->enc, NULL, NULL, nonce, NULL) != 1) ||
             EVP_EncryptUpdate(sa->enc, NULL, &n, aad, (int)aad_len) != 1 ||
             EVP_EncryptUpdate(sa->enc, ct, &n, ct, (int)body) != 1 ||
             EVP_EncryptFinal_ex(sa->enc, ct + n, &n) != 1 ||
-            EVP_CIPHER_CTX_ctrl(sa->enc, EVP_CTRL_AEAD_GET_TAG, (int)sa->icv_len, icv) != 1)
+            ikc_aead_get_tag(sa->enc, icv, sa->icv_len) != IKC_OK)
+            goto openssl_fail;
+        /* back in step for the next packet */
+        if (sa->gcm_ivgen && !from_generator && seq < sa->seq_max &&
+            ikc_gcm_ivgen_setup(sa->enc, sa->salt, 1, seq + 1) != IKC_OK)
             goto openssl_fail;
     } else {
         if (EVP_EncryptInit_ex2(sa->enc, NULL, NULL, ivp, NULL) != 1 ||
@@ -309,8 +326,9 @@ int ikc_esp_open(ikc_esp *sa, uint8_t *pkt, size_t len, uint8_t *out, size_t out
         if (sa->esn) { put64(aad + 4, seq); aad_len = 12; }
         else { ikc_put32(aad + 4, (uint32_t)seq); aad_len = 8; }
         memcpy(tag, icv, 16);   /* in-place decryption may not clobber it, but be safe */
-        if (EVP_DecryptInit_ex2(sa->dec, NULL, NULL, nonce, NULL) != 1 ||
-            EVP_CIPHER_CTX_ctrl(sa->dec, EVP_CTRL_AEAD_SET_TAG, 16, tag) != 1 ||
+        if ((sa->gcm_ivgen ? ikc_gcm_set_iv(sa->dec, ivp) != IKC_OK
+                           : EVP_DecryptInit_ex2(sa->dec, NULL, NULL, nonce, NULL) != 1) ||
+            ikc_aead_set_tag(sa->dec, tag, 16) != IKC_OK ||
             EVP_DecryptUpdate(sa->dec, NULL, &n, aad, (int)aad_len) != 1 ||
             EVP_DecryptUpdate(sa->dec, out, &n, ct, (int)body) != 1) {
             OPENSSL_cleanse(out, body);
@@ -418,6 +436,9 @@ int ikc_esp_set_seq(ikc_esp *sa, uint64_t last_sent) {
     if (!sa) return IKC_ERR_ARG;
     if (last_sent > sa->seq_max) return IKC_ERR_ARG;
     if (last_sent < sa->seq_out) return IKC_ERR_STATE;   /* an IV must never repeat */
+    if (sa->gcm_ivgen && sa->enc && last_sent < sa->seq_max &&
+        ikc_gcm_ivgen_setup(sa->enc, sa->salt, 1, last_sent + 1) != IKC_OK)
+        return IKC_ERR_OPENSSL;
     sa->seq_out = last_sent;
     return IKC_OK;
 }

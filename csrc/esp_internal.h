@@ -8,6 +8,7 @@ struct ikc_esp {
     uint32_t spi;
     unsigned int flags;
     int aead, esn, has_integ;
+    int gcm_ivgen;                            /* AES-GCM: IVs through OpenSSL's generator */
     size_t iv_len, icv_len, block, hdr_len;   /* block: alignment of the encrypted part */
     uint8_t salt[4];                          /* AEAD nonce salt */
     EVP_CIPHER_CTX *enc, *dec;                /* keyed once; IV set per packet */

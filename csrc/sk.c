@@ -131,7 +131,7 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
             (aad_len && EVP_EncryptUpdate(sk->enc, NULL, &n, aad, (int)aad_len) != 1) ||
             EVP_EncryptUpdate(sk->enc, ct, &n, ct, (int)body) != 1 ||
             EVP_EncryptFinal_ex(sk->enc, ct + n, &n) != 1 ||
-            EVP_CIPHER_CTX_ctrl(sk->enc, EVP_CTRL_AEAD_GET_TAG, (int)sk->icv_len, icv) != 1)
+            ikc_aead_get_tag(sk->enc, icv, sk->icv_len) != IKC_OK)
             goto openssl_fail;
     } else {
         uint8_t mac[64];
@@ -167,7 +167,7 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
         uint8_t nonce[12];
         aead_nonce(sk, iv, nonce);
         if (EVP_DecryptInit_ex2(sk->dec, NULL, NULL, nonce, NULL) != 1 ||
-            EVP_CIPHER_CTX_ctrl(sk->dec, EVP_CTRL_AEAD_SET_TAG, (int)sk->icv_len, (void *)icv) != 1 ||
+            ikc_aead_set_tag(sk->dec, icv, sk->icv_len) != IKC_OK ||
             (aad_len && EVP_DecryptUpdate(sk->dec, NULL, &n, aad, (int)aad_len) != 1) ||
             EVP_DecryptUpdate(sk->dec, out, &n, ct, (int)body) != 1)
             goto openssl_fail;

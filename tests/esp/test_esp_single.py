@@ -214,3 +214,22 @@ def test_keys_as_ikev2_lays_them_out():
         r2i_in.decrypt(pkt)
     assert sorted(SUITES)   # keep the import used
     assert Suite("aes128gcm16").key
+
+
+def test_gcm_iv_stays_the_sequence_number():
+    """AES-GCM IVs come from OpenSSL's generator; they must still equal the
+    sequence number after a packet with an explicit IV and after advance_seq."""
+    from ikecore.esp import EspSA
+    key = os.urandom(20)
+    tx = EspSA(0x101, 20, key, direction="out")
+    rx = EspSA(0x101, 20, key, direction="in", replay_window=0)
+    packets = [tx.encrypt(b"a" * 10, 4) for _ in range(3)]
+    packets.append(tx.encrypt_with_iv(b"b", 4, iv=(9).to_bytes(8, "big")))
+    packets += [tx.encrypt(b"c", 4) for _ in range(2)]
+    tx.advance_seq(1000)
+    packets += [tx.encrypt(b"d", 4) for _ in range(2)]
+    seqs = [int.from_bytes(p[4:8], "big") for p in packets]
+    ivs = [int.from_bytes(p[8:16], "big") for p in packets]
+    assert seqs == [1, 2, 3, 4, 5, 6, 1001, 1002]
+    assert ivs == [1, 2, 3, 9, 5, 6, 1001, 1002]
+    assert [rx.decrypt(p)[0] for p in packets] == [b"a" * 10] * 3 + [b"b", b"c", b"c", b"d", b"d"]
