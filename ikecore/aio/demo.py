@@ -9,6 +9,7 @@ the human version.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import struct
 import time
@@ -26,10 +27,23 @@ NETS = {4: ("10.1.0.0/16", "10.2.0.0/16", "10.1.0.1", "10.2.0.1"),
 _DH_NAMES = {14: "MODP_2048", 15: "MODP_3072", 19: "ECP_256", 20: "ECP_384", 21: "ECP_521", 31: "CURVE_25519"}
 
 
+@functools.lru_cache(maxsize=64)
+def _pattern(size: int) -> bytes:
+    """0, 1, .., 255, 0, 1, ..: long enough to cut any payload of ``size`` at any phase."""
+    return bytes(range(256)) * (size // 256 + 2)
+
+
+@functools.lru_cache(maxsize=64)
+def _addresses(src: str, dst: str):
+    return ipaddress.ip_address(src), ipaddress.ip_address(dst)
+
+
 def udp_packet(src: str, dst: str, seq: int, size: int) -> bytes:
-    """An IPv4/IPv6 UDP packet (port 9, discard) with a sequence number in its payload."""
-    payload = struct.pack("!I", seq) + bytes((seq + i) & 0xFF for i in range(max(0, size - 4)))
-    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    """An IPv4/IPv6 UDP packet (port 9, discard) with a sequence number in its
+    payload, then the octets seq, seq+1, ... (mod 256)."""
+    n = max(0, size - 4)
+    payload = struct.pack("!I", seq) + _pattern(n)[seq & 0xFF:(seq & 0xFF) + n]
+    s, d = _addresses(src, dst)
     udp = struct.pack("!HHHH", 40000, 9, 8 + len(payload), 0) + payload
     if s.version == 4:
         return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), seq & 0xFFFF, 0, 64, 17, 0,
