@@ -17,6 +17,9 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
+# ikecore._fastpath: a CPython-API shim for the single-packet ESP calls (see the
+# file); every other C file is the core, built into ikecore._native by cffi.
+FASTPATH_SOURCE = "fastpath.c"
 
 
 def _package_version() -> str:
@@ -53,7 +56,7 @@ _cflags, _ldflags = _compile_args()
 ffibuilder.set_source(
     "ikecore._native",
     '#include "ikecore.h"',
-    sources=[str(p) for p in sorted(CSRC.glob("*.c"))],
+    sources=[str(p) for p in sorted(CSRC.glob("*.c")) if p.name != FASTPATH_SOURCE],
     include_dirs=[str(CSRC)],
     libraries=["crypto"],
     define_macros=[("IKC_VERSION", '"%s"' % _package_version())],
@@ -61,11 +64,27 @@ ffibuilder.set_source(
     extra_link_args=_ldflags,
 )
 
+def fastpath_extension():
+    """The setuptools Extension of ikecore._fastpath (setup.py adds it)."""
+    from setuptools import Extension
+    return Extension("ikecore._fastpath", [f"csrc/{FASTPATH_SOURCE}"],
+                     extra_compile_args=_cflags, extra_link_args=_ldflags)
+
+
+def _build_fastpath_inplace() -> None:
+    from setuptools import Distribution
+    dist = Distribution({"name": "ikecore-fastpath", "ext_modules": [fastpath_extension()],
+                         "script_args": ["build_ext", "--inplace", "--build-temp", "build/fastpath"]})
+    dist.parse_command_line()
+    dist.run_commands()
+
+
 if __name__ == "__main__":
-    # in-place build: the extension lands next to ikecore/__init__.py
+    # in-place build: the extensions land next to ikecore/__init__.py
     os.chdir(ROOT)
     target = ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose="-v" in sys.argv)
     built = Path(target)
     dest = ROOT / "ikecore" / built.name
     built.replace(dest)
     print(dest)
+    _build_fastpath_inplace()

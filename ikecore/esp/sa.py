@@ -22,6 +22,21 @@ _decrypt = lib.ikc_esp_decrypt
 _encrypt1 = lib.ikc_esp_encrypt1
 _decrypt1 = lib.ikc_esp_decrypt1
 _unpack = ffi.unpack
+
+
+def _bind_fastpath():
+    """The CPython-API shim for single packets (ikecore._fastpath), bound to this
+    core's functions; None where it was not built (the cffi calls then serve)."""
+    try:
+        from .. import _fastpath
+    except ImportError:
+        return None, None
+    address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))  # noqa: E731
+    _fastpath.bind(address("ikc_esp_encrypt1"), address("ikc_esp_decrypt1"), address("ikc_esp_scratch"))
+    return _fastpath.encrypt, _fastpath.decrypt
+
+
+_fast_encrypt, _fast_decrypt = _bind_fastpath()
 _buffer = ffi.buffer
 _from_buffer = ffi.from_buffer
 _new = ffi.new
@@ -57,7 +72,7 @@ class EspSA:
     different SAs may run on different threads concurrently.
     """
 
-    __slots__ = ("_h", "_scratch", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
+    __slots__ = ("_h", "_addr", "_scratch", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
                  "replay_window", "direction", "iv_length", "icv_length", "block_length",
                  "__weakref__")
 
@@ -95,6 +110,7 @@ class EspSA:
             raise error_for(rc, "ESP SA")
         self._h = ffi.gc(handle[0], lib.ikc_esp_free)
         self._scratch = lib.ikc_esp_scratch(self._h)   # lives as long as the SA
+        self._addr = int(ffi.cast("uintptr_t", self._h))   # for the fast path; self._h keeps it alive
         self._out = _new("uint8_t[]", _SCRATCH)
         self._len = _new("size_t *")
         self._nh = _new("int *")
@@ -132,6 +148,11 @@ class EspSA:
         if type(payload) is bytes and not tfc_pad:
             n = len(payload)
             if n <= _FAST_PAYLOAD:
+                if _fast_encrypt is not None:
+                    r = _fast_encrypt(self._addr, payload, next_header)
+                    if type(r) is int:
+                        raise error_for(r, "ESP encrypt")
+                    return r
                 r = _encrypt1(self._h, payload, n, next_header)
                 if r < 0:
                     raise error_for(r, "ESP encrypt")
@@ -155,6 +176,11 @@ class EspSA:
         (truncated, bad padding, other SPI)."""
         if type(packet) is bytes:
             if len(packet) <= _FAST_PACKET:
+                if _fast_decrypt is not None:
+                    r = _fast_decrypt(self._addr, packet)
+                    if type(r) is int:
+                        raise error_for(r, "ESP decrypt")
+                    return r
                 r = _decrypt1(self._h, packet, len(packet))
                 if r < 0:
                     raise error_for(r, "ESP decrypt")
