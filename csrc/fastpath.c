@@ -3,7 +3,7 @@
  *
  * cffi releases the GIL and packs an argument tuple on every call: about
  * 100 ns before any work, half of what sealing a 64-octet packet costs. These
- * two METH_FASTCALL functions call the C core's ikc_esp_encrypt1/decrypt1
+ * two METH_FASTCALL functions call the C core's ikc_esp_encrypt/decrypt
  * (through addresses handed over by ikecore.esp.sa from the cffi module, so
  * there is one copy of the core and its library context) and build the
  * result bytes directly. C still never raises: a negative IKC_ERR_* comes
@@ -11,27 +11,34 @@
  * so that SAs on other threads keep running. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 
-typedef int (*encrypt1_fn)(void *sa, const char *payload, size_t len, int next_header);
-typedef int (*decrypt1_fn)(void *sa, const char *packet, size_t len);
-typedef char *(*scratch_fn)(void *sa);
+/* the C core's calls (csrc/ikecore.h), bound by address */
+typedef int (*packet_len_fn)(const void *sa, size_t payload_len, size_t tfc_len, size_t *packet_len);
+typedef int (*encrypt_fn)(void *sa, const uint8_t *payload, size_t payload_len, int next_header,
+                          size_t tfc_len, uint8_t *out, size_t out_cap, size_t *out_len);
+typedef int (*decrypt_fn)(void *sa, const uint8_t *packet, size_t packet_len, uint8_t *out,
+                          size_t out_cap, size_t *out_len, int *next_header, uint64_t *seq);
 
-static encrypt1_fn encrypt1;
-static decrypt1_fn decrypt1;
-static scratch_fn scratch;
+static packet_len_fn packet_len;
+static encrypt_fn encrypt;
+static decrypt_fn decrypt;
 
 #define RELEASE_GIL_ABOVE 512   /* octets: below, releasing costs more than the work */
 
 static PyObject *fp_bind(PyObject *self, PyObject *const *args, Py_ssize_t n) {
-    if (n != 3) { PyErr_SetString(PyExc_TypeError, "bind(encrypt1, decrypt1, scratch)"); return NULL; }
-    void *e = PyLong_AsVoidPtr(args[0]), *d = PyLong_AsVoidPtr(args[1]), *s = PyLong_AsVoidPtr(args[2]);
+    if (n != 3) { PyErr_SetString(PyExc_TypeError, "bind(packet_len, encrypt, decrypt)"); return NULL; }
+    void *l = PyLong_AsVoidPtr(args[0]), *e = PyLong_AsVoidPtr(args[1]), *d = PyLong_AsVoidPtr(args[2]);
     if (PyErr_Occurred()) return NULL;
-    if (!e || !d || !s) { PyErr_SetString(PyExc_ValueError, "null function address"); return NULL; }
-    encrypt1 = (encrypt1_fn)e;
-    decrypt1 = (decrypt1_fn)d;
-    scratch = (scratch_fn)s;
+    if (!l || !e || !d) { PyErr_SetString(PyExc_ValueError, "null function address"); return NULL; }
+    packet_len = (packet_len_fn)l;
+    encrypt = (encrypt_fn)e;
+    decrypt = (decrypt_fn)d;
     Py_RETURN_NONE;
 }
+
+/* The result goes straight into a new bytes object (filling one before it is
+ * shared is the C API's documented pattern): no scratch buffer, no extra copy. */
 
 /* encrypt(sa_address, payload: bytes, next_header) -> bytes | int (error) */
 static PyObject *fp_encrypt(PyObject *self, PyObject *const *args, Py_ssize_t n) {
@@ -42,19 +49,27 @@ static PyObject *fp_encrypt(PyObject *self, PyObject *const *args, Py_ssize_t n)
     void *sa = PyLong_AsVoidPtr(args[0]);
     long nh = PyLong_AsLong(args[2]);
     if (PyErr_Occurred()) return NULL;
-    if (!sa || !encrypt1) { PyErr_SetString(PyExc_ValueError, "not bound"); return NULL; }
-    const char *data = PyBytes_AS_STRING(args[1]);
-    Py_ssize_t len = PyBytes_GET_SIZE(args[1]);
-    int r;
+    if (!sa || !encrypt) { PyErr_SetString(PyExc_ValueError, "not bound"); return NULL; }
+    if (nh < 0 || nh > 255) return PyLong_FromLong(-1);       /* IKC_ERR_ARG */
+    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(args[1]);
+    size_t len = (size_t)PyBytes_GET_SIZE(args[1]), total = 0, written = 0;
+    int r = packet_len(sa, len, 0, &total);
+    if (r < 0) return PyLong_FromLong(r);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out) return NULL;
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
     if (len > RELEASE_GIL_ABOVE) {
         Py_BEGIN_ALLOW_THREADS
-        r = encrypt1(sa, data, (size_t)len, (int)nh);
+        r = encrypt(sa, data, len, (int)nh, 0, dst, total, &written);
         Py_END_ALLOW_THREADS
     } else {
-        r = encrypt1(sa, data, (size_t)len, (int)nh);
+        r = encrypt(sa, data, len, (int)nh, 0, dst, total, &written);
     }
-    if (r < 0) return PyLong_FromLong(r);
-    return PyBytes_FromStringAndSize(scratch(sa), r);
+    if (r < 0 || written != total) {
+        Py_DECREF(out);
+        return PyLong_FromLong(r < 0 ? r : -6);               /* IKC_ERR_OPENSSL: cannot happen */
+    }
+    return out;
 }
 
 /* decrypt(sa_address, packet: bytes) -> (payload, next_header) | int (error) */
@@ -65,26 +80,33 @@ static PyObject *fp_decrypt(PyObject *self, PyObject *const *args, Py_ssize_t n)
     }
     void *sa = PyLong_AsVoidPtr(args[0]);
     if (PyErr_Occurred()) return NULL;
-    if (!sa || !decrypt1) { PyErr_SetString(PyExc_ValueError, "not bound"); return NULL; }
-    const char *data = PyBytes_AS_STRING(args[1]);
-    Py_ssize_t len = PyBytes_GET_SIZE(args[1]);
-    int r;
+    if (!sa || !decrypt) { PyErr_SetString(PyExc_ValueError, "not bound"); return NULL; }
+    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(args[1]);
+    size_t len = (size_t)PyBytes_GET_SIZE(args[1]), got = 0;
+    int nh = 0, r;
+    uint64_t seq = 0;
+    /* the payload is never longer than the packet */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(len ? len : 1));
+    if (!out) return NULL;
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
     if (len > RELEASE_GIL_ABOVE) {
         Py_BEGIN_ALLOW_THREADS
-        r = decrypt1(sa, data, (size_t)len);
+        r = decrypt(sa, data, len, dst, len ? len : 1, &got, &nh, &seq);
         Py_END_ALLOW_THREADS
     } else {
-        r = decrypt1(sa, data, (size_t)len);
+        r = decrypt(sa, data, len, dst, len ? len : 1, &got, &nh, &seq);
     }
-    if (r < 0) return PyLong_FromLong(r);
-    PyObject *payload = PyBytes_FromStringAndSize(scratch(sa), r >> 8);
-    if (!payload) return NULL;
-    PyObject *nh = PyLong_FromLong(r & 255);
-    if (!nh) { Py_DECREF(payload); return NULL; }
+    if (r < 0) {
+        Py_DECREF(out);
+        return PyLong_FromLong(r);
+    }
+    if (_PyBytes_Resize(&out, (Py_ssize_t)got) < 0) return NULL;
+    PyObject *next_header = PyLong_FromLong(nh);
+    if (!next_header) { Py_DECREF(out); return NULL; }
     PyObject *t = PyTuple_New(2);
-    if (!t) { Py_DECREF(payload); Py_DECREF(nh); return NULL; }
-    PyTuple_SET_ITEM(t, 0, payload);
-    PyTuple_SET_ITEM(t, 1, nh);
+    if (!t) { Py_DECREF(out); Py_DECREF(next_header); return NULL; }
+    PyTuple_SET_ITEM(t, 0, out);
+    PyTuple_SET_ITEM(t, 1, next_header);
     return t;
 }
 

@@ -32,7 +32,7 @@ def _bind_fastpath():
     except ImportError:
         return None, None
     address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))  # noqa: E731
-    _fastpath.bind(address("ikc_esp_encrypt1"), address("ikc_esp_decrypt1"), address("ikc_esp_scratch"))
+    _fastpath.bind(address("ikc_esp_packet_len"), address("ikc_esp_encrypt"), address("ikc_esp_decrypt"))
     return _fastpath.encrypt, _fastpath.decrypt
 
 
