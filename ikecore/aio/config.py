@@ -269,13 +269,17 @@ def _certificates(r: _Reader, name: str) -> list[bytes]:
     return out
 
 
+def _required_psk(r: _Reader, shared_psk: bytes | None) -> bytes:
+    psk = _psk(r) or shared_psk
+    if psk is None:
+        raise r.error("psk", "is required with auth = \"psk\" (here or on the connection)")
+    return psk
+
+
 def _local_auth(r: _Reader, shared_psk: bytes | None) -> LocalAuth:
     auth = r.get("auth", str, "psk")
     if auth == "psk":
-        psk = _psk(r) or shared_psk
-        if psk is None:
-            raise r.error("psk", "is required with auth = \"psk\" (here or on the connection)")
-        return LocalAuth(psk=psk)
+        return LocalAuth(psk=_required_psk(r, shared_psk))
     if auth == "pubkey":
         key = _private_key(r, "key") if r.has("key") else None
         if key is None:
@@ -289,10 +293,7 @@ def _local_auth(r: _Reader, shared_psk: bytes | None) -> LocalAuth:
 def _remote_auth(r: _Reader, shared_psk: bytes | None) -> RemoteAuth:
     auth = r.get("auth", str, "psk")
     if auth == "psk":
-        psk = _psk(r) or shared_psk
-        if psk is None:
-            raise r.error("psk", "is required with auth = \"psk\" (here or on the connection)")
-        return RemoteAuth(psk=psk)
+        return RemoteAuth(psk=_required_psk(r, shared_psk))
     if auth == "pubkey":
         from ..protocol.auth import TrustStore
         if r.has("cacerts") == r.has("pubkey"):

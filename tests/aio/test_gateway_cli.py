@@ -11,6 +11,18 @@ from aio_helpers import PSK, collect, ike_configs, ikecore_command, responder, r
 from ikecore.protocol import events as ev
 
 
+
+async def run_cli(argv, env, timeout: float = 60):
+    """Run an ``ikecore`` command; end it (by PID) if it outlives the timeout."""
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode, out, err
+
 def test_demo_human_summary():
     argv, env = ikecore_command("demo", "--packets", "200")
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
@@ -51,15 +63,8 @@ def test_connect_reports_and_sends_traffic():
                 "--listen", "127.0.0.1", "--psk", PSK.decode(), "--local-id", "cli@test",
                 "--remote-id", "responder@test", "--local-ts", "10.1.0.0/16", "--remote-ts", "10.2.0.0/16",
                 "--send", "7", "--json")
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
-                                                        stderr=subprocess.PIPE)
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(), 60)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            assert proc.returncode == 0, err.decode()
+            returncode, out, err = await run_cli(argv, env)
+            assert returncode == 0, err.decode()
             report = json.loads(out)
             assert report["ok"] and report["remote_id"] == "responder@test" and report["sent"] == 7
             got = await collect(gr.packets, 7)       # sent just before its Delete, in one batch
@@ -81,15 +86,8 @@ def test_connect_failure_exit_status():
                 "connect", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
                 "--listen", "127.0.0.1", "--psk", "wrong key", "--local-ts", "10.1.0.0/16",
                 "--remote-ts", "10.2.0.0/16", "--timeout", "20")
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
-                                                        stderr=subprocess.PIPE)
-            try:
-                _, err = await asyncio.wait_for(proc.communicate(), 60)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            assert proc.returncode == 1 and b"failed" in err
+            returncode, _, err = await run_cli(argv, env)
+            assert returncode == 1 and b"failed" in err
         finally:
             await gr.stop()
     run(body())
