@@ -251,18 +251,18 @@ def format_summary(s: dict) -> str:
     if "esp" in st:
         lines.append(f"  ESP  i -> r {_flow(st['esp']['initiator_to_responder'])}")
         lines.append(f"  ESP  r -> i {_flow(st['esp']['responder_to_initiator'])}")
+    def after(t) -> str:
+        i2r, r2i = t["initiator_to_responder"], t["responder_to_initiator"]
+        return f"then {i2r['received']}/{i2r['sent']} i->r, {r2i['received']}/{r2i['sent']} r->i"
+
     if "child_rekey" in st:
         c = st["child_rekey"]
-        t = c["traffic"]
         lines.append(f"  rekey       Child SA in {c['ms']:.1f} ms ({c['old_spi_in']} -> {c['new_spi_in']}); "
-                     f"then {t['initiator_to_responder']['received']}/{t['initiator_to_responder']['sent']} "
-                     f"i->r, {t['responder_to_initiator']['received']}/{t['responder_to_initiator']['sent']} r->i")
+                     + after(c["traffic"]))
     if "ike_rekey" in st:
         c = st["ike_rekey"]
-        t = c["traffic"]
         lines.append(f"  rekey       IKE SA in {c['ms']:.1f} ms ({c['old_spis'][0]}_i -> {c['new_spis'][0]}_i); "
-                     f"then {t['initiator_to_responder']['received']}/{t['initiator_to_responder']['sent']} "
-                     f"i->r, {t['responder_to_initiator']['received']}/{t['responder_to_initiator']['sent']} r->i")
+                     + after(c["traffic"]))
     if "delete" in st:
         d = st["delete"]
         lines.append(f"  delete      IKE SA and Child SAs deleted in {d['ms']:.1f} ms "
