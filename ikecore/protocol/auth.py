@@ -460,9 +460,9 @@ class TrustStore:
         try:
             context.verify_certificate()
         except crypto.X509StoreContextError as exc:
+            failing = exc.certificate.to_cryptography().subject.rfc4514_string() if exc.certificate else ""
             raise AuthenticationFailed(
-                f"certificate chain rejected: {exc} "
-                f"(at {exc.certificate.get_subject().CN or 'unnamed certificate'})") from exc
+                f"certificate chain rejected: {exc} (at {failing or 'unnamed certificate'})") from exc
         return leaf
 
 
