@@ -147,8 +147,10 @@ static inline void put64(uint8_t *p, uint64_t v) {
 /* ---- sealing ----
  * pkt points at the packet's first octet (SPI); the payload is already at
  * pkt + hdr_len (payload_len octets); cap = room from pkt on. */
-int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next_header,
-                         size_t tfc_len, const uint8_t *iv_override, size_t cap, size_t *out_len) {
+/* src: where the payload is, when it is not already at pkt + hdr_len. An AEAD
+ * encrypts it from there (no copy); CBC copies it in first. */
+static int esp_seal(ikc_esp *sa, uint8_t *pkt, const uint8_t *src, size_t payload_len, int next_header,
+                    size_t tfc_len, const uint8_t *iv_override, size_t cap, size_t *out_len) {
     int n;
     if (!sa->enc) return IKC_ERR_STATE;
     if (next_header < 0 || next_header > 255) return IKC_ERR_ARG;
@@ -162,6 +164,8 @@ int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next
     uint64_t seq = sa->seq_out + 1;
 
     uint8_t *ivp = pkt + IKC_ESP_HEADER_LEN, *ct = pkt + sa->hdr_len, *icv = ct + body;
+    if (src && !sa->aead && payload_len) memmove(ct, src, payload_len);
+    if (!sa->aead) src = NULL;
     ikc_put32(pkt, sa->spi);
     ikc_put32(pkt + 4, (uint32_t)seq);
     if (iv_override) {
@@ -194,10 +198,14 @@ int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next
              * explicit IV went between: then this one takes the slow path */
             from_generator = ikc_gcm_next_iv(sa->enc, gen) == IKC_OK && memcmp(gen, ivp, 8) == 0;
         }
+        int n2 = 0;
+        /* payload from its source (or in place), then the trailer in place */
+        size_t first = src ? payload_len : body;
         if ((!from_generator && EVP_EncryptInit_ex2(sa->enc, NULL, NULL, nonce, NULL) != 1) ||
             EVP_EncryptUpdate(sa->enc, NULL, &n, aad, (int)aad_len) != 1 ||
-            EVP_EncryptUpdate(sa->enc, ct, &n, ct, (int)body) != 1 ||
-            EVP_EncryptFinal_ex(sa->enc, ct + n, &n) != 1 ||
+            (first && EVP_EncryptUpdate(sa->enc, ct, &n, src ? src : ct, (int)first) != 1) ||
+            (first != body && EVP_EncryptUpdate(sa->enc, ct + first, &n2, ct + first, (int)(body - first)) != 1) ||
+            EVP_EncryptFinal_ex(sa->enc, ct + body, &n) != 1 ||
             ikc_aead_get_tag(sa->enc, icv, sa->icv_len) != IKC_OK)
             goto openssl_fail;
         /* back in step for the next packet */
@@ -228,6 +236,11 @@ openssl_fail:
     return IKC_ERR_OPENSSL;
 }
 
+int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next_header,
+                         size_t tfc_len, const uint8_t *iv_override, size_t cap, size_t *out_len) {
+    return esp_seal(sa, pkt, NULL, payload_len, next_header, tfc_len, iv_override, cap, out_len);
+}
+
 static int encrypt_common(ikc_esp *sa, const uint8_t *iv, size_t iv_len,
                           const uint8_t *payload, size_t payload_len, int next_header,
                           size_t tfc_len, uint8_t *out, size_t out_cap, size_t *out_len) {
@@ -235,8 +248,8 @@ static int encrypt_common(ikc_esp *sa, const uint8_t *iv, size_t iv_len,
     if (iv && iv_len != sa->iv_len) return IKC_ERR_ARG;
     if (payload_len > IKC_ESP_MAX_PACKET) return IKC_ERR_ARG;
     if (out_cap < sa->hdr_len || out_cap - sa->hdr_len < payload_len) return IKC_ERR_BUFFER;
-    if (payload_len) memmove(out + sa->hdr_len, payload, payload_len);
-    return ikc_esp_seal_inplace(sa, out, payload_len, next_header, tfc_len, iv, out_cap, out_len);
+    return esp_seal(sa, out, payload_len ? payload : NULL, payload_len, next_header, tfc_len, iv,
+                    out_cap, out_len);
 }
 
 int ikc_esp_encrypt(ikc_esp *sa, const uint8_t *payload, size_t payload_len, int next_header,
