@@ -80,6 +80,10 @@ def assert_keys_match(peer, side, *, ike: bool = True):
         assert ike_block["sk_er"] == conn.keys.sk_er.hex()
         assert ike_block.get("sk_ai", "") == conn.keys.sk_ai.hex()
         assert ike_block.get("sk_ar", "") == conn.keys.sk_ar.hex()
+        # charon 5.9 logs SK_pi/SK_pr too (SK_d only in some versions): every one it shows must match
+        assert ike_block["sk_pi"] == conn.keys.sk_pi.hex() and ike_block["sk_pr"] == conn.keys.sk_pr.hex()
+        if "sk_d" in ike_block:
+            assert ike_block["sk_d"] == conn.keys.sk_d.hex()
     child_block = [b for b in blocks if "esp_enc_i" in b][-1]
     child = side.child()
     assert child_block["esp_enc_i"] == child.keys.encr_i.hex()
