@@ -12,6 +12,13 @@ from ikecore.protocol import events as ev
 
 
 
+
+def connect_command(gr, psk: str, *extra: str):
+    """`ikecore connect` to the responder gateway ``gr`` on loopback."""
+    return ikecore_command("connect", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
+                           "--listen", "127.0.0.1", "--psk", psk, "--local-ts", "10.1.0.0/16",
+                           "--remote-ts", "10.2.0.0/16", *extra)
+
 async def run_cli(argv, env, timeout: float = 60):
     """Run an ``ikecore`` command; end it (by PID) if it outlives the timeout."""
     proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -58,11 +65,8 @@ def test_connect_reports_and_sends_traffic():
         _, cr = ike_configs()
         gr = await responder(cr)
         try:
-            argv, env = ikecore_command(
-                "connect", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
-                "--listen", "127.0.0.1", "--psk", PSK.decode(), "--local-id", "cli@test",
-                "--remote-id", "responder@test", "--local-ts", "10.1.0.0/16", "--remote-ts", "10.2.0.0/16",
-                "--send", "7", "--json")
+            argv, env = connect_command(gr, PSK.decode(), "--local-id", "cli@test",
+                                        "--remote-id", "responder@test", "--send", "7", "--json")
             returncode, out, err = await run_cli(argv, env)
             assert returncode == 0, err.decode()
             report = json.loads(out)
@@ -82,10 +86,7 @@ def test_connect_failure_exit_status():
         _, cr = ike_configs()
         gr = await responder(cr)
         try:
-            argv, env = ikecore_command(
-                "connect", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
-                "--listen", "127.0.0.1", "--psk", "wrong key", "--local-ts", "10.1.0.0/16",
-                "--remote-ts", "10.2.0.0/16", "--timeout", "20")
+            argv, env = connect_command(gr, "wrong key", "--timeout", "20")
             returncode, _, err = await run_cli(argv, env)
             assert returncode == 1 and b"failed" in err
         finally:
