@@ -24,19 +24,50 @@ _decrypt1 = lib.ikc_esp_decrypt1
 _unpack = ffi.unpack
 
 
-def _bind_fastpath():
-    """The CPython-API shim for single packets (ikecore._fastpath), bound to this
-    core's functions; None where it was not built (the cffi calls then serve)."""
+def _raise_error(rc: int, what: str):
+    raise error_for(rc, what)
+
+
+class _CffiSinglePacket:
+    """EspSA's single-packet calls where ikecore._fastpath was not built: the
+    cffi path alone (same packets, same errors)."""
+
+    __slots__ = ()
+
+    def encrypt(self, payload: bytes, next_header: int, *, tfc_pad: int = 0) -> bytes:
+        """ESP-protect ``payload`` (an IP packet in tunnel mode, the transport
+        payload otherwise); returns SPI .. ICV. ``tfc_pad`` zero octets of TFC
+        padding go after the payload (RFC 4303 §2.7). Raises
+        :class:`~ikecore.errors.SequenceExhausted` when the counter is used up."""
+        return self._encrypt_general(payload, next_header, tfc_pad=tfc_pad)
+
+    def decrypt(self, packet: bytes) -> tuple[bytes, int]:
+        """Verify and decrypt SPI .. ICV; returns (payload, next_header).
+
+        A dummy packet (next header 59, RFC 4303 §2.6) is returned as such: drop
+        it. Raises :class:`~ikecore.errors.InvalidTag` (ICV), :class:`~ikecore.errors.ReplayError`
+        (replayed or left of the window) or :class:`~ikecore.errors.MalformedPacket`
+        (truncated, bad padding, other SPI)."""
+        return self._decrypt_general(packet)
+
+    def _bind_sa(self, address: int, framing: int) -> None:
+        """(the C base keeps the address; this class needs none)"""
+
+
+def _single_packet_base():
+    """SinglePacketESP from the CPython-API module ikecore._fastpath, bound to this
+    core's functions; the cffi-only class where it was not built."""
     try:
         from .. import _fastpath
     except ImportError:
-        return None, None
+        return _CffiSinglePacket
     address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))  # noqa: E731
-    _fastpath.bind(address("ikc_esp_packet_len"), address("ikc_esp_encrypt"), address("ikc_esp_decrypt"))
-    return _fastpath.encrypt, _fastpath.decrypt
+    _fastpath.bind(address("ikc_esp_packet_len"), address("ikc_esp_encrypt"), address("ikc_esp_decrypt"),
+                   _raise_error)
+    return _fastpath.SinglePacketESP
 
 
-_fast_encrypt, _fast_decrypt = _bind_fastpath()
+_SinglePacketBase = _single_packet_base()
 _buffer = ffi.buffer
 _from_buffer = ffi.from_buffer
 _new = ffi.new
@@ -56,7 +87,7 @@ def _check_u64(value) -> None:
         raise ValueError("sequence numbers are 0 .. 2^64 - 1")
 
 
-class EspSA:
+class EspSA(_SinglePacketBase):
     """An ESP SA keyed from IKEv2 KEYMAT.
 
     ``encr_id``: 20 (ENCR_AES_GCM_16, 128/256-bit key), 28 (ENCR_CHACHA20_POLY1305)
@@ -72,7 +103,7 @@ class EspSA:
     different SAs may run on different threads concurrently.
     """
 
-    __slots__ = ("_h", "_addr", "_scratch", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
+    __slots__ = ("_h", "_scratch", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
                  "replay_window", "direction", "iv_length", "icv_length", "block_length",
                  "__weakref__")
 
@@ -110,7 +141,6 @@ class EspSA:
             raise error_for(rc, "ESP SA")
         self._h = ffi.gc(handle[0], lib.ikc_esp_free)
         self._scratch = lib.ikc_esp_scratch(self._h)   # lives as long as the SA
-        self._addr = int(ffi.cast("uintptr_t", self._h))   # for the fast path; self._h keeps it alive
         self._out = _new("uint8_t[]", _SCRATCH)
         self._len = _new("size_t *")
         self._nh = _new("int *")
@@ -124,6 +154,8 @@ class EspSA:
         iv, icv, block = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("size_t *")
         lib.ikc_esp_params(self._h, iv, icv, block)
         self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
+        # for the C methods; self._h keeps the SA alive as long as they can use it
+        self._bind_sa(int(ffi.cast("uintptr_t", self._h)), 8 + self.iv_length + self.icv_length + 2)
 
     # ---- single packets ----
 
@@ -140,19 +172,15 @@ class EspSA:
         """Largest number of octets ESP adds to a payload (header, IV, padding, ICV)."""
         return 8 + self.iv_length + self.block_length + 1 + self.icv_length
 
-    def encrypt(self, payload: bytes, next_header: int, *, tfc_pad: int = 0) -> bytes:
-        """ESP-protect ``payload`` (an IP packet in tunnel mode, the transport
-        payload otherwise); returns SPI .. ICV. ``tfc_pad`` zero octets of TFC
-        padding go after the payload (RFC 4303 §2.7). Raises
-        :class:`~ikecore.errors.SequenceExhausted` when the counter is used up."""
+    # encrypt(payload, next_header, *, tfc_pad=0) -> bytes and decrypt(packet) ->
+    # (payload, next_header) are inherited: in C (ikecore._fastpath) for bytes,
+    # the two methods below for everything else.
+
+    def _encrypt_general(self, payload: bytes, next_header: int, *, tfc_pad: int = 0) -> bytes:
+        """encrypt through cffi: any buffer, TFC padding."""
         if type(payload) is bytes and not tfc_pad:
             n = len(payload)
             if n <= _FAST_PAYLOAD:
-                if _fast_encrypt is not None:
-                    r = _fast_encrypt(self._addr, payload, next_header)
-                    if type(r) is int:
-                        raise error_for(r, "ESP encrypt")
-                    return r
                 r = _encrypt1(self._h, payload, n, next_header)
                 if r < 0:
                     raise error_for(r, "ESP encrypt")
@@ -167,20 +195,10 @@ class EspSA:
             raise error_for(rc, "ESP encrypt")
         return _buffer(out, self._len[0])[:]
 
-    def decrypt(self, packet: bytes) -> tuple[bytes, int]:
-        """Verify and decrypt SPI .. ICV; returns (payload, next_header).
-
-        A dummy packet (next header 59, RFC 4303 §2.6) is returned as such: drop
-        it. Raises :class:`~ikecore.errors.InvalidTag` (ICV), :class:`~ikecore.errors.ReplayError`
-        (replayed or left of the window) or :class:`~ikecore.errors.MalformedPacket`
-        (truncated, bad padding, other SPI)."""
+    def _decrypt_general(self, packet: bytes) -> tuple[bytes, int]:
+        """decrypt through cffi: any buffer."""
         if type(packet) is bytes:
             if len(packet) <= _FAST_PACKET:
-                if _fast_decrypt is not None:
-                    r = _fast_decrypt(self._addr, packet)
-                    if type(r) is int:
-                        raise error_for(r, "ESP decrypt")
-                    return r
                 r = _decrypt1(self._h, packet, len(packet))
                 if r < 0:
                     raise error_for(r, "ESP decrypt")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -235,12 +237,13 @@ def test_gcm_iv_stays_the_sequence_number():
     assert [rx.decrypt(p)[0] for p in packets] == [b"a" * 10] * 3 + [b"b", b"c", b"c", b"d", b"d"]
 
 
-def test_fast_path_and_cffi_path_agree(monkeypatch):
-    """ikecore._fastpath (CPython-API single-packet calls) and the plain cffi calls
-    are interchangeable: same packets, same errors."""
+def test_fast_path_and_cffi_path_agree():
+    """EspSA.encrypt/decrypt (C methods from ikecore._fastpath) and the cffi calls
+    behind _encrypt_general/_decrypt_general are interchangeable: same packets,
+    same errors."""
     from ikecore.errors import InvalidTag, MalformedPacket, ReplayError
     from ikecore.esp import sa as sa_module
-    if sa_module._fast_encrypt is None:
+    if sa_module._SinglePacketBase is sa_module._CffiSinglePacket:
         pytest.skip("ikecore._fastpath is not built")
     key = os.urandom(20)
 
@@ -250,22 +253,62 @@ def test_fast_path_and_cffi_path_agree(monkeypatch):
 
     fast_tx, fast_rx = pair()
     fast = [fast_tx.encrypt(bytes([i]) * i, 4) for i in range(40)]
-    monkeypatch.setattr(sa_module, "_fast_encrypt", None)
-    monkeypatch.setattr(sa_module, "_fast_decrypt", None)
     slow_tx, slow_rx = pair()
-    slow = [slow_tx.encrypt(bytes([i]) * i, 4) for i in range(40)]
+    slow = [slow_tx._encrypt_general(bytes([i]) * i, 4) for i in range(40)]
     assert fast == slow                      # IV = sequence number on both paths
-    assert [slow_rx.decrypt(p) for p in fast] == [(bytes([i]) * i, 4) for i in range(40)]
-    monkeypatch.undo()
+    assert [slow_rx._decrypt_general(p) for p in fast] == [(bytes([i]) * i, 4) for i in range(40)]
     assert [fast_rx.decrypt(p) for p in slow] == [(bytes([i]) * i, 4) for i in range(40)]
-    with pytest.raises(ReplayError):
-        fast_rx.decrypt(slow[3])
+    for decrypt in (fast_rx.decrypt, slow_rx._decrypt_general):
+        with pytest.raises(ReplayError):
+            decrypt(slow[3])
     bad = bytearray(slow[5])
     bad[-1] ^= 1
+    rx_fast, rx_slow = pair()[1], pair()[1]
+    for decrypt in (rx_fast.decrypt, rx_slow._decrypt_general):
+        with pytest.raises(InvalidTag):
+            decrypt(bytes(bad))
     fresh_rx = pair()[1]
-    with pytest.raises(InvalidTag):
-        fresh_rx.decrypt(bytes(bad))
-    with pytest.raises(MalformedPacket):
-        fresh_rx.decrypt(b"\x00\x00\x02\x02")
+    for decrypt in (fresh_rx.decrypt, fresh_rx._decrypt_general):
+        with pytest.raises(MalformedPacket):
+            decrypt(b"\x00\x00\x02\x02")
+    for encrypt in (fast_tx.encrypt, fast_tx._encrypt_general):
+        with pytest.raises(ValueError):
+            encrypt(b"x", 256)
     with pytest.raises(TypeError):
         fast_tx.encrypt("not bytes", 4)
+
+
+def test_single_packet_calls_off_the_fast_path():
+    """Keywords, TFC padding and non-bytes buffers leave the C method for the cffi
+    path; the packets still open on the other side."""
+    key = os.urandom(20)
+    tx = EspSA(0x303, 20, key, direction="out")
+    rx = EspSA(0x303, 20, key, direction="in")
+    packets = [tx.encrypt(payload=b"kw", next_header=4),
+               tx.encrypt(bytearray(b"ba"), 41),
+               tx.encrypt(memoryview(b"mv"), 4, tfc_pad=7),
+               tx.encrypt(b"big" * 1000, 4)]
+    assert len(packets[2]) >= 8 + 8 + 2 + 7 + 2 + 16
+    assert rx.decrypt(packet=packets[0]) == (b"kw", 4)
+    assert rx.decrypt(bytearray(packets[1])) == (b"ba", 41)
+    assert rx.decrypt(memoryview(packets[2])) == (b"mv" + bytes(7), 4)   # TFC stays: the inner header says where the payload ends
+    assert rx.decrypt(packets[3]) == (b"big" * 1000, 4)
+    with pytest.raises(TypeError):
+        tx.encrypt(b"x")
+    with pytest.raises(TypeError):
+        rx.decrypt(b"x", b"y")
+
+
+def test_esp_sa_without_the_fastpath_module():
+    """Where ikecore._fastpath is not built, EspSA runs on cffi alone."""
+    code = (
+        "import sys, os; sys.modules['ikecore._fastpath'] = None\n"
+        "from ikecore.esp import EspSA\n"
+        "from ikecore.errors import ReplayError\n"
+        "assert all(c.__module__ != 'ikecore._fastpath' for c in EspSA.__mro__)\n"
+        "k = os.urandom(20); tx = EspSA(9, 20, k, direction='out'); rx = EspSA(9, 20, k, direction='in')\n"
+        "p = tx.encrypt(b'abc', 4); assert rx.decrypt(p) == (b'abc', 4)\n"
+        "try:\n    rx.decrypt(p)\nexcept ReplayError:\n    print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
