@@ -61,6 +61,16 @@ def compare(benchmark):
     return run
 
 
+@pytest.fixture
+def record_ratio():
+    """Put a ratio measured elsewhere (e.g. bench_esp's interleaved rounds) into
+    the session's table: record_ratio(label, ours_per_s, baseline_per_s, target)."""
+    def record(label: str, ours_per_s: float, baseline_per_s: float, target: float | None = None) -> None:
+        RESULTS.append({"label": label, "ours_per_s": ours_per_s, "baseline_per_s": baseline_per_s,
+                        "ratio": ours_per_s / baseline_per_s, "target": target})
+    return record
+
+
 def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
