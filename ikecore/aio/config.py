@@ -41,11 +41,21 @@ class ConnectionSpec:
     local_addr: str | None = None
     start: bool = False                 # initiate when the gateway starts
     start_child: str | None = None      # the child the initial exchange creates (default: first)
+    restart: bool | None = None         # initiate again when the IKE SA ends; None: as ``start``
+
+    @property
+    def keep_up(self) -> bool:
+        """Whether the gateway initiates this connection again when its IKE SA ends
+        for any reason but its own delete (the peer's delete, DPD, a failed rekey,
+        a hard lifetime)."""
+        return self.start if self.restart is None else self.restart
 
     @property
     def initiator_target(self) -> str | None:
         """The host this connection initiates to (the first remote address that is one host)."""
         for a in self.remote_addrs:
+            if a.startswith("%"):
+                continue            # %any, %any4, %any6: not a place to initiate to
             try:
                 net = ipaddress.ip_network(a, strict=False)
             except ValueError:
@@ -410,9 +420,11 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
         remote_port=r.port("remote_port", DEFAULT_PORT),
         remote_natt_port=r.port("remote_natt_port", DEFAULT_NATT_PORT),
         local_addr=r.get("local_addr", str),
-        start=r.get("start", bool, False), start_child=r.get("start_child", str))
-    if spec.start and spec.initiator_target is None:
-        raise r.error("start", "an initiating connection needs one host in remote_addrs")
+        start=r.get("start", bool, False), start_child=r.get("start_child", str),
+        restart=r.get("restart", bool))
+    for key in ("start", "restart"):
+        if getattr(spec, key) and spec.initiator_target is None:
+            raise r.error(key, "an initiating connection needs one host in remote_addrs")
     if spec.start_child is not None and spec.start_child not in {c.name for c in children}:
         raise r.error("start_child", f"no child named {spec.start_child!r}")
     r.done()

@@ -47,6 +47,11 @@ from .keylog import KeyLog
 
 log = logging.getLogger("ikecore.gateway")
 
+# start/restart connections: the first retry after a failed initiation, and the
+# most the back-off grows to (seconds)
+RESTART_FIRST_DELAY = 2.0
+RESTART_MAX_DELAY = 60.0
+
 
 class GatewayError(IkeError):
     """An initiation failed (``connection`` is the IKE SA it concerned, if any)."""
@@ -85,6 +90,7 @@ class _Initiation:
     future: asyncio.Future
     want_child: bool
     established: bool = False
+    keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
 def _grow_buffers(s: socket.socket, size: int) -> None:
@@ -153,6 +159,7 @@ class Gateway:
         self._tasks: set[asyncio.Task] = set()
         self._waiters: list[_Waiter] = []
         self._initiations: dict[IkeConnection, _Initiation] = {}
+        self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> first IKE SA
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -350,8 +357,9 @@ class Gateway:
         return task
 
     async def _start_connection(self, spec: ConnectionSpec) -> None:
-        """``start = true``: initiate, and try again (backing off) while it fails."""
-        delay = 2.0
+        """``start = true`` (and ``restart``): initiate, and try again (backing off)
+        while it fails."""
+        delay = RESTART_FIRST_DELAY
         while self.running and not self._stopping:
             try:
                 await self.initiate(spec.name)
@@ -359,7 +367,25 @@ class Gateway:
             except (GatewayError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("%s: initiation failed: %s; retrying in %.0f s", spec.name, exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+            delay = min(delay * 2, RESTART_MAX_DELAY)
+
+    def _restart_if_kept(self, conn: IkeConnection, reason: str) -> None:
+        """The IKE SA of a ``restart`` connection ended: initiate it again, unless
+        it was replaced (IKE rekey) or the gateway is stopping. (``delete``
+        forgets the connection first: an operator's delete is no failure.)"""
+        if conn.replaced_by is not None:
+            return
+        for name, first in list(self._kept_up.items()):
+            if self.current(first) is not conn:
+                continue
+            del self._kept_up[name]
+            if self._stopping or not self.running:
+                return
+            spec = self.config.connections.get(name)
+            if spec is not None and spec.keep_up:
+                log.info("%s: IKE SA ended (%s); initiating again", name, reason)
+                self._spawn(self._start_connection(spec))
+            return
 
     # ============================================================ public API ==
     @property
@@ -385,6 +411,8 @@ class Gateway:
         conn = self.connect(spec.ike, (host, remote_port or spec.remote_port),
                             remote_natt_port=remote_natt_port or spec.remote_natt_port,
                             child=child or spec.start_child, local_host=spec.local_addr)
+        if spec.keep_up:
+            self._initiations[conn].keep_up = name
         return await self.established(conn, timeout=timeout)
 
     def connect(self, config: IkeConfig, remote: tuple[str, int], *, remote_natt_port: int = 4500,
@@ -456,6 +484,12 @@ class Gateway:
         self._command(conn, lambda c, now: c.delete_child_sa(now, child.spi_in))
 
     def delete(self, conn: IkeConnection) -> None:
+        """Delete the IKE SA; a ``restart`` connection stays down (this is the
+        operator's decision, not a failure)."""
+        current = self.current(conn)
+        for name, first in list(self._kept_up.items()):
+            if self.current(first) is current:
+                del self._kept_up[name]
         self._command(conn, lambda c, now: c.delete(now))
 
     def check_liveness(self, conn: IkeConnection) -> None:
@@ -797,6 +831,7 @@ class Gateway:
             if init is not None:
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
+            self._restart_if_kept(conn, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
 
@@ -815,6 +850,8 @@ class Gateway:
             init.future.set_exception(error)
             init.future.exception()          # mark retrieved: a timed-out caller may be gone
         else:
+            if init.keep_up is not None:
+                self._kept_up[init.keep_up] = conn
             init.future.set_result(result)
 
     def _select_config(self, remote, local) -> IkeConfig | None:

@@ -43,6 +43,7 @@ def test_documented_example_parses(tmp_path):
     spec = cfg.connection("site-b")
     ike = spec.ike
     assert spec.start and spec.remote_addrs == ["192.0.2.2"] and spec.initiator_target == "192.0.2.2"
+    assert spec.restart is None and spec.keep_up            # restart follows start
     assert len(ike.proposals) == 2 and ike.rekey_time == 4 * 3600 and ike.life_time == pytest.approx(4 * 3600 * 1.1)
     assert ike.dpd_delay == 30 and ike.force_encap and not ike.mobike
     assert str(ike.local_id) == "gw-a.example.org" and str(ike.remote_id) == "gw-b.example.org"
@@ -63,6 +64,14 @@ def test_minimal_defaults(tmp_path):
     assert cfg.port == 0 and cfg.natt_port == 0 and spec.remote_port == 500 and spec.remote_natt_port == 4500
     assert spec.ike.remote_id is None and spec.ike.force_encap
     assert not spec.accepts("192.0.2.9") and spec.accepts("127.0.0.1")
+    assert not spec.start and not spec.keep_up
+
+
+@pytest.mark.parametrize("keys, keep_up", [("start = true", True), ("start = true\nrestart = false", False),
+                                           ("restart = true", True), ("restart = false", False)])
+def test_restart_follows_start_unless_given(tmp_path, keys, keep_up):
+    cfg = load_config(write(tmp_path, MINIMAL.replace("[connections.b.local]", keys + "\n[connections.b.local]")))
+    assert cfg.connection("b").keep_up is keep_up
 
 
 def test_keys_never_in_repr(tmp_path):
@@ -89,6 +98,11 @@ BAD = [
     (MINIMAL.replace('[connections.b.local]', 'start = true\n[connections.b.local]')
      .replace('remote_addrs = ["127.0.0.1"]', 'remote_addrs = ["10.0.0.0/8"]'),
      "connections.b.start", "one host"),
+    (MINIMAL.replace('[connections.b.local]', 'restart = true\n[connections.b.local]')
+     .replace('remote_addrs = ["127.0.0.1"]', 'remote_addrs = ["%any"]'),
+     "connections.b.restart", "one host"),
+    (MINIMAL.replace('[connections.b.local]', 'restart = "yes"\n[connections.b.local]'),
+     "connections.b.restart", "bool"),
     (MINIMAL + 'mode = "bridge"\n', "connections.b.children.net", "tunnel or transport"),
     (MINIMAL.replace('psk = "secret secret"', 'psk = "s"\nrekey_time = "2h"\nlife_time = "1h"'),
      "connections.b", "rekey_time"),
