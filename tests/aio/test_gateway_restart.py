@@ -4,6 +4,7 @@ replaced it, or the gateway stops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -21,6 +22,20 @@ async def kept_initiator(gr: Gateway, ci, **spec_kw) -> Gateway:
     return await Gateway(cfg).start()
 
 
+@contextlib.asynccontextmanager
+async def kept_pair(**spec_kw):
+    """(initiator whose connection "to-r" has spec_kw, responder); both stopped
+    on the way out."""
+    ci, cr = ike_configs()
+    gr = await responder(cr)
+    gi = await kept_initiator(gr, ci, **spec_kw)
+    try:
+        yield gi, gr
+    finally:
+        await gi.stop()
+        await gr.stop()
+
+
 async def up(gi: Gateway, gr: Gateway):
     """Both sides' (IKE SA, Child SA installed) once the initiator's start is through."""
     i_child = asyncio.ensure_future(gi.wait_for(ev.ChildSaInstalled, timeout=20))
@@ -36,10 +51,7 @@ async def no_initiation(gr: Gateway) -> None:
 
 def test_start_connection_comes_back_after_the_peer_deletes_it():
     async def body():
-        ci, cr = ike_configs()
-        gr = await responder(cr)
-        gi = await kept_initiator(gr, ci, start=True)        # restart follows start
-        try:
+        async with kept_pair(start=True) as (gi, gr):        # restart follows start
             first_i, first_r = await up(gi, gr)
             gone = asyncio.ensure_future(gi.wait_for(ev.IkeSaDeleted, timeout=20))
             again = asyncio.ensure_future(up(gi, gr))
@@ -55,18 +67,12 @@ def test_start_connection_comes_back_after_the_peer_deletes_it():
             gr.delete(second_r)
             third_i, _ = await again
             assert third_i.spi_i not in (first_i.spi_i, second_i.spi_i)
-        finally:
-            await gi.stop()
-            await gr.stop()
     run(body())
 
 
 def test_operator_delete_and_ike_rekey_do_not_restart():
     async def body():
-        ci, cr = ike_configs()
-        gr = await responder(cr)
-        gi = await kept_initiator(gr, ci, start=True)
-        try:
+        async with kept_pair(start=True) as (gi, gr):
             conn, _ = await up(gi, gr)
             rekeyed = asyncio.ensure_future(gi.wait_for(ev.IkeSaRekeyed, timeout=20))
             gi.rekey(conn)
@@ -77,45 +83,39 @@ def test_operator_delete_and_ike_rekey_do_not_restart():
             await gone
             await no_initiation(gr)
             assert gi.connections == []
-        finally:
-            await gi.stop()
-            await gr.stop()
     run(body())
 
 
-def test_restart_false_leaves_a_started_connection_down():
+@pytest.mark.parametrize("spec_kw, deleted_by", [({"start": True, "restart": False}, "peer"),
+                                                 ({"start": True}, "own stop")])
+def test_started_connection_stays_down(spec_kw, deleted_by):
+    """restart = false leaves the connection down after the peer's Delete; the
+    initiator's own stop deletes it without initiating again."""
     async def body():
-        ci, cr = ike_configs()
-        gr = await responder(cr)
-        gi = await kept_initiator(gr, ci, start=True, restart=False)
-        try:
+        async with kept_pair(**spec_kw) as (gi, gr):
             _, rconn = await up(gi, gr)
-            gone = asyncio.ensure_future(gi.wait_for(ev.IkeSaDeleted, timeout=20))
-            gr.delete(rconn)
-            await gone
-            await no_initiation(gr)
+            gone = asyncio.ensure_future(gr.wait_for(ev.IkeSaDeleted, timeout=20))
+            if deleted_by == "peer":
+                gr.delete(rconn)
+                await gone
+                await no_initiation(gr)
+            else:
+                await gi.stop()                     # the initiator's own shutdown deletes, no restart
+                await gone
+                await no_initiation(gr)
             assert gi.connections == []
-        finally:
-            await gi.stop()
-            await gr.stop()
     run(body())
 
 
 def test_restart_without_start_keeps_an_initiated_connection_up():
     async def body():
-        ci, cr = ike_configs()
-        gr = await responder(cr)
-        gi = await kept_initiator(gr, ci, restart=True)
-        try:
+        async with kept_pair(restart=True) as (gi, gr):
             await no_initiation(gr)                 # not started by itself
             conn = await gi.initiate("to-r", timeout=10)
             again = asyncio.ensure_future(up(gi, gr))
             gr.delete(gr.connections[0])
             new, _ = await again
             assert new.spi_i != conn.spi_i
-        finally:
-            await gi.stop()
-            await gr.stop()
     run(body())
 
 
