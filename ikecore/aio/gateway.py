@@ -159,7 +159,7 @@ class Gateway:
         self._tasks: set[asyncio.Task] = set()
         self._waiters: list[_Waiter] = []
         self._initiations: dict[IkeConnection, _Initiation] = {}
-        self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> first IKE SA
+        self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> IKE SA
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -373,19 +373,22 @@ class Gateway:
         """The IKE SA of a ``restart`` connection ended: initiate it again, unless
         it was replaced (IKE rekey) or the gateway is stopping. (``delete``
         forgets the connection first: an operator's delete is no failure.)"""
-        if conn.replaced_by is not None:
+        name = self._kept_name(conn) if conn.replaced_by is None else None
+        if name is None:
             return
-        for name, first in list(self._kept_up.items()):
-            if self.current(first) is not conn:
-                continue
-            del self._kept_up[name]
-            if self._stopping or not self.running:
-                return
-            spec = self.config.connections.get(name)
-            if spec is not None and spec.keep_up:
-                log.info("%s: IKE SA ended (%s); initiating again", name, reason)
-                self._spawn(self._start_connection(spec))
-            return
+        del self._kept_up[name]
+        spec = self.config.connections.get(name)
+        if spec is not None and spec.keep_up and self.running and not self._stopping:
+            log.info("%s: IKE SA ended (%s); initiating again", name, reason)
+            self._spawn(self._start_connection(spec))
+
+    def _kept_name(self, conn: IkeConnection) -> str | None:
+        """The restart connection whose IKE SA ``conn`` is now, if any."""
+        current = self.current(conn)
+        for name, kept in self._kept_up.items():
+            if self.current(kept) is current:
+                return name
+        return None
 
     # ============================================================ public API ==
     @property
@@ -486,10 +489,7 @@ class Gateway:
     def delete(self, conn: IkeConnection) -> None:
         """Delete the IKE SA; a ``restart`` connection stays down (this is the
         operator's decision, not a failure)."""
-        current = self.current(conn)
-        for name, first in list(self._kept_up.items()):
-            if self.current(first) is current:
-                del self._kept_up[name]
+        self._kept_up.pop(self._kept_name(conn), None)
         self._command(conn, lambda c, now: c.delete(now))
 
     def check_liveness(self, conn: IkeConnection) -> None:
@@ -819,6 +819,9 @@ class Gateway:
             new = event.connection
             if isinstance(event, ev.IkeSaRekeyed):
                 self.dataplane.rehome(conn, new)
+                name = self._kept_name(conn)
+                if name is not None and new is not None:
+                    self._kept_up[name] = new      # hold the live SA, not the rekeyed-away chain
             log.info("%s: IKE SA %s -> %s", conn.name,
                      "rekeyed" if isinstance(event, ev.IkeSaRekeyed) else "cloned", new.name)
             if self.keylog and new is not None:
