@@ -290,6 +290,49 @@ int ikc_vec_write_fd(ikc_pktvec *v, int fd, uint32_t *written);
  * (i = UINT32_MAX: all slots; host NULL: clear) */
 int ikc_vec_get_addr(const ikc_pktvec *v, uint32_t i, char *host, size_t host_cap, uint16_t *port);
 int ikc_vec_set_addr(ikc_pktvec *v, uint32_t i, const char *host, uint16_t port);
+/* ---- traffic-selector policy of the data path (RFC 4301 §4.4.1) ----
+ * Installed Child SAs by inbound SPI, with their selectors. Inbound: packets
+ * that decrypted OK (spis[] taken by ikc_vec_spis before decrypting) are
+ * checked against their SA's selectors when it has IKC_SPD_CHECK (tunnel
+ * mode): outside them, or no IP header of the version the next header names,
+ * status IKC_ERR_POLICY. Outbound: each PENDING IP packet gets the inbound SPI
+ * of the newest IKC_SPD_ROUTE SA whose selectors cover it (local = source),
+ * or 0 and status IKC_ERR_POLICY. Not thread-safe. */
+typedef struct {
+    uint8_t version;                 /* 4 or 6 */
+    uint8_t ip_protocol;             /* 0: any */
+    uint16_t start_port, end_port;   /* 0-65535: any (also for protocols without ports) */
+    uint8_t start_addr[16], end_addr[16];   /* IPv4: the first 4 octets */
+} ikc_ts;
+#define IKC_ERR_POLICY    -16   /* data path: outside the SA's traffic selectors / no SA covers it */
+#define IKC_PKT_PARKED      7   /* set aside by ikc_vec_select */
+#define IKC_SPD_CHECK       1
+#define IKC_SPD_ROUTE       2
+typedef struct ikc_spd ikc_spd;
+int ikc_spd_new(ikc_spd **out);
+void ikc_spd_free(ikc_spd *spd);
+/* add the SA with inbound SPI spi (or give it new selectors and flags, keeping its place) */
+int ikc_spd_set(ikc_spd *spd, uint32_t spi, const ikc_ts *local, size_t n_local,
+                const ikc_ts *remote, size_t n_remote, unsigned int flags);
+int ikc_spd_set_flags(ikc_spd *spd, uint32_t spi, unsigned int flags);
+int ikc_spd_remove(ikc_spd *spd, uint32_t spi);
+int ikc_spd_drops(const ikc_spd *spd, uint32_t spi, uint64_t *drops);
+uint32_t ikc_spd_count(const ikc_spd *spd);
+/* The inbound step of a gateway: decrypt every PENDING packet with the SA its
+ * SPI names (as ikc_esp_decrypt_vec_multi, in place), check the tunnel-mode
+ * ones against their SA's selectors, and count the outcomes of exactly these
+ * packets: tally[status - IKC_TALLY_MIN]. spis[i]: the inbound SPI of each
+ * packet that ended OK, else 0. */
+#define IKC_TALLY_MIN     -16
+#define IKC_TALLY_SIZE     24
+int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *v,
+                    uint32_t *spis, uint32_t cap, uint32_t *tally, uint32_t ntally);
+/* groups: the distinct SPIs routed to, in order of first appearance */
+int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uint32_t *groups,
+                  uint32_t *n_groups, uint32_t *n_routed);
+/* one SA's packets: PENDING or PARKED packets become PENDING where spis[i] ==
+ * spi and PARKED elsewhere; n = how many are PENDING */
+int ikc_vec_select(ikc_pktvec *v, const uint32_t *spis, uint32_t cap, uint32_t spi, uint32_t *n);
 /* CDEF END */
 
 #endif

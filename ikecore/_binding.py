@@ -44,6 +44,7 @@ _STATUS = {
     lib.IKC_ERR_SPI: (errors.MalformedPacket, "packet for another SPI"),
     lib.IKC_ERR_STATE: (errors.IkeError, "operation not valid in this state"),
     lib.IKC_ERR_IO: (OSError, "socket or file descriptor I/O failed"),
+    lib.IKC_ERR_POLICY: (errors.PolicyViolation, "outside the traffic selectors"),
 }
 
 

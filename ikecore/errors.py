@@ -58,6 +58,11 @@ class MalformedPacket(EspError, ValueError):
     """An ESP packet is truncated, has bad padding, or the wrong SPI."""
 
 
+class PolicyViolation(EspError):
+    """A packet lies outside the traffic selectors of its SA (RFC 4301 §5.2), or
+    no SA's selectors cover an outbound packet."""
+
+
 # --- IKE messages and protocol -------------------------------------------------
 
 class ProtocolError(IkeError):

@@ -3,13 +3,16 @@ through :class:`~ikecore.esp.PacketVector` batches, and a Linux TUN device.
 
 Inbound, the gateway hands every batch it read from the NAT-T socket (already
 classified by ``classify_udpencap``) to :meth:`DataPlane.receive`: the ESP
-packets are decrypted by SPI in one C call (:class:`~ikecore.esp.InboundSATable`),
-checked against the Child SA's traffic selectors (RFC 4301 §5.2) and written to
-the TUN device (``write_fd``, one C call) or handed to a callback.
+packets are decrypted by SPI and checked against their Child SA's traffic
+selectors (RFC 4301 §5.2) in one C call (:class:`~ikecore.esp.SelectorTable`)
+and written to the TUN device (``write_fd``, one C call) or handed to a
+callback.
 
 Outbound, packets read from the TUN device (``read_fd``) or given to
 :meth:`DataPlane.send_packets` are routed to a Child SA by its traffic
-selectors, encrypted per SA in one C call and sent with sendmmsg.
+selectors (one C call per batch, with a flow cache), encrypted per SA in one C
+call and sent with sendmmsg. No Python runs per packet on either path unless a
+callback or a capture asks for the packets.
 
 Only tunnel mode is routed through the TUN device; transport-mode Child SAs
 are reachable through ``send_packets`` and the callback (``next_header`` says
@@ -26,9 +29,9 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..esp import EMPTY, OK, PENDING, EspSA, InboundSATable, PacketVector
+from ..esp import DUMMY, EMPTY, OK, PENDING, EspSA, InboundSATable, PacketVector, SelectorTable
 from ..esp import batch as _b
-from ..protocol.constants import TsType
+from ..esp.policy import ERR_POLICY, tally_count
 
 log = logging.getLogger("ikecore.dataplane")
 
@@ -36,59 +39,11 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 
-_PORT_PROTOCOLS = (6, 17, 132)      # TCP, UDP, SCTP: ports follow the IP header
+# per-status counters of the inbound path (other negative statuses count as malformed)
 _ERR_NAMES = {_b.ERR_TAG: "auth_failed", _b.ERR_REPLAY: "replayed", _b.ERR_SPI: "unknown_spi",
-              _b.ERR_TRUNCATED: "malformed", _b.ERR_PADDING: "malformed", _b.ERR_BUFFER: "oversized"}
-
-
-# ----------------------------------------------------------------- selectors --
-
-def packet_5tuple(pkt) -> tuple[int, bytes, bytes, int, int, int] | None:
-    """(IP version, src, dst, protocol, src port, dst port) of an IP packet, or None.
-    Ports are 0 when absent (other protocols, non-first fragments)."""
-    if len(pkt) < 20:
-        return None
-    v = pkt[0] >> 4
-    if v == 4:
-        ihl = (pkt[0] & 15) * 4
-        proto = pkt[9]
-        src, dst = bytes(pkt[12:16]), bytes(pkt[16:20])
-        frag_off = ((pkt[6] & 0x1F) << 8) | pkt[7]
-        sport = dport = 0
-        if proto in _PORT_PROTOCOLS and frag_off == 0 and len(pkt) >= ihl + 4:
-            sport, dport = struct.unpack_from("!HH", pkt, ihl)
-        return 4, src, dst, proto, sport, dport
-    if v == 6 and len(pkt) >= 40:
-        proto = pkt[6]
-        sport = dport = 0
-        if proto in _PORT_PROTOCOLS and len(pkt) >= 44:
-            sport, dport = struct.unpack_from("!HH", pkt, 40)
-        return 6, bytes(pkt[8:24]), bytes(pkt[24:40]), proto, sport, dport
-    return None
-
-
-def _ts_match(ts, version: int, addr: bytes, proto: int, port: int) -> bool:
-    kind = TsType.TS_IPV4_ADDR_RANGE if version == 4 else TsType.TS_IPV6_ADDR_RANGE
-    if getattr(ts, "ts_type", None) != kind:
-        return False
-    if not ts.start_addr <= addr <= ts.end_addr:
-        return False
-    if ts.ip_protocol and ts.ip_protocol != proto:
-        return False
-    if (ts.start_port, ts.end_port) != (0, 65535) and not ts.start_port <= port <= ts.end_port:
-        return False
-    return True
-
-
-def selectors_allow(local_ts, remote_ts, tup, *, outbound: bool) -> bool:
-    """Whether a packet's 5-tuple falls inside a Child SA's selectors."""
-    v, src, dst, proto, sport, dport = tup
-    if outbound:
-        lo, lp, ro, rp = src, sport, dst, dport
-    else:
-        lo, lp, ro, rp = dst, dport, src, sport
-    return (any(_ts_match(t, v, lo, proto, lp) for t in local_ts) and
-            any(_ts_match(t, v, ro, proto, rp) for t in remote_ts))
+              _b.ERR_TRUNCATED: "malformed", _b.ERR_PADDING: "malformed", _b.ERR_BUFFER: "oversized",
+              ERR_POLICY: "policy_drops"}
+_COUNTED = {OK, DUMMY, *_ERR_NAMES}
 
 
 # ------------------------------------------------------------------------ TUN --
@@ -143,8 +98,16 @@ class ChildState:
     in_sa: EspSA
     replaced_by: "ChildState | None" = None
     removed: bool = False
-    policy_drops: int = 0
     extra: dict = field(default_factory=dict)
+    policy: SelectorTable | None = field(default=None, repr=False)   # where the drop count lives
+    _drops_at_removal: int = field(default=0, repr=False)
+
+    @property
+    def policy_drops(self) -> int:
+        """Inbound packets dropped for lying outside the selectors."""
+        if self.policy is not None and self.spi_in in self.policy:
+            return self.policy.drops(self.spi_in)
+        return self._drops_at_removal
 
     @property
     def spi_in(self) -> int:
@@ -187,11 +150,15 @@ class DataPlane:
         self.tun: TunDevice | None = None
         self.batch_size = batch_size
         self.inbound = InboundSATable()
+        self.policy = SelectorTable()                # selectors by inbound SPI, in C
         self.states: dict[int, ChildState] = {}      # by inbound SPI
         self._by_child: dict[int, ChildState] = {}   # id(ChildSa) -> state
-        self._route_cache: dict = {}
         self.tx = PacketVector(batch_size, slot_size)
         self.tun_rx = PacketVector(batch_size, slot_size)
+        self._probe = PacketVector(1, slot_size)     # route(): one packet
+        self._spis: dict[int, object] = {}           # vector capacity -> uint32_t[] of SPIs
+        self._groups: dict[int, object] = {}
+        self._tally = SelectorTable.tally_array()
         self.counters = {"rx_esp": 0, "rx_ok": 0, "rx_dummy": 0, "auth_failed": 0, "replayed": 0,
                          "unknown_spi": 0, "malformed": 0, "oversized": 0, "policy_drops": 0,
                          "tx_packets": 0, "tx_dropped": 0, "no_route": 0, "tun_rx": 0, "tun_tx": 0}
@@ -204,11 +171,12 @@ class DataPlane:
             log.warning("%s: Child SA %s without UDP encapsulation: plain ESP (IP protocol 50) is not "
                         "carried by this gateway; set encap = true", getattr(conn, "name", "?"), child.spi_in.hex())
         out_sa, in_sa = child.esp_sas()
-        state = ChildState(child, conn, out_sa, in_sa)
+        state = ChildState(child, conn, out_sa, in_sa, policy=self.policy)
+        tunnel = child.mode == "tunnel"     # transport mode: neither checked nor routed here
+        self.policy.set(in_sa.spi, child.local_ts, child.remote_ts, check=tunnel, route=tunnel)
         self.states[in_sa.spi] = state
         self._by_child[id(child)] = state
         self.inbound.add(in_sa)
-        self._route_cache.clear()
         log.info("%s: ESP SAs installed for child %s: in 0x%08x, out 0x%08x (%s)", getattr(conn, "name", "?"),
                  child.name, in_sa.spi, out_sa.spi, "ESP-in-UDP" if child.udp_encap else "ESP")
         return state
@@ -219,7 +187,8 @@ class DataPlane:
         prev = self._by_child.get(id(old))
         if prev is not None and prev is not state:
             prev.replaced_by = state
-        self._route_cache.clear()
+            if prev.spi_in in self.policy:
+                self.policy.set_route(prev.spi_in, False)   # still received on, no longer sent through
         return state
 
     def remove(self, child) -> ChildState | None:
@@ -227,9 +196,10 @@ class DataPlane:
         if state is None:
             return None
         state.removed = True
+        state._drops_at_removal = state.policy_drops
         self.states.pop(state.spi_in, None)
         self.inbound.remove(state.spi_in)
-        self._route_cache.clear()
+        self.policy.remove(state.spi_in)
         log.info("%s: ESP SAs removed for child %s (in 0x%08x)", getattr(state.conn, "name", "?"),
                  child.name, state.spi_in)
         return state
@@ -249,75 +219,58 @@ class DataPlane:
     # ----------------------------------------------------------- routing --
     def route(self, pkt) -> ChildState | None:
         """The Child SA whose selectors cover an outbound IP packet (newest first)."""
-        tup = packet_5tuple(pkt)
-        if tup is None:
+        probe = self._probe
+        if len(pkt) > probe.slot_size - probe.headroom:
             return None
-        cached = self._route_cache.get(tup)
-        if cached is not None:
-            return cached
-        for s in reversed(list(self._by_child.values())):
-            if s.replaced_by is not None or s.child.mode != "tunnel":
-                continue
-            if selectors_allow(s.child.local_ts, s.child.remote_ts, tup, outbound=True):
-                if len(self._route_cache) > 4096:
-                    self._route_cache.clear()
-                self._route_cache[tup] = s
-                return s
-        return None
+        probe.load([pkt])
+        spis, groups = self._arrays(probe)
+        routed, _ = self.policy.route(probe, spis, groups)
+        return self.states.get(spis[0]) if routed else None
+
+    def _arrays(self, vec: PacketVector):
+        """(per-packet SPIs, route groups): uint32_t arrays sized for ``vec``."""
+        spis = self._spis.get(vec.capacity)
+        if spis is None:
+            spis = self._spis[vec.capacity] = SelectorTable.spi_array(vec)
+            self._groups[vec.capacity] = SelectorTable.spi_array(vec)
+        return spis, self._groups[vec.capacity]
 
     # ----------------------------------------------------------- inbound --
     def receive(self, vec: PacketVector) -> int:
-        """Decrypt every PENDING packet of a batch (ESP after ``classify_udpencap``);
-        deliver the good ones. Returns how many were delivered."""
-        pending = list(vec.iter_status(PENDING))
-        if not pending:
+        """Decrypt every PENDING packet of a batch (ESP after ``classify_udpencap``)
+        and check it against its Child SA's selectors, in one C call; deliver the
+        good ones. Returns how many were delivered."""
+        spis, _ = self._arrays(vec)
+        tally = self._tally
+        self.policy.receive(vec, self.inbound, spis, tally)
+        total = sum(tally)
+        if not total:
             return 0
         c = self.counters
-        c["rx_esp"] += len(pending)
-        spis = {}
-        for i in pending:
-            p = vec.packet(i)
-            spis[i] = int.from_bytes(p[:4], "big") if len(p) >= 4 else 0
-        self.inbound.decrypt_batch(vec)
-        delivered = 0
-        st, nh = vec.status, vec.next_headers
-        for i in pending:
-            s = st[i]
-            if s == OK:
-                state = self.states.get(spis[i])
-                pkt = vec.packet(i)
-                if state is None:
-                    st[i] = EMPTY
-                    continue
-                if state.child.mode == "tunnel":
-                    tup = packet_5tuple(pkt) if nh[i] in (4, 41) else None
-                    if tup is None or not selectors_allow(state.child.local_ts, state.child.remote_ts,
-                                                          tup, outbound=False):
-                        state.policy_drops += 1
-                        c["policy_drops"] += 1
-                        st[i] = EMPTY
-                        continue
-                delivered += 1
-                if self.tun is None:
-                    if self.on_packet is not None:
-                        try:
-                            self.on_packet(state.child, bytes(pkt), nh[i])
-                        except Exception:     # a broken callback must not stop the data path
-                            log.exception("packet callback failed")
-                    st[i] = EMPTY
-            elif s == _b.DUMMY:
-                c["rx_dummy"] += 1
-            else:
-                c[_ERR_NAMES.get(s, "malformed")] += 1
+        c["rx_esp"] += total
+        delivered = tally_count(tally, OK)
         c["rx_ok"] += delivered
-        if self.tun is not None and delivered:
+        c["rx_dummy"] += tally_count(tally, DUMMY)
+        for status, name in _ERR_NAMES.items():
+            c[name] += tally_count(tally, status)
+        c["malformed"] += total - sum(tally_count(tally, s) for s in _COUNTED)
+        if not delivered:
+            return 0
+        if self.tun is not None:
             try:
                 c["tun_tx"] += vec.write_fd(self.tun.fd)
             except OSError as exc:
                 log.warning("writing to %s: %s", self.tun.name, exc)
-            for i in pending:            # handled: a later call on this vector must not write them again
-                if st[i] == OK:
-                    st[i] = EMPTY
+        elif self.on_packet is not None:
+            nh = vec.next_headers
+            for i in vec.iter_status(OK):
+                state = self.states.get(spis[i])
+                try:
+                    self.on_packet(state.child, bytes(vec.packet(i)), nh[i])
+                except Exception:     # a broken callback must not stop the data path
+                    log.exception("packet callback failed")
+        # handled: a later call on this vector must not deliver them again
+        vec.restatus(OK, EMPTY)
         return delivered
 
     def receive_in_order(self, vec: PacketVector, count: int, on_other: Callable[[int], None]) -> None:
@@ -344,66 +297,43 @@ class DataPlane:
             start = k + 1
 
     # ---------------------------------------------------------- outbound --
-    def _send_group(self, vec: PacketVector, state: ChildState, idx: list[int] | None) -> int:
-        """Encrypt the PENDING packets of ``vec`` (only ``idx`` when given) for ``state`` and send them."""
+    def _send_group(self, vec: PacketVector, state: ChildState) -> int:
+        """Encrypt the PENDING packets of ``vec`` for ``state`` and send them."""
+        c = self.counters
+        n = vec.count_status(PENDING)
         target = self.resolve(state)
         if target is None:
-            self.counters["tx_dropped"] += len(idx) if idx is not None else vec.count
+            c["tx_dropped"] += vec.restatus(PENDING, EMPTY)
             return 0
         sock, addr, local = target
-        state.out_sa.encrypt_batch(vec, next_header="ip" if state.child.mode == "tunnel" else None)
+        n_ok = state.out_sa.encrypt_batch(vec, next_header="ip" if state.child.mode == "tunnel" else None)
         if self.tap is not None:
-            for i in (idx if idx is not None else range(vec.count)):
-                if vec.status[i] == OK:
-                    self.tap(bytes(vec.packet(i)), local, addr)
-        if idx is None:
-            vec.set_address(None, addr)
-        else:
-            for i in idx:
-                vec.set_address(i, addr)
+            for i in vec.iter_status(OK):
+                self.tap(bytes(vec.packet(i)), local, addr)
+        vec.set_address(None, addr)
         try:
             sent = vec.send(sock)
         except OSError as exc:
             log.debug("sending ESP: %s", exc)
             sent = 0
-        st = vec.status
-        left = 0
-        for i in (idx if idx is not None else range(vec.count)):
-            if st[i] == OK:          # not sent (socket full): drop, as a router would
-                st[i] = EMPTY
-                left += 1
-            elif st[i] < 0:
-                left += 1
-        self.counters["tx_packets"] += sent
-        self.counters["tx_dropped"] += left
+        # not sent (socket full): drop, as a router would; encryption failures too
+        c["tx_packets"] += sent
+        c["tx_dropped"] += vec.restatus(OK, EMPTY) + (n - n_ok)
         return sent
 
     def _route_and_send(self, vec: PacketVector) -> int:
-        groups: dict[int, tuple[ChildState, list[int]]] = {}
-        st = vec.status
-        for i in range(vec.count):
-            if st[i] != PENDING:
-                continue
-            state = self.route(vec.packet(i))
-            if state is None:
-                st[i] = EMPTY
-                self.counters["no_route"] += 1
-                continue
-            groups.setdefault(id(state), (state, []))[1].append(i)
-        if not groups:
+        spis, groups = self._arrays(vec)
+        pending = vec.count_status(PENDING)
+        if not pending:
             return 0
-        if len(groups) == 1:
-            state, idx = next(iter(groups.values()))
-            return self._send_group(vec, state, idx)
+        routed, n_groups = self.policy.route(vec, spis, groups)
+        self.counters["no_route"] += pending - routed
+        if n_groups == 1:
+            return self._send_group(vec, self.states[groups[0]])
         sent = 0
-        members = [g for g in groups.values()]
-        for state, idx in members:          # park the others, encrypt one SA's packets at a time
-            for i in idx:
-                st[i] = EMPTY
-        for state, idx in members:
-            for i in idx:
-                st[i] = PENDING
-            sent += self._send_group(vec, state, idx)
+        for g in range(n_groups):           # one SA's packets at a time, the others parked
+            self.policy.select(vec, spis, groups[g])
+            sent += self._send_group(vec, self.states[groups[g]])
         return sent
 
     def send_packets(self, packets: Iterable[bytes], child=None, next_header: int | None = None) -> int:
@@ -426,7 +356,7 @@ class DataPlane:
             if state is None:
                 sent += self._route_and_send(vec)
             else:
-                sent += self._send_group(vec, state, None)
+                sent += self._send_group(vec, state)
         return sent
 
     # --------------------------------------------------------------- TUN --
@@ -452,4 +382,4 @@ class DataPlane:
         return {"counters": dict(self.counters), "child_sas": [s.stats() for s in self._by_child.values()]}
 
 
-__all__ = ["DataPlane", "ChildState", "TunDevice", "packet_5tuple", "selectors_allow"]
+__all__ = ["DataPlane", "ChildState", "TunDevice"]

@@ -177,6 +177,11 @@ class PacketVector:
         _check(lib.ikc_vec_restatus(self._v, status, PENDING, self._n), "restatus")
         return self._n[0]
 
+    def restatus(self, from_status: int, to_status: int) -> int:
+        """Every packet with ``from_status`` gets ``to_status``; returns how many."""
+        _check(lib.ikc_vec_restatus(self._v, from_status, to_status, self._n), "restatus")
+        return self._n[0]
+
     def count_status(self, status: int) -> int:
         _check(lib.ikc_vec_count_status(self._v, status, self._n), "count")
         return self._n[0]
@@ -283,12 +288,17 @@ class InboundSATable:
     def __len__(self) -> int:
         return len(self._sas)
 
-    def decrypt_batch(self, vec: PacketVector, *, out: PacketVector | None = None) -> int:
+    def _handles(self):
+        """(ikc_esp *[] of the SAs, how many) for the C calls; the SAs stay
+        referenced by this table while they are in it."""
         if self._arr is None:
             handles = [sa._h for sa in self._sas.values()]
             self._arr = ffi.new("ikc_esp *[]", handles or 1)
-        rc = lib.ikc_esp_decrypt_vec_multi(self._arr, len(self._sas), vec._v,
-                                           out._v if out is not None else ffi.NULL, self._n)
+        return self._arr, len(self._sas)
+
+    def decrypt_batch(self, vec: PacketVector, *, out: PacketVector | None = None) -> int:
+        arr, n = self._handles()
+        rc = lib.ikc_esp_decrypt_vec_multi(arr, n, vec._v, out._v if out is not None else ffi.NULL, self._n)
         if rc:
             raise error_for(rc, "ESP decrypt batch")
         return self._n[0]

@@ -1,10 +1,10 @@
-"""The data plane alone: selectors, routing, and in-order handling of a batch
-that mixes ESP with IKE (an SA deleted mid-batch still gets the packets that
+"""The data plane alone: routing, and in-order handling of a batch that mixes
+ESP with IKE (an SA deleted mid-batch still gets the packets that
 arrived before the Delete)."""
 from __future__ import annotations
 
 from aio_helpers import udp_packet
-from ikecore.aio.dataplane import DataPlane, packet_5tuple, selectors_allow
+from ikecore.aio.dataplane import DataPlane
 from ikecore.esp import EMPTY, IKE, PENDING, PacketVector
 from ikecore.protocol.selectors import to_payload
 from ikecore.protocol.config import TrafficSelectorSpec
@@ -24,18 +24,6 @@ def make_child(initiator: bool, spi_a=b"\x00\x00\x10\x01", spi_b=b"\x00\x00\x10\
                    spi_in=spi_a if initiator else spi_b, spi_out=spi_b if initiator else spi_a,
                    keys=keys, initiator=initiator, local_ts=ts(a), remote_ts=ts(b),
                    created_at=0, rekey_at=1e9, expire_at=1e9, udp_encap=True)
-
-
-def test_selectors_and_5tuple():
-    p = udp_packet("10.1.0.5", "10.2.0.9", b"x", 1234, 53)
-    tup = packet_5tuple(p)
-    assert tup == (4, bytes([10, 1, 0, 5]), bytes([10, 2, 0, 9]), 17, 1234, 53)
-    assert selectors_allow(ts("10.1.0.0/16"), ts("10.2.0.0/16[17/53]"), tup, outbound=True)
-    assert not selectors_allow(ts("10.1.0.0/16"), ts("10.2.0.0/16[6/53]"), tup, outbound=True)
-    assert not selectors_allow(ts("10.1.0.0/16"), ts("10.2.0.0/16"), tup, outbound=False)
-    assert packet_5tuple(b"\x45" + bytes(5)) is None
-    p6 = udp_packet("fd00:1::1", "fd00:2::1", b"y")
-    assert selectors_allow(ts("fd00:1::/64"), ts("fd00:2::/64"), packet_5tuple(p6), outbound=True)
 
 
 def test_batch_mixing_esp_and_ike_is_handled_in_arrival_order():
