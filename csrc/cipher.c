@@ -100,34 +100,3 @@ int ikc_aead_set_tag(EVP_CIPHER_CTX *ctx, const uint8_t *tag, size_t len) {
                         OSSL_PARAM_construct_end() };
     return EVP_CIPHER_CTX_set_params(ctx, p) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
 }
-
-/* AES-GCM with OpenSSL's own IV generator (the path TLS takes): the explicit
- * IV is set by one parameter call instead of a cipher re-initialisation, which
- * is a quarter of the cost of sealing a 64-octet packet. The encrypting side
- * holds salt | next invocation and hands out consecutive invocations; the
- * decrypting side holds the salt and takes each packet's explicit IV. */
-int ikc_gcm_ivgen_setup(EVP_CIPHER_CTX *ctx, const uint8_t salt[4], int enc, uint64_t next) {
-    uint8_t iv[12];
-    OSSL_PARAM p[2];
-    memcpy(iv, salt, 4);
-    for (int i = 11; i >= 4; i--) { iv[i] = (uint8_t)next; next >>= 8; }
-    /* encrypting: the whole IV (the documented "length -1" form, no random start);
-     * decrypting: the fixed part only */
-    p[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, iv,
-                                             enc ? (size_t)-1 : 4);
-    p[1] = OSSL_PARAM_construct_end();
-    return EVP_CIPHER_CTX_set_params(ctx, p) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
-}
-
-int ikc_gcm_next_iv(EVP_CIPHER_CTX *ctx, uint8_t iv[8]) {
-    OSSL_PARAM p[2] = { OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_GET_IV_GEN, iv, 8),
-                        OSSL_PARAM_construct_end() };
-    return EVP_CIPHER_CTX_get_params(ctx, p) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
-}
-
-int ikc_gcm_set_iv(EVP_CIPHER_CTX *ctx, const uint8_t iv[8]) {
-    OSSL_PARAM p[2] = { OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV,
-                                                          (void *)iv, 8),
-                        OSSL_PARAM_construct_end() };
-    return EVP_CIPHER_CTX_set_params(ctx, p) == 1 ? IKC_OK : IKC_ERR_OPENSSL;
-}

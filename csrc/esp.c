@@ -18,6 +18,7 @@
  * Anti-replay window: RFC 6479 ring of 64-bit words, sliding clears whole words. */
 #include "internal.h"
 #include "esp_internal.h"
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,20 @@ void ikc_esp_free(ikc_esp *sa) {
     }
     OPENSSL_cleanse(sa, sizeof(*sa));
     free(sa);
+}
+
+/* the whole 12-octet nonce as TLS's "fixed IV" with the documented length -1
+ * (AES-GCM), the tag to expect (decrypting) and the tag made (encrypting) */
+static void aead_params_init(ikc_esp *sa) {
+    sa->p_nonce_out[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+                                                           sa->nonce_out, (size_t)-1);
+    sa->p_nonce_out[1] = OSSL_PARAM_construct_end();
+    sa->p_nonce_in[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, sa->tag_in, 16);
+    sa->p_nonce_in[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+                                                          sa->nonce_in, (size_t)-1);
+    sa->p_nonce_in[2] = OSSL_PARAM_construct_end();
+    sa->p_tag_out[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, sa->tag_out, 16);
+    sa->p_tag_out[1] = OSSL_PARAM_construct_end();
 }
 
 static int replay_init(ikc_esp *sa, uint32_t window) {
@@ -102,11 +117,15 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
     if (want_out) rc = ikc_keyed_cipher(info.kind, key, 1, &sa->enc);
     if (rc == IKC_OK && want_in) rc = ikc_keyed_cipher(info.kind, key, 0, &sa->dec);
     if (rc != IKC_OK) goto fail;
-    if (encr_id == IKC_ENCR_AES_GCM_16) {
-        /* IV = sequence number, handed out by OpenSSL's generator (first: 1) */
-        sa->gcm_ivgen = 1;
-        if (want_out && (rc = ikc_gcm_ivgen_setup(sa->enc, sa->salt, 1, 1)) != IKC_OK) goto fail;
-        if (want_in && (rc = ikc_gcm_ivgen_setup(sa->dec, sa->salt, 0, 0)) != IKC_OK) goto fail;
+    if (sa->aead) {
+        aead_params_init(sa);
+        /* AES-GCM: nonces by parameter where the provider takes them (the
+         * default one does); otherwise every packet re-initialises the cipher */
+        if (encr_id == IKC_ENCR_AES_GCM_16) {
+            sa->gcm_nonce_param = (!want_out || EVP_CIPHER_CTX_set_params(sa->enc, sa->p_nonce_out) == 1) &&
+                                  (!want_in || EVP_CIPHER_CTX_set_params(sa->dec, sa->p_nonce_in) == 1);
+            if (!sa->gcm_nonce_param) ERR_clear_error();
+        }
     }
     if (!sa->aead && want_out && (rc = ikc_ivgen_init(&sa->ivgen)) != IKC_OK) goto fail;
     if ((rc = replay_init(sa, replay_window)) != IKC_OK) goto fail;
@@ -184,34 +203,25 @@ static int esp_seal(ikc_esp *sa, uint8_t *pkt, const uint8_t *src, size_t payloa
     ct[body - 1] = (uint8_t)next_header;
 
     if (sa->aead) {
-        uint8_t nonce[12], aad[12];
+        uint8_t *nonce = sa->nonce_out, aad[12];
         size_t aad_len;
         memcpy(nonce, sa->salt, 4);
         memcpy(nonce + 4, ivp, 8);
         ikc_put32(aad, sa->spi);
         if (sa->esn) { put64(aad + 4, seq); aad_len = 12; }
         else { ikc_put32(aad + 4, (uint32_t)seq); aad_len = 8; }
-        int from_generator = 0;
-        if (sa->gcm_ivgen && !iv_override) {
-            uint8_t gen[8];
-            /* the generator holds this sequence number unless a packet with an
-             * explicit IV went between: then this one takes the slow path */
-            from_generator = ikc_gcm_next_iv(sa->enc, gen) == IKC_OK && memcmp(gen, ivp, 8) == 0;
-        }
         int n2 = 0;
         /* payload from its source (or in place), then the trailer in place */
         size_t first = src ? payload_len : body;
-        if ((!from_generator && EVP_EncryptInit_ex2(sa->enc, NULL, NULL, nonce, NULL) != 1) ||
+        if ((sa->gcm_nonce_param ? EVP_CIPHER_CTX_set_params(sa->enc, sa->p_nonce_out) != 1
+                                 : EVP_EncryptInit_ex2(sa->enc, NULL, NULL, nonce, NULL) != 1) ||
             EVP_EncryptUpdate(sa->enc, NULL, &n, aad, (int)aad_len) != 1 ||
             (first && EVP_EncryptUpdate(sa->enc, ct, &n, src ? src : ct, (int)first) != 1) ||
             (first != body && EVP_EncryptUpdate(sa->enc, ct + first, &n2, ct + first, (int)(body - first)) != 1) ||
             EVP_EncryptFinal_ex(sa->enc, ct + body, &n) != 1 ||
-            ikc_aead_get_tag(sa->enc, icv, sa->icv_len) != IKC_OK)
+            EVP_CIPHER_CTX_get_params(sa->enc, sa->p_tag_out) != 1)
             goto openssl_fail;
-        /* back in step for the next packet */
-        if (sa->gcm_ivgen && !from_generator && seq < sa->seq_max &&
-            ikc_gcm_ivgen_setup(sa->enc, sa->salt, 1, seq + 1) != IKC_OK)
-            goto openssl_fail;
+        memcpy(icv, sa->tag_out, sa->icv_len);
     } else {
         if (EVP_EncryptInit_ex2(sa->enc, NULL, NULL, ivp, NULL) != 1 ||
             EVP_EncryptUpdate(sa->enc, ct, &n, ct, (int)body) != 1 || (size_t)n != body)
@@ -331,17 +341,17 @@ int ikc_esp_open(ikc_esp *sa, uint8_t *pkt, size_t len, uint8_t *out, size_t out
     const uint8_t *ivp = pkt + IKC_ESP_HEADER_LEN, *ct = pkt + sa->hdr_len, *icv = ct + body;
 
     if (sa->aead) {
-        uint8_t nonce[12], aad[12], tag[16];
+        uint8_t *nonce = sa->nonce_in, aad[12];
         size_t aad_len;
         memcpy(nonce, sa->salt, 4);
         memcpy(nonce + 4, ivp, 8);
         ikc_put32(aad, sa->spi);
         if (sa->esn) { put64(aad + 4, seq); aad_len = 12; }
         else { ikc_put32(aad + 4, (uint32_t)seq); aad_len = 8; }
-        memcpy(tag, icv, 16);   /* in-place decryption may not clobber it, but be safe */
-        if ((sa->gcm_ivgen ? ikc_gcm_set_iv(sa->dec, ivp) != IKC_OK
-                           : EVP_DecryptInit_ex2(sa->dec, NULL, NULL, nonce, NULL) != 1) ||
-            ikc_aead_set_tag(sa->dec, tag, 16) != IKC_OK ||
+        memcpy(sa->tag_in, icv, 16);   /* in-place decryption may not clobber it, but be safe */
+        if ((sa->gcm_nonce_param ? EVP_CIPHER_CTX_set_params(sa->dec, sa->p_nonce_in) != 1
+                                 : EVP_DecryptInit_ex2(sa->dec, NULL, NULL, nonce, NULL) != 1 ||
+                                   ikc_aead_set_tag(sa->dec, sa->tag_in, 16) != IKC_OK) ||
             EVP_DecryptUpdate(sa->dec, NULL, &n, aad, (int)aad_len) != 1 ||
             EVP_DecryptUpdate(sa->dec, out, &n, ct, (int)body) != 1) {
             OPENSSL_cleanse(out, body);
@@ -449,9 +459,6 @@ int ikc_esp_set_seq(ikc_esp *sa, uint64_t last_sent) {
     if (!sa) return IKC_ERR_ARG;
     if (last_sent > sa->seq_max) return IKC_ERR_ARG;
     if (last_sent < sa->seq_out) return IKC_ERR_STATE;   /* an IV must never repeat */
-    if (sa->gcm_ivgen && sa->enc && last_sent < sa->seq_max &&
-        ikc_gcm_ivgen_setup(sa->enc, sa->salt, 1, last_sent + 1) != IKC_OK)
-        return IKC_ERR_OPENSSL;
     sa->seq_out = last_sent;
     return IKC_OK;
 }

@@ -8,7 +8,7 @@ struct ikc_esp {
     uint32_t spi;
     unsigned int flags;
     int aead, esn, has_integ;
-    int gcm_ivgen;                            /* AES-GCM: IVs through OpenSSL's generator */
+    int gcm_nonce_param;                      /* AES-GCM: nonce by parameter, no re-initialisation */
     size_t iv_len, icv_len, block, hdr_len;   /* block: alignment of the encrypted part */
     uint8_t salt[4];                          /* AEAD nonce salt */
     EVP_CIPHER_CTX *enc, *dec;                /* keyed once; IV set per packet */
@@ -21,6 +21,10 @@ struct ikc_esp {
     uint64_t stats[IKC_ESP_STAT_COUNT];
     uint64_t last_seq;                        /* of the last packet decrypt1 opened */
     uint8_t scratch[IKC_ESP_SCRATCH];         /* single-packet fast path output */
+    /* AEAD parameters built once, pointing at the buffers below: constructing
+     * them per packet showed in profiles at 64 octets */
+    OSSL_PARAM p_nonce_out[2], p_nonce_in[3], p_tag_out[2];
+    uint8_t nonce_out[12], nonce_in[12], tag_in[16], tag_out[16];
 };
 
 struct ikc_pktvec {

@@ -74,10 +74,6 @@ int ikc_keyed_cipher(ikc_cipher_kind kind, const uint8_t *key, int enc, EVP_CIPH
 int ikc_aead_get_tag(EVP_CIPHER_CTX *ctx, uint8_t *tag, size_t len);
 int ikc_aead_set_tag(EVP_CIPHER_CTX *ctx, const uint8_t *tag, size_t len);
 
-/* AES-GCM explicit IVs through OpenSSL's IV generator (see cipher.c) */
-int ikc_gcm_ivgen_setup(EVP_CIPHER_CTX *ctx, const uint8_t salt[4], int enc, uint64_t next);
-int ikc_gcm_next_iv(EVP_CIPHER_CTX *ctx, uint8_t iv[8]);
-int ikc_gcm_set_iv(EVP_CIPHER_CTX *ctx, const uint8_t iv[8]);
 
 /* Unpredictable, never-repeating CBC IVs (see cipher.c) */
 typedef struct {
