@@ -74,7 +74,6 @@ int ikc_keyed_cipher(ikc_cipher_kind kind, const uint8_t *key, int enc, EVP_CIPH
 int ikc_aead_get_tag(EVP_CIPHER_CTX *ctx, uint8_t *tag, size_t len);
 int ikc_aead_set_tag(EVP_CIPHER_CTX *ctx, const uint8_t *tag, size_t len);
 
-
 /* Unpredictable, never-repeating CBC IVs (see cipher.c) */
 typedef struct {
     EVP_CIPHER_CTX *ecb;
