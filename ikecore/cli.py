@@ -72,6 +72,8 @@ def _gateway(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if hasattr(signal, "SIGUSR1"):
+            loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
         try:
             await gw.start()
         except OSError as exc:
@@ -84,6 +86,30 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _report_status(gw, path: str | None) -> None:
+    """SIGUSR1: the gateway's status (no keys) as JSON to ``path`` (replaced
+    atomically), and a summary line in the log."""
+    import json
+    import logging
+    import os
+    log = logging.getLogger("ikecore.status")
+    try:
+        status = gw.status()
+        children = sum(len(sa["child_sas"]) for sa in status["ike_sas"])
+        if path:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(status, f, indent=2, sort_keys=True)
+            os.replace(tmp, path)
+        log.info("status: %d IKE SA(s), %d Child SA(s)%s", len(status["ike_sas"]), children,
+                 f"; written to {path}" if path else "")
+        for sa in status["ike_sas"]:
+            log.info("status: %s %s %s_i %s_r with %s (%s), %d Child SA(s)", sa["name"], sa["role"], sa["spi_i"],
+                     sa["spi_r"], sa["remote"], sa["remote_id"], len(sa["child_sas"]))
+    except Exception:            # a status request must never take the daemon down
+        log.exception("status report failed")
 
 
 def _connect(args: argparse.Namespace) -> int:
@@ -233,6 +259,8 @@ def _add_gateway_commands(sub) -> None:
     gw.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override [logging] level")
     gw.add_argument("--key-export", metavar="DIR", help="write Wireshark/tshark key tables to DIR (secrets!)")
     gw.add_argument("--pcap", metavar="FILE", help="record every datagram sent and received to FILE")
+    gw.add_argument("--status-file", metavar="FILE",
+                    help="on SIGUSR1, write the IKE and Child SAs and the counters to FILE as JSON")
     gw.add_argument("--shutdown-timeout", type=float, default=5.0,
                     help="seconds to wait for the peers to answer our Deletes on SIGTERM/SIGINT")
     gw.set_defaults(func=_gateway)

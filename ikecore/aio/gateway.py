@@ -540,6 +540,30 @@ class Gateway:
                 "ike_sas": len(self.connections),
                 "dataplane": self.dataplane.stats()}
 
+    def status(self) -> dict:
+        """A JSON-ready snapshot for operators: every established IKE SA with its
+        Child SAs and their traffic, and the gateway's counters. No keys."""
+        now = self.loop.time() if self.loop is not None else 0.0
+        sas = []
+        for conn in self.connections:
+            children = []
+            for child in self.child_sas(conn):
+                state = self.dataplane.state_of(child)
+                entry = {"name": child.name, "mode": child.mode, "spi_in": child.spi_in.hex(),
+                         "spi_out": child.spi_out.hex(), "encap": child.udp_encap,
+                         "local_ts": _ts_text(child.local_ts), "remote_ts": _ts_text(child.remote_ts)}
+                if state is not None:
+                    entry.update({k: v for k, v in state.stats().items() if k not in entry and k != "name"})
+                children.append(entry)
+            sas.append({"name": conn.config.name, "role": "initiator" if conn.initiator else "responder",
+                        "spi_i": conn.spi_i.hex(), "spi_r": conn.spi_r.hex(),
+                        "local": f"{conn.local[0]}:{conn.local[1]}", "remote": f"{conn.remote[0]}:{conn.remote[1]}",
+                        "remote_id": str(conn.remote_id) if conn.remote_id is not None else None,
+                        "virtual_ip": conn.virtual_ip, "assigned_ip": conn.assigned_ip,
+                        "age_s": round(now - conn.created_at, 1), "child_sas": children})
+        return {"ike_sas": sas, "counters": dict(self.counters), "dataplane": dict(self.dataplane.counters),
+                "half_open": self.endpoint.half_open if self.endpoint else 0}
+
     # ============================================================ I/O: input ==
     def _ike_port_datagram(self, data: bytes, remote, lst: _Listener) -> None:
         self.counters["ike_rx"] += 1

@@ -121,13 +121,32 @@ id = "responder@test"
 local_ts = ["10.1.0.0/16"]
 remote_ts = ["10.2.0.0/16"]
 """)
-        argv, env = ikecore_command("gateway", "--config", str(cfg))
+        status_file = tmp_path / "status.json"
+        argv, env = ikecore_command("gateway", "--config", str(cfg), "--status-file", str(status_file))
         proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE,
                                                     stderr=subprocess.PIPE)
         try:
             _, e = await gr.wait_for(ev.IkeSaEstablished, timeout=30)
             assert str(e.remote_id) == "daemon@test"
             await gr.wait_for(ev.ChildSaInstalled, timeout=30) if not gr.child_sas() else None
+            # SIGUSR1: the daemon's view of its SAs, as JSON
+            [rconn] = gr.connections
+            [rchild] = gr.child_sas(rconn)
+            status = None
+            for _ in range(100):
+                proc.send_signal(signal.SIGUSR1)            # by PID
+                await asyncio.sleep(0.1)
+                if status_file.exists():
+                    status = json.loads(status_file.read_text())
+                    if status["ike_sas"] and status["ike_sas"][0]["child_sas"]:
+                        break
+            [sa] = status["ike_sas"]
+            assert (sa["name"], sa["role"], sa["remote_id"]) == ("r", "initiator", "responder@test")
+            assert (sa["spi_i"], sa["spi_r"]) == (rconn.spi_i.hex(), rconn.spi_r.hex())
+            [child] = sa["child_sas"]
+            assert (child["spi_in"], child["spi_out"]) == (rchild.spi_out.hex(), rchild.spi_in.hex())
+            assert child["local_ts"] == "10.1.0.0/16" and child["remote_ts"] == "10.2.0.0/16"
+            assert "key" not in json.dumps(status).lower()
             gone = asyncio.ensure_future(gr.wait_for(ev.IkeSaDeleted, timeout=30))
             proc.send_signal(signal.SIGTERM)             # by PID
             _, d = await gone
@@ -136,6 +155,7 @@ remote_ts = ["10.2.0.0/16"]
             assert proc.returncode == 0, err.decode()
             log = err.decode()
             assert "IKE SA established" in log and "gateway stopped" in log
+            assert "status: 1 IKE SA(s), 1 Child SA(s); written to" in log
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -12,6 +12,7 @@ Child SA and IKE SA rekeys, deletes, graceful shutdown, keepalives.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -88,6 +89,32 @@ def test_events_queue_reports_the_lifecycle():
         assert kinds[:2] == [ev.IkeSaEstablished, ev.ChildSaInstalled]
         await gi.stop()
         await gr.stop()
+    run(body())
+
+
+def test_status_reports_both_sides_and_their_traffic():
+    async def body():
+        gi, gr, conn = await pair()
+        try:
+            [child] = gi.child_sas(conn)
+            sent = gi.send_packets([udp_packet("10.1.0.1", "10.2.0.1", b"x" * 100)] * 5, child)
+            for _ in range(100):
+                if gr.dataplane.counters["rx_ok"] >= sent:
+                    break
+                await asyncio.sleep(0.01)
+            si, sr = gi.status(), gr.status()
+            [a], [b] = si["ike_sas"], sr["ike_sas"]
+            assert (a["role"], b["role"]) == ("initiator", "responder")
+            assert a["spi_i"] == b["spi_i"] == conn.spi_i.hex() and a["spi_r"] == b["spi_r"]
+            assert a["remote_id"] == "responder@test" and b["remote_id"] == "initiator@test"
+            [ca], [cb] = a["child_sas"], b["child_sas"]
+            assert ca["spi_out"] == cb["spi_in"] and ca["spi_in"] == cb["spi_out"]
+            assert ca["tx_packets"] == sent == 5 and cb["rx_packets"] == 5 and cb["rx_bytes"] == 5 * 128
+            assert cb["policy_drops"] == 0 and sr["dataplane"]["rx_ok"] == 5
+            json.dumps(si), json.dumps(sr)            # JSON-ready
+        finally:
+            await gi.stop()
+            await gr.stop()
     run(body())
 
 
