@@ -305,12 +305,20 @@ def _remote_auth(r: _Reader, shared_psk: bytes | None) -> RemoteAuth:
     if auth == "psk":
         return RemoteAuth(psk=_required_psk(r, shared_psk))
     if auth == "pubkey":
-        from ..protocol.auth import TrustStore
+        from ..protocol.auth import TrustStore, load_crls
         if r.has("cacerts") == r.has("pubkey"):
             raise r.error("cacerts", "auth = \"pubkey\" needs exactly one of cacerts or pubkey")
         if r.has("cacerts"):
             blobs = [r.file(f"cacerts[{i}]", p) for i, p in enumerate(r.string_list("cacerts"))]
-            return RemoteAuth(trust_store=r.wrap("cacerts", TrustStore, blobs))
+            crls = [r.file(f"crls[{i}]", p) for i, p in enumerate(r.string_list("crls"))]
+            crl_check = r.get("crl_check", str, "leaf")
+            if crl_check not in ("leaf", "chain"):
+                raise r.error("crl_check", f"must be \"leaf\" or \"chain\", not {crl_check!r}")
+            if crl_check == "chain" and not crls:
+                raise r.error("crl_check", "\"chain\" needs crls")
+            parsed = r.wrap("crls", load_crls, crls)
+            return RemoteAuth(trust_store=r.wrap("cacerts", lambda b: TrustStore(
+                b, parsed, crl_check_chain=crl_check == "chain"), blobs))
         from cryptography.hazmat.primitives import serialization
         data = r.file("pubkey", r.get("pubkey", str))
         try:

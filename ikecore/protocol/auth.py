@@ -408,14 +408,41 @@ def load_certificate(data: bytes) -> x509.Certificate:
         raise ParseError(f"malformed certificate: {exc}") from exc
 
 
+def load_crls(blobs: Iterable) -> tuple[x509.CertificateRevocationList, ...]:
+    """CRLs from DER blobs or PEM blobs (a PEM blob may hold several); parsed
+    CRL objects pass through."""
+    out: list[x509.CertificateRevocationList] = []
+    marker = b"-----BEGIN X509 CRL-----"
+    for blob in blobs:
+        if isinstance(blob, x509.CertificateRevocationList):
+            out.append(blob)
+            continue
+        try:
+            if blob.lstrip().startswith(b"-----BEGIN"):
+                parts = [marker + p for p in blob.split(marker)[1:]]
+                if not parts:
+                    raise ValueError("no X509 CRL block")
+                out.extend(x509.load_pem_x509_crl(p) for p in parts)
+            else:
+                out.append(x509.load_der_x509_crl(blob))
+        except ValueError as exc:
+            raise ParseError(f"malformed CRL: {exc}") from exc
+    return tuple(out)
+
+
 class TrustStore:
     """Trust anchors plus path validation through OpenSSL (via pyOpenSSL).
 
     ``ca_certificates`` items are DER certificates or PEM blobs (a PEM blob
-    may hold several certificates).
+    may hold several certificates). With ``crls`` (DER or PEM blobs, or parsed
+    CRLs), the peer's
+    certificate must not be revoked, and a CRL from its issuer must be there
+    and current (OpenSSL's CRL_CHECK); ``crl_check_chain`` extends that to
+    every CA certificate of the chain (CRL_CHECK_ALL).
     """
 
-    def __init__(self, ca_certificates: Iterable[bytes]) -> None:
+    def __init__(self, ca_certificates: Iterable[bytes], crls: Iterable[bytes] = (), *,
+                 crl_check_chain: bool = False) -> None:
         anchors: list[x509.Certificate] = []
         for blob in ca_certificates:
             if blob.lstrip().startswith(b"-----BEGIN"):
@@ -428,10 +455,18 @@ class TrustStore:
         if not anchors:
             raise ValueError("a TrustStore needs at least one CA certificate")
         self._anchors = tuple(anchors)
+        self._crls = load_crls(crls)
+        if crl_check_chain and not self._crls:
+            raise ValueError("crl_check_chain needs CRLs")
+        self._crl_check_chain = crl_check_chain
 
     @property
     def anchors(self) -> tuple[x509.Certificate, ...]:
         return self._anchors
+
+    @property
+    def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
+        return self._crls
 
     def verify_chain(self, end_entity_der: bytes, intermediates_der: Sequence[bytes] = (),
                      at_time: datetime.datetime | None = None) -> x509.Certificate:
@@ -452,6 +487,11 @@ class TrustStore:
         store = crypto.X509Store()
         for anchor in self._anchors:
             store.add_cert(crypto.X509.from_cryptography(anchor))
+        if self._crls:
+            for crl in self._crls:
+                store.add_crl(crl)
+            store.set_flags(crypto.X509StoreFlags.CRL_CHECK |
+                            (crypto.X509StoreFlags.CRL_CHECK_ALL if self._crl_check_chain else 0))
         if at_time is not None:
             store.set_time(at_time)
         context = crypto.X509StoreContext(

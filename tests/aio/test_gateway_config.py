@@ -158,6 +158,20 @@ def test_certificate_auth_files(tmp_path):
     (tmp_path / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     with pytest.raises(ConfigError, match=r"connections\.b\.remote\.cacerts"):
         load_config(write(tmp_path, text.replace('cacerts = ["ca.pem"]', 'cacerts = ["bad.pem"]')))
+    # revocation: CRL files, checked for the peer's certificate or the whole chain
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(now)
+           .next_update(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    with_crl = text.replace('cacerts = ["ca.pem"]', 'cacerts = ["ca.pem"]\ncrls = ["ca.crl"]\ncrl_check = "chain"')
+    store = load_config(write(tmp_path, with_crl)).connection("b").ike.remote_auth.trust_store
+    assert store.crls == (crl,)
+    for change, key_name, words in [('crls = ["bad.pem"]', "crls", "CRL"),
+                                    ('crls = ["missing.crl"]', "crls[0]", "cannot read"),
+                                    ('crl_check = "some"', "crl_check", "leaf"),
+                                    ('crls = []', "crl_check", "needs crls")]:
+        edited = with_crl.replace('crls = ["ca.crl"]' if "crls" in change else 'crl_check = "chain"', change)
+        with pytest.raises(ConfigError, match=re.escape(f"connections.b.remote.{key_name}") + ".*" + words):
+            load_config(write(tmp_path, edited))
 
 
 def test_parse_config_from_dict():

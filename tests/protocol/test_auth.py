@@ -463,6 +463,69 @@ def test_missing_intermediate_fails(pki):
         store.verify_chain(_der(pki["leaf"]), [], at_time=NOW)
 
 
+def _crl(issuer, issuer_key, revoked=(), *, last_update=NOW - DAY, next_update=NOW + 7 * DAY):
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+               .last_update(last_update).next_update(next_update))
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+            .revocation_date(last_update).build())
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _crl_der(crl):
+    return crl.public_bytes(Encoding.DER)
+
+
+def test_crl_rejects_a_revoked_leaf_and_passes_the_others(pki):
+    revoked = TrustStore([_der(pki["root"])], [_crl_der(_crl(pki["inter"], pki["inter_key"], [pki["leaf"]]))])
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        revoked.verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+    other = _issue(_name("other leaf"), pki["leaf_key"], pki["inter"].subject, pki["inter_key"], ca=False)
+    clean = TrustStore([_der(pki["root"])], [_crl_der(_crl(pki["inter"], pki["inter_key"], [other]))])
+    assert clean.verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW) == pki["leaf"]
+
+
+def test_crl_must_be_there_and_current(pki):
+    # only the root's CRL: the leaf's issuer (the intermediate) has none
+    root_only = TrustStore([_der(pki["root"])], [_crl_der(_crl(pki["root"], pki["root_key"]))])
+    with pytest.raises(AuthenticationFailed, match="CRL"):
+        root_only.verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+    stale = TrustStore([_der(pki["root"])], [_crl_der(_crl(pki["inter"], pki["inter_key"],
+                                                          last_update=NOW - 10 * DAY,
+                                                          next_update=NOW - DAY))])
+    with pytest.raises(AuthenticationFailed, match="CRL has expired"):
+        stale.verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+    forged_key = ec.generate_private_key(ec.SECP256R1())
+    forged = TrustStore([_der(pki["root"])], [_crl_der(_crl(pki["inter"], forged_key))])
+    with pytest.raises(AuthenticationFailed, match="CRL signature"):
+        forged.verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+
+
+def test_crl_check_of_the_whole_chain(pki):
+    """The root revoked the intermediate: only a chain-wide check sees it."""
+    crls = [_crl_der(_crl(pki["root"], pki["root_key"], [pki["inter"]])),
+            _crl_der(_crl(pki["inter"], pki["inter_key"]))]
+    TrustStore([_der(pki["root"])], crls).verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        TrustStore([_der(pki["root"])], crls, crl_check_chain=True).verify_chain(
+            _der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+    with pytest.raises(ValueError):
+        TrustStore([_der(pki["root"])], crl_check_chain=True)
+
+
+def test_crls_load_from_pem_bundles_and_reject_garbage(pki):
+    a, b = _crl(pki["root"], pki["root_key"]), _crl(pki["inter"], pki["inter_key"], [pki["leaf"]])
+    store = TrustStore([_der(pki["root"])], [a.public_bytes(Encoding.PEM) + b.public_bytes(Encoding.PEM)])
+    assert store.crls == (a, b)
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        store.verify_chain(_der(pki["leaf"]), [_der(pki["inter"])], at_time=NOW)
+    for garbage in (b"not a crl", b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+                    b"-----BEGIN CERTIFICATE-----\n"):
+        with pytest.raises(ParseError):
+            TrustStore([_der(pki["root"])], [garbage])
+
+
 def test_intermediate_without_ca_flag_fails(pki):
     not_a_ca = _issue(_name("Intermediate CA"), pki["inter_key"], pki["root"].subject,
                       pki["root_key"], ca=False)

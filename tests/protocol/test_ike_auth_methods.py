@@ -408,6 +408,34 @@ def test_expired_certificate(pki, keys, who):
             detected_by="r" if who == "i" else "i")
 
 
+@pytest.mark.parametrize("who", ["i", "r"])
+def test_revoked_certificate(pki, keys, who):
+    """The other side's trust store carries the intermediate's CRL, which lists
+    this certificate: the handshake fails; an unlisted certificate passes."""
+    leaf = pki.leaf(keys["p256"], ID_I if who == "i" else ID_R)
+    serial = x509.load_der_x509_certificate(leaf[0]).serial_number
+
+    def configs(*revoked_serials):
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(pki.inter.subject)
+                   .last_update(NOW - DAY).next_update(NOW + 7 * DAY))
+        for n in revoked_serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(n).revocation_date(NOW - DAY).build())
+        crl = builder.sign(pki.inter_key, hashes.SHA256()).public_bytes(Encoding.DER)
+        checking = RemoteAuth(trust_store=TrustStore([_der(pki.root)], [crl]))
+        key = keys["p256"]
+        leaf_i = leaf if who == "i" else pki.leaf(key, ID_I)
+        leaf_r = leaf if who == "r" else pki.leaf(key, ID_R)
+        ci = _cfg(ID_I, ID_R, LocalAuth(private_key=key, certificates=leaf_i),
+                  checking if who == "r" else RemoteAuth(trust_store=pki.store), side="i")
+        cr = _cfg(ID_R, ID_I, LocalAuth(private_key=key, certificates=leaf_r),
+                  checking if who == "i" else RemoteAuth(trust_store=pki.store), side="r")
+        return ci, cr
+
+    _failed(Pair(*configs(serial)), detected_by="r" if who == "i" else "i")
+    _established(Pair(*configs(serial + 1)))
+
+
 def test_certificate_time_decides_expiry(pki, keys):
     # the same certificates: valid at NOW, expired a year later
     later = {"certificate_time": lambda now: NOW + 365 * DAY}
