@@ -1,7 +1,8 @@
 """The asyncio gateway (ikecore.aio) against strongSwan: the daemon's own data
 path (ESP-in-UDP through packet vectors) carries ICMP echo both ways, a
 capture of the session decrypts in tshark with the exported keys (every ICV
-[correct]), and stopping the gateway deletes the SAs at strongSwan."""
+[correct]), stopping the gateway deletes the SAs at strongSwan, and a started
+connection comes back after strongSwan deletes it."""
 from __future__ import annotations
 
 import asyncio
@@ -15,6 +16,7 @@ from ikecore_side import icmp_echo, parse_icmp
 from ikecore.aio import Gateway, parse_config
 from ikecore.aio.keylog import tshark_options
 from ikecore.aio.pcap import PcapWriter
+from ikecore.protocol import events as ev
 
 pytestmark = pytest.mark.interop
 _why = sswan.available()
@@ -22,13 +24,14 @@ if _why:
     pytestmark = [pytest.mark.interop, pytest.mark.skip(reason=_why)]
 
 
-def gateway_config(peer: sswan.Peer, keydir, *, initiator: bool):
+def gateway_config(peer: sswan.Peer, keydir, *, initiator: bool, start: bool = False):
     me, them = ("init@test", "resp@test") if initiator else ("resp@test", "init@test")
     return parse_config({
         "gateway": {"listen": [peer.host_addr], "port": 500, "natt_port": 4500},
         "key_export": {"directory": str(keydir)},
         "connections": {"sw": {
             "remote_addrs": [peer.peer_addr],
+            "start": start,
             "proposals": [peer.ike_proposals],
             "dpd_delay": 0,
             "psk": sswan.PSK,
@@ -115,3 +118,45 @@ def test_gateway_against_strongswan(tmp_path, ikecore_initiates):
     # ESP opened with the exported Child SA keys, both directions, ICVs checked
     assert text.count("Echo (ping) request") >= 6 and text.count("Echo (ping) reply") >= 6
     assert "[correct]" in text and "[incorrect]" not in text.lower()
+
+
+def test_started_connection_comes_back_after_strongswan_deletes_it(tmp_path):
+    peer = sswan.Peer(tmp_path / "charon", ike_proposals="aes256gcm16-prfsha256-x25519",
+                      esp_proposals="aes256gcm16", local_id="resp@test", remote_id="init@test")
+    async def body():
+        up = asyncio.ensure_future(gw.wait_for(ev.ChildSaInstalled, timeout=20))
+        await gw.start()                             # start = true: the gateway initiates
+        try:
+            first, _ = await up
+            [sa] = await _in_thread(peer.list_sas)
+            assert sa["initiator-spi"] == first.spi_i.hex()
+            gone = asyncio.ensure_future(gw.wait_for(ev.IkeSaDeleted, timeout=20))
+            again = asyncio.ensure_future(gw.wait_for(ev.ChildSaInstalled, timeout=30))
+            result = await _in_thread(peer.terminate_ike)
+            assert "terminate completed successfully" in result.stdout, result.stdout
+            _, deleted = await gone
+            assert deleted.reason == "deleted by peer"
+            second, _ = await again                  # restart follows start
+            assert second.spi_i != first.spi_i
+            sas = await _in_thread(peer.list_sas)
+            assert [(x["initiator-spi"], x["state"]) for x in sas] == [(second.spi_i.hex(), "ESTABLISHED")]
+            ping = await _in_thread(lambda: peer.ping(3))
+            assert " 0% packet loss" in ping.stdout, ping.stdout
+        finally:
+            await gw.stop()
+
+    def on_packet(child, packet, next_header):
+        icmp = parse_icmp(packet)
+        if icmp and icmp["type"] == 8:
+            gw.send_packets([icmp_echo(icmp["dst"], icmp["src"], icmp["id"], icmp["seq"], reply=True,
+                                       payload=icmp["payload"])], child)
+
+    peer.netns_up()
+    try:
+        peer.start()
+        gw = Gateway(gateway_config(peer, tmp_path / "keys", initiator=True, start=True), on_packet=on_packet)
+        asyncio.run(body())
+        assert peer.list_sas() == []
+    finally:
+        peer.stop()
+        peer.netns_down()
