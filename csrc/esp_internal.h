@@ -41,6 +41,15 @@ struct ikc_pktvec {
     int last_errno;
 };
 
+/* packet i's slot, and whether its caller-writable offset/length stay inside it */
+static inline uint8_t *ikc_vec_slot(const ikc_pktvec *v, uint32_t i) {
+    return v->buf + (size_t)i * v->slot_size;
+}
+
+static inline int ikc_vec_span_ok(const ikc_pktvec *v, uint32_t i) {
+    return v->off[i] <= v->slot_size && v->len[i] <= v->slot_size - v->off[i];
+}
+
 int ikc_esp_seal_inplace(ikc_esp *sa, uint8_t *pkt, size_t payload_len, int next_header,
                          size_t tfc_len, const uint8_t *iv_override, size_t cap, size_t *out_len);
 int ikc_esp_open(ikc_esp *sa, uint8_t *pkt, size_t len, uint8_t *out, size_t out_cap,

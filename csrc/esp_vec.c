@@ -81,14 +81,6 @@ int ikc_vec_set_count(ikc_pktvec *v, uint32_t count) {
     return IKC_OK;
 }
 
-static inline uint8_t *slot(const ikc_pktvec *v, uint32_t i) {
-    return v->buf + (size_t)i * v->slot_size;
-}
-
-/* the caller-writable offset/length of packet i must stay inside its slot */
-static inline int span_ok(const ikc_pktvec *v, uint32_t i) {
-    return v->off[i] <= v->slot_size && v->len[i] <= v->slot_size - v->off[i];
-}
 
 int ikc_vec_reset(ikc_pktvec *v, uint32_t count, uint32_t len, int next_header) {
     if (!v || count > v->slots || len > v->slot_size - v->headroom ||
@@ -123,7 +115,7 @@ int ikc_vec_load(ikc_pktvec *v, const uint8_t *data, size_t data_len,
             v->len[i] = 0;
             v->status[i] = IKC_ERR_BUFFER;   /* does not fit its slot */
         } else {
-            memcpy(slot(v, i) + v->headroom, data + pos, lens[i]);
+            memcpy(ikc_vec_slot(v, i) + v->headroom, data + pos, lens[i]);
             v->len[i] = lens[i];
             v->status[i] = IKC_PKT_PENDING;
         }
@@ -141,9 +133,9 @@ int ikc_vec_gather(const ikc_pktvec *v, uint8_t *out, size_t out_cap, uint32_t *
     uint32_t k = 0;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->status[i] != IKC_OK) continue;
-        if (!span_ok(v, i)) return IKC_ERR_ARG;
+        if (!ikc_vec_span_ok(v, i)) return IKC_ERR_ARG;
         if (k >= lens_cap || v->len[i] > out_cap - pos) return IKC_ERR_BUFFER;
-        memcpy(out + pos, slot(v, i) + v->off[i], v->len[i]);
+        memcpy(out + pos, ikc_vec_slot(v, i) + v->off[i], v->len[i]);
         lens[k++] = v->len[i];
         pos += v->len[i];
     }
@@ -204,9 +196,9 @@ int ikc_esp_encrypt_vec(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, int next_
     for (uint32_t i = 0; i < src->count; i++) {
         int32_t st = src->status[i];
         if (st != IKC_OK && st != IKC_PKT_PENDING) { skip_packet(src, dst, i); continue; }
-        if (!span_ok(src, i)) { fail_packet(src, dst, i, IKC_ERR_ARG); continue; }
+        if (!ikc_vec_span_ok(src, i)) { fail_packet(src, dst, i, IKC_ERR_ARG); continue; }
         uint32_t off = src->off[i], len = src->len[i];
-        const uint8_t *payload = slot(src, i) + off;
+        const uint8_t *payload = ikc_vec_slot(src, i) + off;
         int nh = next_header;
         if (nh == IKC_ESP_NH_PER_PACKET) nh = src->nh[i];
         else if (nh == IKC_ESP_NH_FROM_IP) {
@@ -223,13 +215,13 @@ int ikc_esp_encrypt_vec(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, int next_
                 fail_packet(src, dst, i, IKC_ERR_BUFFER);
                 continue;
             }
-            memcpy(slot(dst, i) + pkt_off + hdr, payload, len);
+            memcpy(ikc_vec_slot(dst, i) + pkt_off + hdr, payload, len);
         } else {
             if (off < hdr) { fail_packet(src, dst, i, IKC_ERR_BUFFER); continue; }   /* no headroom */
             pkt_off = off - hdr;
         }
         size_t out_len;
-        rc = ikc_esp_seal_inplace(sa, slot(w, i) + pkt_off, len, nh, tfc_len, NULL,
+        rc = ikc_esp_seal_inplace(sa, ikc_vec_slot(w, i) + pkt_off, len, nh, tfc_len, NULL,
                                   w->slot_size - pkt_off, &out_len);
         if (rc != IKC_OK) { fail_packet(src, dst, i, rc); continue; }
         w->off[i] = (uint32_t)pkt_off;
@@ -252,7 +244,7 @@ int ikc_esp_encrypt_vec(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, int next_
 static void open_one(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, uint32_t i, uint32_t *ok) {
     uint32_t off = src->off[i], len = src->len[i];
     size_t hdr = sa->hdr_len, plen;
-    uint8_t *pkt = slot(src, i) + off, *out;
+    uint8_t *pkt = ikc_vec_slot(src, i) + off, *out;
     size_t out_cap;
     ikc_pktvec *w = dst ? dst : src;
     if (len < hdr) {
@@ -264,7 +256,7 @@ static void open_one(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, uint32_t i, 
     }
     if (dst) {
         if ((size_t)off + hdr > dst->slot_size) { fail_packet(src, dst, i, IKC_ERR_BUFFER); return; }
-        out = slot(dst, i) + off + hdr;
+        out = ikc_vec_slot(dst, i) + off + hdr;
         out_cap = dst->slot_size - off - hdr;
     } else {
         out = pkt + hdr;
@@ -295,7 +287,7 @@ int ikc_esp_decrypt_vec(ikc_esp *sa, ikc_pktvec *src, ikc_pktvec *dst, uint32_t 
     uint32_t ok = 0;
     for (uint32_t i = 0; i < src->count; i++) {
         if (src->status[i] != IKC_PKT_PENDING) { skip_packet(src, dst, i); continue; }
-        if (!span_ok(src, i)) { fail_packet(src, dst, i, IKC_ERR_ARG); continue; }
+        if (!ikc_vec_span_ok(src, i)) { fail_packet(src, dst, i, IKC_ERR_ARG); continue; }
         open_one(sa, src, dst, i, &ok);
     }
     if (dst) dst->count = src->count;
@@ -314,9 +306,9 @@ int ikc_esp_decrypt_vec_multi(ikc_esp *const *sas, size_t nsas, ikc_pktvec *src,
     size_t last = 0;
     for (uint32_t i = 0; i < src->count; i++) {
         if (src->status[i] != IKC_PKT_PENDING) { skip_packet(src, dst, i); continue; }
-        if (!span_ok(src, i)) { fail_packet(src, dst, i, IKC_ERR_ARG); continue; }
+        if (!ikc_vec_span_ok(src, i)) { fail_packet(src, dst, i, IKC_ERR_ARG); continue; }
         if (src->len[i] < IKC_ESP_HEADER_LEN) { fail_packet(src, dst, i, IKC_ERR_TRUNCATED); continue; }
-        uint32_t spi = ikc_get32(slot(src, i) + src->off[i]);
+        uint32_t spi = ikc_get32(ikc_vec_slot(src, i) + src->off[i]);
         ikc_esp *sa = NULL;
         if (nsas && sas[last]->spi == spi) sa = sas[last];
         else
@@ -336,8 +328,8 @@ int ikc_vec_classify_udpencap(ikc_pktvec *v) {
     if (!v) return IKC_ERR_ARG;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->status[i] != IKC_PKT_PENDING) continue;
-        if (!span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
-        const uint8_t *p = slot(v, i) + v->off[i];
+        if (!ikc_vec_span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
+        const uint8_t *p = ikc_vec_slot(v, i) + v->off[i];
         uint32_t len = v->len[i];
         if (len == 1 && p[0] == 0xFF) {
             v->status[i] = IKC_PKT_KEEPALIVE;   /* RFC 3948 §2.3 */
@@ -356,9 +348,9 @@ int ikc_vec_udp_wrap(ikc_pktvec *v, uint16_t src_port, uint16_t dst_port) {
     if (!v) return IKC_ERR_ARG;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->status[i] != IKC_OK) continue;
-        if (!span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
+        if (!ikc_vec_span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
         if (v->off[i] < 8 || v->len[i] > 65535 - 8) { v->status[i] = IKC_ERR_BUFFER; continue; }
-        uint8_t *h = slot(v, i) + v->off[i] - 8;
+        uint8_t *h = ikc_vec_slot(v, i) + v->off[i] - 8;
         uint32_t ulen = v->len[i] + 8;
         h[0] = (uint8_t)(src_port >> 8); h[1] = (uint8_t)src_port;
         h[2] = (uint8_t)(dst_port >> 8); h[3] = (uint8_t)dst_port;
@@ -374,8 +366,8 @@ int ikc_vec_udp_unwrap(ikc_pktvec *v) {
     if (!v) return IKC_ERR_ARG;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->status[i] != IKC_PKT_PENDING) continue;
-        if (!span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
-        const uint8_t *h = slot(v, i) + v->off[i];
+        if (!ikc_vec_span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
+        const uint8_t *h = ikc_vec_slot(v, i) + v->off[i];
         if (v->len[i] < 8) { v->status[i] = IKC_ERR_TRUNCATED; continue; }
         uint32_t ulen = ((uint32_t)h[4] << 8) | h[5];
         if (ulen < 8 || ulen > v->len[i]) { v->status[i] = IKC_ERR_TRUNCATED; continue; }
@@ -399,7 +391,7 @@ int ikc_vec_recv(ikc_pktvec *v, int fd, uint32_t max, int wait, uint32_t *receiv
     struct mmsghdr *m = v->msgs;
     struct iovec *iov = v->iovs;
     for (uint32_t i = 0; i < max; i++) {
-        iov[i].iov_base = slot(v, i) + v->headroom;
+        iov[i].iov_base = ikc_vec_slot(v, i) + v->headroom;
         iov[i].iov_len = room;
         memset(&m[i].msg_hdr, 0, sizeof(m[i].msg_hdr));
         m[i].msg_hdr.msg_iov = &iov[i];
@@ -425,7 +417,7 @@ int ikc_vec_recv(ikc_pktvec *v, int fd, uint32_t max, int wait, uint32_t *receiv
     for (; n < max; n++) {
         socklen_t alen = sizeof(struct sockaddr_storage);
         int flags = (wait && n == 0) ? 0 : MSG_DONTWAIT;
-        ssize_t r = recvfrom(fd, slot(v, n) + v->headroom, room, flags | MSG_TRUNC,
+        ssize_t r = recvfrom(fd, ikc_vec_slot(v, n) + v->headroom, room, flags | MSG_TRUNC,
                              (struct sockaddr *)((struct sockaddr_storage *)v->addr + n), &alen);
         if (r < 0) {
             v->last_errno = errno;
@@ -452,7 +444,7 @@ int ikc_vec_send(ikc_pktvec *v, int fd, uint32_t *sent) {
     uint32_t k = 0, done = 0;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->status[i] != IKC_OK) continue;
-        if (!span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
+        if (!ikc_vec_span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
         v->map[k++] = i;
     }
 #ifdef __linux__
@@ -460,7 +452,7 @@ int ikc_vec_send(ikc_pktvec *v, int fd, uint32_t *sent) {
     struct iovec *iov = v->iovs;
     for (uint32_t j = 0; j < k; j++) {
         uint32_t i = v->map[j];
-        iov[j].iov_base = slot(v, i) + v->off[i];
+        iov[j].iov_base = ikc_vec_slot(v, i) + v->off[i];
         iov[j].iov_len = v->len[i];
         memset(&m[j].msg_hdr, 0, sizeof(m[j].msg_hdr));
         m[j].msg_hdr.msg_iov = &iov[j];
@@ -489,7 +481,7 @@ int ikc_vec_send(ikc_pktvec *v, int fd, uint32_t *sent) {
 #else
     for (uint32_t j = 0; j < k; j++) {
         uint32_t i = v->map[j];
-        ssize_t r = sendto(fd, slot(v, i) + v->off[i], v->len[i], MSG_DONTWAIT,
+        ssize_t r = sendto(fd, ikc_vec_slot(v, i) + v->off[i], v->len[i], MSG_DONTWAIT,
                            v->addrlen[i] ? (struct sockaddr *)((struct sockaddr_storage *)v->addr + i) : NULL,
                            (socklen_t)v->addrlen[i]);
         if (r < 0) {
@@ -519,7 +511,7 @@ int ikc_vec_read_fd(ikc_pktvec *v, int fd, uint32_t max, int wait, uint32_t *rec
             struct pollfd p = { .fd = fd, .events = POLLIN };
             if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) break;
         }
-        ssize_t r = read(fd, slot(v, n) + v->headroom, room);
+        ssize_t r = read(fd, ikc_vec_slot(v, n) + v->headroom, room);
         if (r < 0) {
             v->last_errno = errno;
             if (transient(errno) && !(n == 0 && errno == EINTR)) break;
@@ -545,9 +537,9 @@ int ikc_vec_write_fd(ikc_pktvec *v, int fd, uint32_t *written) {
     *written = 0;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->status[i] != IKC_OK) continue;
-        if (!span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
+        if (!ikc_vec_span_ok(v, i)) { v->status[i] = IKC_ERR_ARG; continue; }
         ssize_t r;
-        do r = write(fd, slot(v, i) + v->off[i], v->len[i]); while (r < 0 && errno == EINTR);
+        do r = write(fd, ikc_vec_slot(v, i) + v->off[i], v->len[i]); while (r < 0 && errno == EINTR);
         if (r < 0) {
             v->last_errno = errno;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;

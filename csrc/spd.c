@@ -245,12 +245,9 @@ static int allows(const spd_entry *e, const flow *f, int outbound) {
 }
 
 static inline uint8_t *pkt_at(const ikc_pktvec *v, uint32_t i) {
-    return v->buf + (size_t)i * v->slot_size + v->off[i];
+    return ikc_vec_slot(v, i) + v->off[i];
 }
 
-static inline int span_ok(const ikc_pktvec *v, uint32_t i) {
-    return v->off[i] <= v->slot_size && v->len[i] <= v->slot_size - v->off[i];
-}
 
 int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *v,
                     uint32_t *spis, uint32_t cap, uint32_t *tally, uint32_t ntally) {
@@ -265,7 +262,7 @@ int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *
         spis[i] = 0;
         if (v->status[i] != IKC_PKT_PENDING) continue;
         was_pending[i / 64] |= (uint64_t)1 << (i % 64);
-        if (span_ok(v, i) && v->len[i] >= 4) spis[i] = ikc_get32(pkt_at(v, i));
+        if (ikc_vec_span_ok(v, i) && v->len[i] >= 4) spis[i] = ikc_get32(pkt_at(v, i));
     }
     uint32_t n_ok;
     int rc = ikc_esp_decrypt_vec_multi(sas, nsas, v, NULL, &n_ok);
@@ -280,7 +277,7 @@ int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *
                 flow f;
                 int nh = v->nh[i];
                 /* the inner header must be of the IP version the next header names */
-                if ((nh != 4 && nh != 41) || !span_ok(v, i) || !parse_flow(pkt_at(v, i), v->len[i], &f) ||
+                if ((nh != 4 && nh != 41) || !ikc_vec_span_ok(v, i) || !parse_flow(pkt_at(v, i), v->len[i], &f) ||
                     f.version != (nh == 4 ? 4 : 6) || !allows(e, &f, 0)) {
                     v->status[i] = IKC_ERR_POLICY;
                     e->drops++;
@@ -325,7 +322,7 @@ int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uin
         if (v->status[i] != IKC_PKT_PENDING) continue;
         flow f;
         uint32_t spi = 0;
-        if (span_ok(v, i) && parse_flow(pkt_at(v, i), v->len[i], &f)) spi = route_one(spd, &f);
+        if (ikc_vec_span_ok(v, i) && parse_flow(pkt_at(v, i), v->len[i], &f)) spi = route_one(spd, &f);
         if (!spi) { v->status[i] = IKC_ERR_POLICY; continue; }
         spis[i] = spi;
         routed++;

@@ -215,12 +215,7 @@ class PacketVector:
         they become PENDING with their source address. ``wait``: block until
         at least one arrives (a blocking socket); False never blocks."""
         fd = sock if isinstance(sock, int) else sock.fileno()
-        while True:
-            rc = lib.ikc_vec_recv(self._v, fd, max_packets, 1 if wait else 0, self._n)
-            if rc == lib.IKC_ERR_IO and lib.ikc_vec_errno(self._v) == _errno.EINTR:
-                continue
-            self._io(rc, "recvmmsg")
-            return self._n[0]
+        return self._read_retrying(lib.ikc_vec_recv, fd, max_packets, wait, "recvmmsg")
 
     def send(self, sock) -> int:
         """sendmmsg every OK packet to its address (or the connected peer); sent
@@ -231,11 +226,15 @@ class PacketVector:
 
     def read_fd(self, fd: int, max_packets: int = 0, *, wait: bool = True) -> int:
         """Read packets from a TUN-style fd, one per read(), into slots 0..."""
+        return self._read_retrying(lib.ikc_vec_read_fd, fd, max_packets, wait, "read")
+
+    def _read_retrying(self, call, fd: int, max_packets: int, wait: bool, what: str) -> int:
+        """One C read call, repeated when a signal interrupted it (EINTR)."""
         while True:
-            rc = lib.ikc_vec_read_fd(self._v, fd, max_packets, 1 if wait else 0, self._n)
+            rc = call(self._v, fd, max_packets, 1 if wait else 0, self._n)
             if rc == lib.IKC_ERR_IO and lib.ikc_vec_errno(self._v) == _errno.EINTR:
                 continue
-            self._io(rc, "read")
+            self._io(rc, what)
             return self._n[0]
 
     def write_fd(self, fd: int) -> int:
