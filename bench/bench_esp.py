@@ -289,10 +289,10 @@ def _thread_rate(nthreads, size, seconds=0.4):
 def test_esp_threads_scaling(benchmark, record_ratio, size):
     best1 = best2 = 0.0
     c0, w0 = time.process_time(), time.perf_counter()
-    for _ in range(max(3, REPEATS // 2)):
+    for _ in range(max(5, REPEATS)):   # best of several: a 2-core VM has noisy neighbours
         best1 = max(best1, _thread_rate(1, size))
     c1, w1 = time.process_time(), time.perf_counter()
-    for _ in range(max(3, REPEATS // 2)):
+    for _ in range(max(5, REPEATS)):   # best of several: a 2-core VM has noisy neighbours
         best2 = max(best2, _thread_rate(2, size))
     c2, w2 = time.process_time(), time.perf_counter()
     # CPU seconds per wall second: ~2 with two threads means two cores really ran
