@@ -15,7 +15,9 @@ def _worker(name, k, rounds, errors):
         payloads = [os.urandom(n) for n in (0, 64, 512, 1400)] * 8
         enc, dec = PacketVector(32), PacketVector(32)
         for _ in range(rounds):
-            enc.load(payloads, next_header=4)
+            # not 4/41: random octets labelled IPv4 that happen to start with 0x4X
+            # would be cut at their "IP length" (TFC padding removal), 1 run in 60
+            enc.load(payloads, next_header=17)
             assert tx.encrypt_batch(enc, out=dec) == len(payloads)
             assert dec.mark_pending() == len(payloads)
             assert rx.decrypt_batch(dec) == len(payloads)
