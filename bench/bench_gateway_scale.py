@@ -58,9 +58,13 @@ class Responder:
         t = ep.get_timer()                          # what the gateway does after every datagram
         if t is not None and t <= self.now:
             ep.handle_timer(self.now)
-        while (item := ep.next_event()) is not None:
-            if self.dataplane is not None and isinstance(item[1], ev.ChildSaInstalled):
-                self.dataplane.install(item[0], item[1].child)
+        while (item := ep.next_event()) is not None:      # as the gateway handles them
+            conn, event = item
+            if isinstance(event, ev.IkeSaEstablished):
+                conn.release_session_keys()
+            elif isinstance(event, ev.ChildSaInstalled) and self.dataplane is not None:
+                self.dataplane.install(conn, event.child)
+                event.child.release_keys()
 
     def handshake(self) -> None:
         self.port = (self.port + 1) % 50000        # 10000-59999: never the NAT-T port

@@ -26,6 +26,13 @@ struct ikc_sk {
     ikc_hmac *integ;             /* CBC only */
 };
 
+void ikc_sk_idle(ikc_sk *sk) {
+    if (!sk) return;
+    EVP_CIPHER_CTX_free(sk->enc);   /* frees and cleanses the key schedule; the key stays */
+    EVP_CIPHER_CTX_free(sk->dec);
+    sk->enc = sk->dec = NULL;
+}
+
 static int sk_context(ikc_sk *sk, int enc, EVP_CIPHER_CTX **ctx) {
     EVP_CIPHER_CTX **slot = enc ? &sk->enc : &sk->dec;
     if (!*slot) {

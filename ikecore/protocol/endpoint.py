@@ -267,6 +267,7 @@ class IkeEndpoint:
                 self._index(conn)
         self._forget_half_open(conn)
         self.timers.touch(conn)
+        conn.idle()
         if conn.state == State.DELETED:
             own = conn.spi_i if conn.initiator else conn.spi_r
             self._unindex(conn, own)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from aio_helpers import exchange_traffic, ike_configs, initiator, responder, run
-from ikecore.aio.keylog import IKE_TABLE, ESP_TABLE, esp_row, ike_row, tshark_options
+from ikecore.aio.keylog import IKE_TABLE, ESP_TABLE, KeyLog, esp_row, ike_row, tshark_options
 from ikecore.aio.pcap import PcapWriter, ip_udp_packet
 from ikecore.crypto.keyschedule import IkeKeys
 from ikecore.protocol import events as ev
@@ -39,12 +39,32 @@ def test_row_formats():
     assert esp_row("192.0.2.1", "192.0.2.2", 1, EspSuite(28, None, 0, False, None), b"k" * 36, b"") is None
 
 
+class KeySnapshots:
+    """The keys each SA had when the gateway exported them: an established SA
+    keeps only SK_d afterwards, and a Child SA none (its EspSAs hold them)."""
+
+    def __init__(self, monkeypatch):
+        self.ike, self.child = {}, {}
+        original_ike, original_child = KeyLog.ike_sa, KeyLog.child_sa
+
+        def ike_sa(log, conn):
+            self.ike[conn.spis] = conn.keys
+            return original_ike(log, conn)
+
+        def child_sa(log, child, *args):
+            self.child[child.spi_in] = (child.outbound_keys, child.inbound_keys, child.keys)
+            return original_child(log, child, *args)
+        monkeypatch.setattr(KeyLog, "ike_sa", ike_sa)
+        monkeypatch.setattr(KeyLog, "child_sa", child_sa)
+
+
 def _ike_suite_rows(path):
     return [line.split(",") for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
-def test_gateway_exports_the_keys_of_every_sa(tmp_path):
+def test_gateway_exports_the_keys_of_every_sa(tmp_path, monkeypatch):
     keydir = tmp_path / "keys"
+    exported = KeySnapshots(monkeypatch)
 
     async def body():
         ci, cr = ike_configs()
@@ -67,26 +87,33 @@ def test_gateway_exports_the_keys_of_every_sa(tmp_path):
     ike = _ike_suite_rows(keydir / IKE_TABLE)
     assert [(r[0], r[1]) for r in ike] == [(conn.spi_i.hex(), conn.spi_r.hex()),
                                            (conn2.spi_i.hex(), conn2.spi_r.hex())]
-    assert ike[0][2] == conn.keys.sk_ei.hex() and ike[0][3] == conn.keys.sk_er.hex()
-    assert ike[1][2] == conn2.keys.sk_ei.hex()
+    keys, keys2 = exported.ike[conn.spis], exported.ike[conn2.spis]
+    assert ike[0][2] == keys.sk_ei.hex() and ike[0][3] == keys.sk_er.hex()
+    assert ike[1][2] == keys2.sk_ei.hex()
+    # once exported, an established SA keeps SK_d alone, a Child SA no key at all
+    assert conn2.keys.sk_d == keys2.sk_d and conn2.keys.sk_ei == conn2.keys.sk_pi == b""
+    assert child.keys is None and child2.keys is None
     esp = [line for line in (keydir / ESP_TABLE).read_text().splitlines()]
     assert len(esp) == 4
-    assert f'"0x{child.spi_out.hex()}","AES-GCM with 16 octet ICV [RFC4106]","0x{child.outbound_keys[0].hex()}"' \
+    outbound, inbound, _ = exported.child[child.spi_in]
+    assert f'"0x{child.spi_out.hex()}","AES-GCM with 16 octet ICV [RFC4106]","0x{outbound[0].hex()}"' \
         in esp[0]
-    assert f'"0x{child.spi_in.hex()}"' in esp[1] and child.inbound_keys[0].hex() in esp[1]
+    assert f'"0x{child.spi_in.hex()}"' in esp[1] and inbound[0].hex() in esp[1]
     assert f'"0x{child2.spi_out.hex()}"' in esp[2]
     for f in (IKE_TABLE, ESP_TABLE):
         assert stat.S_IMODE(os.stat(keydir / f).st_mode) == 0o600
 
 
-def test_keys_are_never_logged(caplog, tmp_path):
+def test_keys_are_never_logged(caplog, tmp_path, monkeypatch):
     import logging
     caplog.set_level(logging.DEBUG, logger="ikecore")
+    exported = KeySnapshots(monkeypatch)
 
     async def body():
         ci, cr = ike_configs()
         gr = await responder(cr)
-        gi = await initiator(ci, gr)
+        gi = await initiator(ci, gr, key_export=__import__("ikecore.aio", fromlist=["KeyExportSpec"])
+                             .KeyExportSpec(str(tmp_path / "keys")))
         try:
             conn = await gi.initiate("to-r", timeout=10)
             await exchange_traffic(gi, gr, "127.0.0.1", 2)
@@ -99,8 +126,9 @@ def test_keys_are_never_logged(caplog, tmp_path):
     conn, children = run(body())
     text = caplog.text
     assert "IKE SA established" in text
-    secrets = [conn.keys.sk_d, conn.keys.sk_ei, conn.keys.sk_er, conn.keys.sk_pi]
-    secrets += [k for c in children for k in (c.keys.encr_i, c.keys.encr_r)]
+    secrets = [k for keys in exported.ike.values() for k in (keys.sk_d, keys.sk_ei, keys.sk_er, keys.sk_pi)]
+    secrets += [k for _, _, keys in exported.child.values() for k in (keys.encr_i, keys.encr_r)]
+    assert len(exported.ike) == 2 and len(exported.child) >= 1
     for s in secrets:
         assert s.hex() not in text and s.hex().upper() not in text
 
