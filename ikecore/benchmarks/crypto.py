@@ -22,9 +22,19 @@ SPI_I, SPI_R = os.urandom(8), os.urandom(8)
 KEYMAT_SUITES = ("aes256gcm16", "aes256-sha256")
 
 
-def stdlib_keymat(integ_len, encr_len):
-    """The same derivation a Python IKE daemon would write with stdlib hmac."""
-    skeyseed = hmac.new(NI + NR, GIR, hashlib.sha256).digest()
+SK_D_OLD = os.urandom(32)
+
+
+def stdlib_keymat(integ_len, encr_len, kind: str = "initial"):
+    """The same derivation a Python IKE daemon would write with stdlib hmac:
+    SKEYSEED of an initial exchange (RFC 7296 section 2.14), of a rekey or clone
+    (section 2.18, RFC 7791) or of a resumption (RFC 5723 section 5.1), then prf+."""
+    if kind == "initial":
+        skeyseed = hmac.new(NI + NR, GIR, hashlib.sha256).digest()
+    elif kind == "rekey":
+        skeyseed = hmac.new(SK_D_OLD, GIR + NI + NR, hashlib.sha256).digest()
+    else:
+        skeyseed = hmac.new(SK_D_OLD, b"Resumption" + NI + NR, hashlib.sha256).digest()
     seed = NI + NR + SPI_I + SPI_R
     need = 3 * 32 + 2 * integ_len + 2 * encr_len
     out, t, n = b"", b"", 1
@@ -40,23 +50,31 @@ def stdlib_keymat(integ_len, encr_len):
     return keys
 
 
-def keymat_pair(suite: str, api: str = "schedule"):
+KEYSCHEDULE_KINDS = ("initial", "rekey", "resume")
+
+
+def keymat_pair(suite: str, api: str = "schedule", kind: str = "initial"):
     """SKEYSEED and the seven keys (prf-sha256) for `suite`: through an
-    IkeKeySchedule made once per suite ("schedule") or the one-shot function."""
+    IkeKeySchedule made once per suite ("schedule") or the one-shot function;
+    kind "rekey" (also what a clone does) and "resume" use the schedule."""
     if suite == "aes256gcm16":
         kw, lens = dict(encr_id=Encr.AES_GCM_16, encr_key_bits=256), (0, 36)
     else:
         kw, lens = dict(encr_id=Encr.AES_CBC, encr_key_bits=256, integ_id=Integ.HMAC_SHA2_256_128), (32, 32)
-    if api == "schedule":
-        # made once per negotiated suite, as a pyca cipher object is made once per key
-        schedule = IkeKeySchedule(Prf.HMAC_SHA2_256, **kw)
+    # made once per negotiated suite, as a pyca cipher object is made once per key
+    schedule = IkeKeySchedule(Prf.HMAC_SHA2_256, **kw)
+    if kind == "rekey":
+        ours = lambda: schedule.rekey(Prf.HMAC_SHA2_256, SK_D_OLD, GIR, NI, NR, SPI_I, SPI_R)  # noqa: E731
+    elif kind == "resume":
+        ours = lambda: schedule.resume(SK_D_OLD, NI, NR, SPI_I, SPI_R)  # noqa: E731
+    elif api == "schedule":
         ours = lambda: schedule.initial(NI, NR, GIR, SPI_I, SPI_R)  # noqa: E731
     else:
         ours = lambda: ike_keys_initial(Prf.HMAC_SHA2_256, NI, NR, GIR, SPI_I, SPI_R, **kw)  # noqa: E731
     k = ours()
-    if [k.sk_d, k.sk_ai, k.sk_ar, k.sk_ei, k.sk_er, k.sk_pi, k.sk_pr] != stdlib_keymat(*lens):
-        raise AssertionError("ikecore's key schedule differs from the stdlib hmac derivation")
-    return ours, lambda: stdlib_keymat(*lens)
+    if [k.sk_d, k.sk_ai, k.sk_ar, k.sk_ei, k.sk_er, k.sk_pi, k.sk_pr] != stdlib_keymat(*lens, kind):
+        raise AssertionError(f"ikecore's {kind} key schedule differs from the stdlib hmac derivation")
+    return ours, lambda: stdlib_keymat(*lens, kind)
 
 
 AAD = os.urandom(32)
