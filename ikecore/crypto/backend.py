@@ -105,19 +105,25 @@ def aes_gcm_vaes() -> tuple[bool | None, str]:
     import os
     import platform
 
-    if platform.machine() not in ("x86_64", "AMD64", "i686"):
-        return None, f"not x86 ({platform.machine()})"
-    if os.environ.get("OPENSSL_ia32cap"):
+    return vaes_verdict(ffi.string(lib.ikc_openssl_version_text()).decode(), _cpuinfo_flags(),
+                        platform.machine(), os.environ.get("OPENSSL_ia32cap"))
+
+
+def vaes_verdict(openssl_version: str, cpu_flags: set[str], machine: str,
+                 ia32cap: str | None) -> tuple[bool | None, str]:
+    """aes_gcm_vaes's decision from its inputs (kept apart so that it is tested)."""
+    if machine not in ("x86_64", "AMD64", "i686"):
+        return None, f"not x86 ({machine})"
+    if ia32cap:
         return None, "OPENSSL_ia32cap overrides the CPU flags OpenSSL sees"
-    version = _openssl_version_tuple(ffi.string(lib.ikc_openssl_version_text()).decode())
+    version = _openssl_version_tuple(openssl_version)
     if not version:
         return None, "OpenSSL version not understood"
     if version < (3, 1):
         return False, f"OpenSSL {version[0]}.{version[1]} has no VAES AES-GCM (3.1 onwards)"
-    flags = _cpuinfo_flags()
-    if not flags:
+    if not cpu_flags:
         return None, "no /proc/cpuinfo"
-    missing = [f for f in _VAES_GCM_FLAGS if f not in flags]
+    missing = [f for f in _VAES_GCM_FLAGS if f not in cpu_flags]
     if missing:
         return False, "the CPU lacks " + ", ".join(missing)
     return True, f"OpenSSL {version[0]}.{version[1]} and a CPU with " + ", ".join(_VAES_GCM_FLAGS)
