@@ -116,3 +116,15 @@ def test_every_suite_module_loads_and_lists_cases():
     for suite in found:
         if suite.cases:
             assert suite.cases(Options.make(quick=True, threads=1)), suite.name
+
+
+def test_pytest_benchmark_reads_the_json(quick_run):
+    """pytest-benchmark's own `compare` command loads the file and tabulates every group."""
+    pytest.importorskip("pytest_benchmark")
+    _, out = quick_run
+    proc = subprocess.run([sys.executable, "-c", "import sys; from pytest_benchmark.cli import main; "
+                           "sys.argv = ['pytest-benchmark', 'compare', sys.argv[1]]; main()", str(out / "run.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for group in ("esp-single", "esp-batch", "keyschedule", "handshake"):
+        assert f"benchmark '{group}'" in proc.stdout
