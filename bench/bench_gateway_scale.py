@@ -27,7 +27,7 @@ import os
 import random
 import time
 
-from ikecore.benchmarks.ike import ADDR_R, _configs
+from bench_ike import ADDR_R, _configs
 from ikecore.aio.dataplane import DataPlane
 from ikecore.protocol import events as ev
 from ikecore.protocol.config import Identity

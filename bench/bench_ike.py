@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import pytest
 
-from ikecore.benchmarks.ike import (CHARON_RESPONDER_MS, GROUPS, full_handshake_fn, key_exchange_fn,
-                                    rekey_fn, responder_ms)
+# the measured operations are shared with `ikecore bench`; the other bench files
+# (bench_gateway_scale, bench_clone) import Link and the configurations from here
+from ikecore.benchmarks.ike import (ADDR_I, ADDR_R, CHARON_RESPONDER_MS, GROUPS, PSK, Link,  # noqa: F401
+                                    _configs, full_handshake_fn, key_exchange_fn, rekey_fn, responder_ms)
 from ikecore.benchmarks.timing import rate as _rate
 
 
