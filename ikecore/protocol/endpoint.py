@@ -59,6 +59,7 @@ class IkeEndpoint:
         self.connections: dict[bytes, IkeConnection] = {}   # by our own SPI
         self._half_open: dict[tuple, IkeConnection] = {}    # responder SAs by (SPIi, remote)
         self.leases: set = set()
+        self.inbound_spis: set[bytes] = set()     # of every installed Child SA: new ones avoid them
         self._events: deque = deque()
         self._datagrams: deque = deque()
         self.timers = TimerQueue()
@@ -114,6 +115,7 @@ class IkeEndpoint:
 
     def _adopt(self, conn: IkeConnection) -> None:
         conn.leases = self.leases
+        conn.inbound_spis = self.inbound_spis
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
         conn.exchange_state["initial_contact"] = self._initial_contact
         conn.timers_changed = self.timers.touch
@@ -265,6 +267,12 @@ class IkeEndpoint:
             self._events.append((conn, event))
             if isinstance(event, ev.IkeSaEstablished):
                 self._index(conn)
+            elif isinstance(event, ev.ChildSaInstalled):
+                self.inbound_spis.add(event.child.spi_in)
+            elif isinstance(event, ev.ChildSaRekeyed):
+                self.inbound_spis.add(event.new.spi_in)
+            elif isinstance(event, ev.ChildSaDeleted):
+                self.inbound_spis.discard(event.child.spi_in)
         self._forget_half_open(conn)
         self.timers.touch(conn)
         conn.idle()

@@ -123,7 +123,7 @@ class IkeConnection:
                  "sk_out", "sk_in", "ni", "nr", "init_request", "init_response", "remote_id",
                  "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
                  "peer_mobike", "peer_clone", "peer_window", "virtual_ip", "assigned_ip",
-                 "leases", "next_request_id", "expected_request_id", "_answered_ahead",
+                 "leases", "inbound_spis", "next_request_id", "expected_request_id", "_answered_ahead",
                  "outstanding", "response_cache", "tasks", "deferred", "reassembler",
                  "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
@@ -165,6 +165,7 @@ class IkeConnection:
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
         self.leases: set = set()              # pool addresses in use (the endpoint shares one set)
+        self.inbound_spis: set = set()        # installed Child SA SPIs (the endpoint shares one set)
         # message ids and retransmission
         self.next_request_id = 0
         self.expected_request_id = 0          # the lowest request ID not yet answered
