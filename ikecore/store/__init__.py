@@ -4,8 +4,9 @@ file loader. The sans-I/O side is ``ikecore.resumption``; see docs/tickets.md.""
 from .base import DEFAULT_DEADLINE, TicketStore
 from .keyfile import load_wrapping_key
 from .memory import MemoryTicketStore
+from .redeem import issue_ticket, redeem_ticket
 from .redis_store import RedisTicketStore
 from .ringsync import SharedKeyRing
 
 __all__ = ["TicketStore", "MemoryTicketStore", "RedisTicketStore", "SharedKeyRing", "load_wrapping_key",
-           "DEFAULT_DEADLINE"]
+           "issue_ticket", "redeem_ticket", "DEFAULT_DEADLINE"]
