@@ -46,11 +46,11 @@ KEEP_TICKET_REASONS = frozenset({"peer unresponsive", "suspended"})
 class _PendingResume:
     """An IKE_SESSION_RESUME request whose ticket the store is checking."""
 
-    __slots__ = ("msg", "remote", "local", "config", "state", "deadline", "key")
+    __slots__ = ("msg", "remote", "local", "config", "opened", "deadline", "key")
 
-    def __init__(self, msg, remote, local, config, state, deadline, key) -> None:
+    def __init__(self, msg, remote, local, config, opened, deadline, key) -> None:
         self.msg, self.remote, self.local, self.config = msg, remote, local, config
-        self.state, self.deadline, self.key = state, deadline, key
+        self.opened, self.deadline, self.key = opened, deadline, key
 
 
 class Classification(enum.Enum):
@@ -286,7 +286,7 @@ class IkeEndpoint:
             check = TicketCheck(token, spend_key=opened.spend_key, ttl=int(opened.ttl))
         else:
             check = TicketCheck(token, take_key=opened.take_key)
-        self._pending_checks[token] = _PendingResume(msg, remote, local, config, opened.state,
+        self._pending_checks[token] = _PendingResume(msg, remote, local, config, opened,
                                                      now + self.ticket_check_timeout, key)
         self._pending_keys[key] = token
         self._store_ops.append(check)
@@ -311,14 +311,15 @@ class IkeEndpoint:
         if isinstance(result, BaseException):
             self.stats["ticket_store_errors"] += 1
             return self._nack(msg, remote, local, f"ticket store failed: {result!r}")
-        state = pending.state
+        state = pending.opened.state
         if state is None:                              # by reference: the store held the state
             if not isinstance(result, (bytes, bytearray)):
                 self.stats["ticket_replays"] += 1
                 return self._nack(msg, remote, local, "unknown or spent ticket")
             wall = config.wall_time(now)
             try:
-                state = config.ticket_authority.open_referenced(bytes(result), wall)
+                state = config.ticket_authority.open_referenced(bytes(result), wall,
+                                                                ticket_id=pending.opened.ticket_id)
                 resumption.check_ticket_state(config, state, wall)
             except (IkeError, ValueError) as exc:
                 return self._nack(msg, remote, local, f"ticket refused: {exc}")

@@ -82,29 +82,31 @@ def answer_ticket_request(conn, now: float) -> NotifyPayload:
     lifetime = _ticket_lifetime(conn, now)
     if lifetime <= 0:
         return nack
-    from ...resumption import TicketState
+    from ...resumption import TICKET_ID_LENGTH, TicketState
     wall = cfg.wall_time(now)
     suite = conn.suite
-    state = TicketState(
-        ticket_id=conn.rng(16), expires_at=int(wall) + lifetime,
-        idi_type=conn.remote_id.id_type, idi=conn.remote_id.data,
-        idr_type=cfg.local_id.id_type, idr=cfg.local_id.data,
-        auth_method=conn.peer_auth_method,
-        prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits or 0,
-        integ_id=suite.integ_id, dh_group=suite.dh_group, sk_d=conn.keys.sk_d)
     try:
+        state = TicketState(
+            ticket_id=conn.rng(TICKET_ID_LENGTH), expires_at=int(wall) + lifetime,
+            idi_type=int(conn.remote_id.id_type), idi=bytes(conn.remote_id.data),
+            idr_type=int(cfg.local_id.id_type), idr=bytes(cfg.local_id.data),
+            auth_method=int(conn.peer_auth_method),
+            prf_id=int(suite.prf_id), encr_id=int(suite.encr_id), encr_key_bits=int(suite.key_bits or 0),
+            integ_id=int(suite.integ_id), dh_group=int(suite.dh_group), sk_d=bytes(conn.keys.sk_d))
         issued = authority.issue(state, wall)
-    except (IkeError, ValueError) as exc:
+    except (IkeError, ValueError, TypeError) as exc:
         log.warning("%s: no ticket issued: %s", conn.name, exc)
         return nack
-    if not 1 <= len(issued.ticket) <= 65535 - 4:
+    # the authority may cut the expiry to its key's life in the ring
+    lifetime = min(lifetime, int(issued.lifetime))
+    if lifetime <= 0 or not 1 <= len(issued.ticket) <= 65535 - 4:
         return nack
     put = None
     if issued.store_put is not None:
         from ..tickets import TicketPut
         key, value, ttl = issued.store_put
         put = TicketPut(key, value, int(ttl))
-    conn.emit(ev.TicketIssued(state.ticket_id, state.expires_at, lifetime, put))
+    conn.emit(ev.TicketIssued(state.ticket_id, int(issued.expires_at), lifetime, put))
     return NotifyPayload(notify_type=NotifyType.TICKET_LT_OPAQUE,
                          data=lifetime.to_bytes(4, "big") + issued.ticket)
 
