@@ -401,6 +401,10 @@ def respond(conn, msg: Message, now: float) -> list | None:
             "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)
         return [NotifyPayload(notify_type=NotifyType.AUTHENTICATION_FAILED)]
     _take_features(conn, msg)
+    if conn.resumed is not None:
+        retire = conn.exchange_state.get("retire_resumed")
+        if retire is not None:      # the SA the ticket came from goes, silently (RFC 5723 §4.3.4)
+            retire(conn, conn.resumed.ticket_id, now)
     retire_older = conn.exchange_state.get("initial_contact")
     if retire_older is not None and msg.has_notify(NotifyType.INITIAL_CONTACT):
         retire_older(conn, now)     # the endpoint forgets older SAs with this peer (RFC 7296 §2.4)
@@ -421,10 +425,6 @@ def respond(conn, msg: Message, now: float) -> list | None:
     resumption.note_authenticated(conn, msg, now)
     conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id,
                                   resumed=conn.resumed is not None))
-    if conn.resumed is not None:
-        retire = conn.exchange_state.get("retire_resumed")
-        if retire is not None:      # the SA the ticket came from goes, silently (RFC 5723 §4.3.4)
-            retire(conn, conn.resumed.ticket_id, now)
     if msg.has_notify(NotifyType.TICKET_REQUEST):
         payloads.append(resumption.answer_ticket_request(conn, now))
     if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
