@@ -605,3 +605,49 @@ def test_by_reference_state_missing_from_the_store():
     p.desk.data.clear()                  # the store lost it (restart, eviction)
     conn = p.resume()
     _nacked_then_full(p, conn)
+
+
+# ------------------------------------------------------ NAT and certificates --
+
+def test_nat_detection_afresh_after_moving_behind_a_nat():
+    """The client resumes from behind a NAT it was not behind before (RFC 5723
+    §4.3.2: NAT detection as in IKE_SA_INIT): both ends move to 4500."""
+    from ike_pair import Nat
+    from ikecore.protocol.endpoint import NON_ESP_MARKER
+    p = ticketed_pair()
+    assert not p.conn("i").nat_detected
+    lose_sa(p)
+    p.nat = Nat(public="203.0.113.9")
+    mark = len(p.trace)
+    conn = resume(p)
+    gw = p.conn("r")
+    assert resumed_up(p, conn)
+    assert conn.nat_local and gw.nat_remote
+    assert conn.local[1] == 4500 and gw.local[1] == 4500 and gw.remote[0] == "203.0.113.9"
+    assert next(iter(conn.children.values())).udp_encap
+    after = [d for _, d in p.trace[mark:]]
+    assert not after[0].startswith(NON_ESP_MARKER) and all(d.startswith(NON_ESP_MARKER) for d in after[2:])
+
+
+def test_resumption_of_a_certificate_authenticated_sa():
+    """The original SA authenticated with certificates; the resumed IKE_AUTH carries
+    no CERT, no CERTREQ and no signature, and the ticket keeps the original method."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_ike_auth_methods import Pki, cert_configs
+    pki = Pki()
+    ci, cr = cert_configs(pki, ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1()),
+                          cfg_i={"resumption": True, "wall_clock": wall_clock},
+                          cfg_r={"resumption": True, "wall_clock": wall_clock,
+                                 "ticket_authority": resumption_configs()[1].ticket_authority})
+    p = Pair(ci, cr, desk=TicketDesk())
+    p.connect()
+    assert p.run(p.established, max_time=60)
+    lose_sa(p)
+    conn = resume(p)
+    gw = p.conn("r")
+    assert resumed_up(p, conn)
+    assert gw.peer_auth_method == AuthMethod.DIGITAL_SIGNATURE     # from the ticket
+    resumed_auth = [m for t, m in decrypt_trace(p, gw, conn) if m.exchange_type == ExchangeType.IKE_AUTH][-2:]
+    for m in resumed_auth:
+        assert not m.find_all(PayloadType.CERT) and not m.find_all(PayloadType.CERTREQ)
+        assert m.find(PayloadType.AUTH).method == AuthMethod.SHARED_KEY_MIC
