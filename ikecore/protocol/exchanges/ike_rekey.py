@@ -260,6 +260,8 @@ def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
         from .resumption import TicketRequestTask
         survivor.queue(TicketRequestTask(), now)
     survivor.start_tasks(now)
+    old.timers_moved()
+    survivor.timers_moved()
 
 
 def retire(sa, now: float, *, delete: bool) -> None:
@@ -270,6 +272,7 @@ def retire(sa, now: float, *, delete: bool) -> None:
     sa.expire_at = now + sa.retransmit_span()
     if delete:
         sa.queue(DeleteIkeTask("redundant after a simultaneous rekey"), now)
+    sa.timers_moved()
 
 
 __all__ = ["RekeyIkeTask", "respond", "successor", "conclude", "retire", "peer_deleted_old_sa",
