@@ -22,8 +22,51 @@ _OVERHEAD = NONCE_LENGTH + TAG_LENGTH
 _SCRATCH = 1024
 
 
-class TicketCipher:
-    """AES-256-GCM (or AES-128-GCM) ticket key with its key id; key wiped on free."""
+def _raise_error(rc: int, what: str):
+    raise error_for(rc, what)
+
+
+class _CffiTicketKey:
+    """TicketCipher's seal/open where ikecore._fastpath was not built: the cffi
+    path alone (same output, same errors)."""
+
+    __slots__ = ()
+
+    def seal(self, plaintext: bytes, nonce: bytes, header: bytes = b"") -> bytes:
+        """``header | nonce | AES-GCM(plaintext, aad=header) | tag``. The nonce
+        (12 octets) must never repeat under one key: draw it at random."""
+        return self._seal_general(plaintext, nonce, header)
+
+    def open(self, ticket: bytes, header_len: int) -> bytes:
+        """Verify and decrypt a sealed blob whose first ``header_len`` octets
+        are its header. ``InvalidTag`` when it does not verify (tampered,
+        forged, another key); ``MalformedPacket`` when it is too short."""
+        return self._open_general(ticket, header_len)
+
+    def _bind_key(self, address: int) -> None:
+        """(the C base keeps the address; this class needs none)"""
+
+
+def _ticket_key_base():
+    """TicketKey from the CPython-API module ikecore._fastpath (seal and open
+    without cffi's per-call cost), bound to this core's functions; the
+    cffi-only class where it was not built."""
+    try:
+        from .. import _fastpath
+        bind = _fastpath.bind_tickets
+    except (ImportError, AttributeError):
+        return _CffiTicketKey
+    address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))  # noqa: E731
+    bind(address("ikc_ticket_seal"), address("ikc_ticket_open"), _raise_error)
+    return _fastpath.TicketKey
+
+
+class TicketCipher(_ticket_key_base()):
+    """AES-256-GCM (or AES-128-GCM) ticket key with its key id; key wiped on free.
+
+    ``seal(plaintext, nonce, header=b"")`` and ``open(ticket, header_len)`` are
+    inherited: in C for bytes arguments, ``_seal_general`` / ``_open_general``
+    for everything else."""
 
     __slots__ = ("_handle", "_buf", "_cap", "_out_len", "key_id", "key_bits", "__weakref__")
 
@@ -46,6 +89,8 @@ class TicketCipher:
 
     def _adopt(self, raw, key_id: bytes, key_len: int) -> None:
         self._handle = ffi.gc(raw, lib.ikc_ticket_key_free)
+        # for the C methods; self._handle keeps the key alive as long as they can use it
+        self._bind_key(int(ffi.cast("uintptr_t", self._handle)))
         self.key_id = key_id
         self.key_bits = key_len * 8
         # one output buffer reused across calls: a key serves one thread
@@ -68,12 +113,12 @@ class TicketCipher:
     def close(self) -> None:
         """Free and wipe the key now (a key retired from the ring)."""
         if self._handle is not None:
+            self._bind_key(0)
             ffi.release(self._handle)
             self._handle = None
 
-    def seal(self, plaintext: bytes, nonce: bytes, header: bytes = b"") -> bytes:
-        """``header | nonce | AES-GCM(plaintext, aad=header) | tag``. The nonce
-        (12 octets) must never repeat under one key: draw it at random."""
+    def _seal_general(self, plaintext: bytes, nonce: bytes, header: bytes = b"") -> bytes:
+        """seal through cffi: any buffer, a closed key."""
         if type(plaintext) is not bytes:
             plaintext = as_bytes(plaintext, "plaintext")
         if type(nonce) is not bytes:
@@ -88,14 +133,12 @@ class TicketCipher:
             raise error_for(rc, "ticket seal")
         return ffi.unpack(out, n)
 
-    def open(self, ticket: bytes, header_len: int) -> bytes:
-        """Verify and decrypt a sealed blob whose first ``header_len`` octets
-        are its header. ``InvalidTag`` when it does not verify (tampered,
-        forged, another key); ``MalformedPacket`` when it is too short."""
+    def _open_general(self, ticket: bytes, header_len: int) -> bytes:
+        """open through cffi: any buffer, a closed key."""
         if type(ticket) is not bytes:
             ticket = as_bytes(ticket, "ticket")
-        if type(header_len) is not int or header_len < 0:
-            raise ValueError("header_len must be a non-negative int")
+        if type(header_len) is not int or not 0 <= header_len <= MAX_SEALED_LENGTH:
+            raise ValueError(f"header_len must be an int in 0..{MAX_SEALED_LENGTH}")
         n = len(ticket) or 1
         out = self._buf if n <= self._cap else self._out(n)
         rc = lib.ikc_ticket_open(self._live(), ticket, len(ticket), header_len, out, n, self._out_len)
@@ -121,8 +164,8 @@ class TicketCipher:
         key_id = as_bytes(key_id, "key_id")
         if len(key_id) != KEY_ID_LENGTH:
             raise ValueError(f"key_id must be {KEY_ID_LENGTH} octets")
-        if type(header_len) is not int or header_len < 0:
-            raise ValueError("header_len must be a non-negative int")
+        if type(header_len) is not int or not 0 <= header_len <= MAX_SEALED_LENGTH:
+            raise ValueError(f"header_len must be an int in 0..{MAX_SEALED_LENGTH}")
         handle = ffi.new("ikc_ticket_key **")
         check(lib.ikc_ticket_unwrap_key(self._live(), blob, len(blob), header_len, handle), "ticket key unwrap")
         return TicketCipher._from_handle(handle[0], key_id)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..crypto.ticket import KEY_ID_LENGTH, NONCE_LENGTH, TAG_LENGTH
 from ..errors import (InvalidTag, MalformedPacket, TicketExpired, TicketInvalid, TicketMalformed,
@@ -34,8 +33,7 @@ REFERENCE_PREFIX = b"ticket:"
 DEFAULT_CLOCK_SKEW = 60   # seconds the gateways of a cluster may disagree by
 
 
-@dataclass(frozen=True)
-class IssuedTicket:
+class IssuedTicket(NamedTuple):
     ticket: bytes
     # by reference: (ref_key, sealed_state, ttl_seconds) the gateway writes
     # to the store before it sends the ticket; by value: None
@@ -44,8 +42,7 @@ class IssuedTicket:
     expires_at: int          # may be earlier than the state's: see TicketAuthority.issue
 
 
-@dataclass(frozen=True)
-class OpenedTicket:
+class OpenedTicket(NamedTuple):
     ticket_id: bytes
     expires_at: int
     # by value: the state, and the replay-cache key to SET NX EX for ttl seconds

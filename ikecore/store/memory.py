@@ -46,9 +46,6 @@ class MemoryTicketStore(TicketStore):
             entry = self._data.get(key)
             if entry is not None and entry[0] == expires:
                 del self._data[key]
-        if len(heap) > 2 * len(self._data) + 64:   # rows of overwritten entries
-            self._expiry = [(e, k) for k, (e, _) in self._data.items()]
-            heapq.heapify(self._expiry)
 
     def _store(self, key: bytes, value: bytes, ttl: int, now: float) -> None:
         if key not in self._data:
@@ -58,6 +55,9 @@ class MemoryTicketStore(TicketStore):
         expires = now + ttl
         self._data[key] = (expires, value)
         heapq.heappush(self._expiry, (expires, key))
+        if len(self._expiry) > 2 * len(self._data) + 64:   # rows of overwritten or taken entries
+            self._expiry = [(e, k) for k, (e, _) in self._data.items()]
+            heapq.heapify(self._expiry)
 
     async def _put(self, key: bytes, value: bytes, ttl: int) -> None:
         self._store(key, value, ttl, self.clock())

@@ -172,3 +172,33 @@ def test_open_of_anything_is_refused_cleanly(blob, header_len):
     cipher = TicketCipher(b"\x17" * 32, KEY_ID)
     with pytest.raises((InvalidTag, MalformedPacket)):
         cipher.open(blob, header_len)
+
+
+def test_fast_and_general_paths_agree():
+    """bytes go through ikecore._fastpath's C methods; other buffers and
+    keyword calls through cffi: same output, same errors."""
+    from ikecore import _fastpath
+    assert issubclass(TicketCipher, _fastpath.TicketKey)
+    key, nonce, header, pt = os.urandom(32), os.urandom(12), b"HDR123", os.urandom(100)
+    cipher = TicketCipher(key, KEY_ID)
+    fast = cipher.seal(pt, nonce, header)
+    assert cipher.seal(bytearray(pt), memoryview(nonce), bytearray(header)) == fast
+    assert cipher.seal(pt, nonce=nonce, header=header) == fast
+    assert cipher._seal_general(pt, nonce, header) == fast
+    assert cipher.seal(pt, nonce) == cipher._seal_general(pt, nonce, b"")
+    assert cipher.open(bytearray(fast), 6) == cipher.open(fast, 6) == cipher._open_general(fast, 6) == pt
+    assert cipher.open(fast, header_len=6) == pt
+    for call in (cipher.open, cipher._open_general):
+        with pytest.raises(InvalidTag):
+            call(fast[:-1] + bytes([fast[-1] ^ 1]), 6)
+        with pytest.raises(MalformedPacket):
+            call(fast[:33], 6)
+        with pytest.raises(ValueError):
+            call(fast, -1)
+        with pytest.raises(ValueError):
+            call(fast, 1 << 70)
+    for call in (cipher.seal, cipher._seal_general):
+        with pytest.raises(ValueError):
+            call(pt, b"short", header)
+    empty = cipher.seal(b"", nonce, header)
+    assert cipher.open(empty, 6) == b""

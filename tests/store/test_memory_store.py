@@ -1,0 +1,185 @@
+"""MemoryTicketStore: bounded, expiring, deadlines (ikecore/store/memory.py, base.py)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ikecore.errors import StoreError, StoreTimeout, StoreUnavailable
+from ikecore.store import MemoryTicketStore, SharedKeyRing, TicketStore
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_put_take_is_get_and_delete():
+    async def main():
+        store = MemoryTicketStore()
+        await store.put(b"k", b"v", 10)
+        assert await store.take(b"k") == b"v"
+        assert await store.take(b"k") is None
+        assert await store.take(b"never") is None
+        assert store.round_trips == 4
+    run(main())
+
+
+def test_set_once():
+    async def main():
+        store = MemoryTicketStore()
+        assert await store.set_once(b"spent:1", 10) is True
+        assert await store.set_once(b"spent:1", 10) is False
+        assert await store.set_once(b"spent:2", 10) is True
+    run(main())
+
+
+def test_entries_expire():
+    async def main():
+        clock = Clock()
+        store = MemoryTicketStore(clock=clock)
+        await store.put(b"k", b"v", 5)
+        assert await store.set_once(b"s", 5)
+        clock.t += 4.9
+        assert not await store.set_once(b"s", 5)
+        clock.t += 0.1
+        assert await store.take(b"k") is None
+        assert await store.set_once(b"s", 5)       # a replay record that expired may be set again
+    run(main())
+
+
+def test_size_is_capped_and_full_means_refusal_not_eviction():
+    async def main():
+        clock = Clock()
+        store = MemoryTicketStore(max_entries=100, clock=clock)
+        for i in range(100):
+            assert await store.set_once(b"spent:%d" % i, 60)
+        with pytest.raises(StoreUnavailable, match="full"):
+            await store.set_once(b"spent:new", 60)
+        with pytest.raises(StoreUnavailable):
+            await store.put(b"ticket:new", b"x", 60)
+        # nothing was evicted: every replay record still refuses
+        for i in range(100):
+            assert not await store.set_once(b"spent:%d" % i, 60)
+        assert len(store) == 100
+        # expired entries make room
+        clock.t += 61
+        assert await store.set_once(b"spent:new", 60)
+        assert len(store) == 1
+    run(main())
+
+
+def test_overwrites_do_not_grow_the_expiry_heap_without_bound():
+    async def main():
+        store = MemoryTicketStore(max_entries=10, clock=Clock())
+        for i in range(10000):
+            await store.put(b"same", b"%d" % i, 60)
+            await store.put(b"other%d" % (i % 5), b"x", 60)
+        assert len(store) == 6
+        assert len(store._expiry) <= 2 * 6 + 64     # rows of overwritten entries are compacted away
+    run(main())
+
+
+def test_bad_arguments():
+    async def main():
+        store = MemoryTicketStore()
+        with pytest.raises(TypeError):
+            await store.put("k", b"v", 1)
+        with pytest.raises(TypeError):
+            await store.put(b"k", "v", 1)
+        with pytest.raises(ValueError):
+            await store.set_once(b"k", 0)
+        with pytest.raises(ValueError):
+            await store.set_once(b"k", 1.5)
+        with pytest.raises(TypeError):
+            await store.take(b"")
+    run(main())
+    with pytest.raises(ValueError):
+        MemoryTicketStore(max_entries=0)
+    with pytest.raises(ValueError):
+        MemoryTicketStore(deadline=0)
+
+
+class SlowStore(MemoryTicketStore):
+    """A store whose backend hangs or fails: the deadline and error mapping of
+    the base class are what is tested."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(deadline=0.05)
+        self.mode = mode
+
+    async def _set_once(self, key, ttl):
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        if self.mode == "refused":
+            raise ConnectionRefusedError("connection refused")
+        raise RuntimeError("a bug, not a store failure")
+
+
+def test_a_hanging_store_times_out_at_its_deadline():
+    async def main():
+        store = SlowStore("hang")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(StoreTimeout, match="0.05"):
+            await store.set_once(b"k", 10)
+        assert loop.time() - t0 < 1.0
+    run(main())
+
+
+def test_a_down_store_is_a_store_error_and_bugs_stay_bugs():
+    async def main():
+        with pytest.raises(StoreUnavailable, match="refused"):
+            await SlowStore("refused").set_once(b"k", 10)
+        with pytest.raises(RuntimeError):
+            await SlowStore("bug").set_once(b"k", 10)
+    run(main())
+    assert issubclass(StoreTimeout, StoreError) and issubclass(StoreUnavailable, StoreError)
+
+
+def test_the_interface_is_abstract():
+    with pytest.raises(TypeError):
+        TicketStore()
+
+
+def test_ring_generations_are_written_once():
+    async def main():
+        store = MemoryTicketStore()
+        assert await store.latest_ring_generation() is None
+        assert await store.put_ring(1, b"one", 100)
+        assert not await store.put_ring(1, b"other", 100)
+        assert await store.get_ring(1) == b"one"
+        assert await store.put_ring(3, b"three", 100)
+        assert await store.put_ring(2, b"two", 100)
+        assert await store.latest_ring_generation() == 3     # never moves back
+        assert await store.get_ring(4) is None
+    run(main())
+
+
+def test_shared_ring_over_one_store():
+    """Two gateways in one process share the ring; rotation is done by the
+    first that sees the period pass and adopted by the other."""
+    async def main():
+        import os
+        store = MemoryTicketStore()
+        key = os.urandom(32)
+        a = SharedKeyRing(store, key, rng=os.urandom, rotation=100, keep=1)
+        b = SharedKeyRing(store, key, rng=os.urandom, rotation=100, keep=1)
+        ring_a = await a.sync(1000)
+        ring_b = await b.sync(1001)
+        assert ring_a.key_ids == ring_b.key_ids and ring_a.generation == 1
+        assert await a.sync(1099) is ring_a and ring_a.generation == 1
+        await b.sync(1100)                     # b sees the period pass first
+        assert ring_b.generation == 2
+        await a.sync(1101)                     # a adopts b's generation 2, does not rotate again
+        assert ring_a.key_ids == ring_b.key_ids and ring_a.generation == 2
+        with pytest.raises(Exception):
+            await SharedKeyRing(store, os.urandom(32), rng=os.urandom).sync(1102)
+    run(main())
