@@ -1,0 +1,108 @@
+"""Session resumption (RFC 5723) through two asyncio gateways over UDP loopback,
+with the embedded ticket store (ikecore.store.MemoryTicketStore).
+
+    client gateway                                gateway
+    IKE_SA_INIT + IKE_AUTH {N(TICKET_REQUEST)}  -->
+                                      <--  ... {N(TICKET_LT_OPAQUE)}
+    (the client's SA is suspended: no Delete; it initiates again)
+    IKE_SESSION_RESUME {Ni, N(TICKET_OPAQUE)}   -->   store: SET spent:<id> NX EX
+                                      <--  {Nr}
+    IKE_AUTH {AUTH = prf(SK_pi, ...)}           -->
+                                      <--  {AUTH, N(TICKET_LT_OPAQUE)}
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+
+from aio_helpers import exchange_traffic, ike_configs, initiator, responder, run
+from ikecore.errors import StoreUnavailable
+from ikecore.protocol import events as ev
+from ikecore.resumption import TicketAuthority, TicketKeyRing
+from ikecore.store import MemoryTicketStore
+
+HOST = "127.0.0.1"
+
+
+class DownStore(MemoryTicketStore):
+    """A store whose every call fails as a refused connection would."""
+
+    async def _set_once(self, key, ttl):
+        raise StoreUnavailable("connection refused")
+
+
+async def _gateways(store):
+    ci, cr = ike_configs(HOST, resumption=True)
+    gr = await responder(cr, HOST)
+    import time
+    gr.use_tickets(store, TicketAuthority(TicketKeyRing(rng=os.urandom, now=time.time()), rng=os.urandom))
+    gi = await initiator(ci, gr, HOST)
+    return gi, gr
+
+
+async def _lose_and_reinitiate(gi, conn):
+    if "to-r" not in gi.endpoint.tickets:
+        await gi.wait_for(ev.TicketReceived, conn, timeout=10)
+    gi._safe(conn, lambda c: c.suspend(gi.now()))       # gone without a Delete: the ticket stays
+    gi._flush()
+    return await gi.initiate("to-r", timeout=10)
+
+
+def test_resumption_through_the_gateways():
+    async def body():
+        store = MemoryTicketStore()
+        gi, gr = await _gateways(store)
+        try:
+            conn = await gi.initiate("to-r", timeout=10)
+            old_r = gr.connections[0]
+            conn2 = await _lose_and_reinitiate(gi, conn)
+            assert conn2.resumed is not None and conn2.established
+            for _ in range(100):                          # the gateway's side of the last message
+                if gr.connections and gr.connections[0].resumed is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert gr.endpoint.stats["resumed"] == 1 and gr.connections[0].resumed is not None
+            assert store.round_trips == 1                 # one SET NX for the one resumption
+            await exchange_traffic(gi, gr, HOST, 20, b"resumed")
+            # the gateway dropped the SA the ticket came from, silently (RFC 5723 §4.3.4)
+            assert old_r.state.value == "deleted" and len(gr.connections) == 1
+            # and the client holds a fresh ticket for the next time
+            if "to-r" not in gi.endpoint.tickets:
+                await gi.wait_for(ev.TicketReceived, conn2, timeout=10)
+            assert gi.endpoint.tickets["to-r"].sk_d == conn2.keys.sk_d
+        finally:
+            await gi.stop()
+            await gr.stop()
+    run(body())
+
+
+def test_store_down_falls_back_to_a_full_handshake():
+    async def body():
+        store = DownStore()
+        gi, gr = await _gateways(store)
+        try:
+            conn = await gi.initiate("to-r", timeout=10)
+            conn2 = await _lose_and_reinitiate(gi, conn)
+            assert conn2.established and conn2.resumed is None
+            assert gr.endpoint.stats["ticket_store_errors"] == 1 and gr.endpoint.stats["resumed"] == 0
+            assert gr.counters["ticket_store_errors"] == 1
+            await exchange_traffic(gi, gr, HOST, 5, b"full")
+        finally:
+            await gi.stop()
+            await gr.stop()
+    run(body())
+
+
+def test_wall_clock_is_set_from_the_loop():
+    async def body():
+        store = MemoryTicketStore()
+        gi, gr = await _gateways(store)
+        try:
+            import time
+            for g in (gi, gr):
+                for spec in g.config.connections.values():
+                    assert abs(spec.ike.wall_time(g.now()) - time.time()) < 1.0
+        finally:
+            await gi.stop()
+            await gr.stop()
+    run(body())
