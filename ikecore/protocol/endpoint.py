@@ -353,8 +353,11 @@ class IkeEndpoint:
         elif result is not True:
             self.stats["ticket_replays"] += 1
             return self._nack(msg, remote, local, "ticket already used")
-        conn = resumption.respond(config, msg, state, local=local, remote=remote, rng=self.rng, now=now,
-                                  natt_port=self.natt_port)
+        try:
+            conn = resumption.respond(config, msg, state, local=local, remote=remote, rng=self.rng, now=now,
+                                      natt_port=self.natt_port)
+        except (IkeError, ValueError) as exc:      # e.g. a suite the C core cannot key
+            return self._nack(msg, remote, local, f"cannot resume: {exc}")
         self.stats["resumed"] += 1
         self._adopt(conn)
         self._half_open[pending.key] = conn

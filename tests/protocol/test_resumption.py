@@ -651,3 +651,39 @@ def test_resumption_of_a_certificate_authenticated_sa():
     for m in resumed_auth:
         assert not m.find_all(PayloadType.CERT) and not m.find_all(PayloadType.CERTREQ)
         assert m.find(PayloadType.AUTH).method == AuthMethod.SHARED_KEY_MIC
+
+
+# ------------------------------------------------------------------ fuzzing --
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FUZZ = {}
+
+
+def _fuzz_gateway():
+    if not _FUZZ:
+        gw, ticket, now = _gateway(max_ticket_checks=8, cookie_threshold=1000)
+        _FUZZ.update(gw=gw, ticket=ticket, now=now)
+    return _FUZZ["gw"], _FUZZ["ticket"], _FUZZ["now"]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_resume_requests_never_crash_and_stay_bounded(data):
+    gw, ticket, now = _fuzz_gateway()
+    raw = bytearray(_resume_request(data.draw(st.binary(min_size=8, max_size=8)), ticket))
+    for _ in range(data.draw(st.integers(0, 6))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    gw.receive_datagram(bytes(raw[:cut] if data.draw(st.booleans()) else raw), ("198.51.100.7", 500),
+                        ADDR_R, now)
+    for op in gw.ticket_store_ops():       # answer every check: a fresh spend succeeds
+        gw.ticket_checked(op.token, data.draw(st.sampled_from([True, False, None, b"junk",
+                                                               ConnectionError("down")])), now)
+    gw.datagrams_to_send()
+    assert len(gw._pending_checks) <= gw.max_ticket_checks
+    # only an intact ticket can have made a half-open SA
+    for conn in gw.connections.values():
+        assert conn.resumed is not None and conn.resumed.ticket_id
