@@ -72,6 +72,10 @@ class Admit(enum.Enum):
 
 
 _X = ExchangeType
+# IKE_SA_INIT and IKE_SESSION_RESUME requests (SPIr zero, in the clear) never reach a
+# connection as new requests: the endpoint answers them (exchanges/ike_sa_init.py,
+# exchanges/resumption.py); their retransmissions get the cached response. The
+# IKE_AUTH after IKE_SESSION_RESUME is an IKE_AUTH in INIT_DONE like any other.
 REQUEST_TABLE: dict[tuple[State, int], Admit] = {
     (State.INIT_DONE, _X.IKE_AUTH): Admit.HANDLE,            # (responder; EAP rounds too)
     (State.ESTABLISHED, _X.CREATE_CHILD_SA): Admit.HANDLE,
