@@ -687,3 +687,14 @@ def test_mutated_resume_requests_never_crash_and_stay_bounded(data):
     # only an intact ticket can have made a half-open SA
     for conn in gw.connections.values():
         assert conn.resumed is not None and conn.resumed.ticket_id
+
+
+def test_one_renewal_pending_at_a_time():
+    p = ticketed_pair(dpd_delay=0)
+    conn = p.conn("i")
+    for _ in range(3):
+        conn.request_ticket(p.now)
+        p.run(lambda: not conn.outstanding and not conn.tasks, max_time=30)
+    from ikecore.protocol.exchanges.resumption import TicketRequestTask
+    assert sum(isinstance(t, TicketRequestTask) for _, t in conn.deferred) == 1
+    assert len(p.of(ev.TicketReceived)) == 4

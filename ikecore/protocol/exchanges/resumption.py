@@ -49,6 +49,7 @@ MAX_TICKET_IDS_PER_SA = 8    # tickets remembered per SA (to retire it on resump
 TICKET_ACK_RETRY = 60.0      # seconds before asking again after TICKET_ACK ("not now")
 MAX_TICKET_ACKS = 3
 RENEW_AT = 0.9               # of a ticket's lifetime: ask for a fresh one then
+MIN_RENEWAL = 60.0           # seconds: no automatic renewal of shorter-lived tickets
 MAX_COOKIE_RETRIES = 3
 
 
@@ -126,8 +127,11 @@ def take_ticket_answer(conn, msg: Message, now: float) -> None:
                             sk_d=conn.keys.sk_d, config_name=conn.config.name)
         conn.exchange_state.pop("ticket_acks", None)
         conn.emit(ev.TicketReceived(lifetime, held))
-        # a fresh one before this one runs out (an IKE SA rekey brings one sooner)
-        conn.queue_later(TicketRequestTask(), now + lifetime * RENEW_AT)
+        # a fresh one before this one runs out (an IKE SA rekey brings one sooner); one
+        # renewal pending at a time, and none for a ticket too short-lived to bother
+        conn.deferred = [(w, t) for w, t in conn.deferred if not isinstance(t, TicketRequestTask)]
+        if lifetime * RENEW_AT >= MIN_RENEWAL:
+            conn.queue_later(TicketRequestTask(), now + lifetime * RENEW_AT)
         return
     if msg.has_notify(NotifyType.TICKET_NACK):
         conn.emit(ev.TicketRefused(NotifyType.TICKET_NACK, "the gateway refused a ticket"))
