@@ -23,7 +23,7 @@ import random
 
 import pytest
 
-from ike_pair import (ADDR_I, ADDR_R, WALL_OFFSET, Pair, TicketDesk, assert_child_pair, decrypt_trace,
+from ike_pair import (ADDR_R, WALL_OFFSET, Pair, TicketDesk, assert_child_pair, decrypt_trace,
                       peer_child, resumption_configs, wall_clock)
 from ikecore.protocol import events as ev
 from ikecore.protocol.config import Identity
@@ -431,7 +431,7 @@ def test_gateway_identity_or_policy_changed():
     conn = p.resume()
     p.run(lambda: bool(p.of(ev.ResumeFailed)), max_time=30)
     assert p.of(ev.ResumeFailed)[-1].notify_type == NotifyType.TICKET_NACK
-    assert p.desk.checks == 0
+    assert p.desk.checks == 0 and conn.resumed is None
 
 
 @pytest.mark.parametrize("mode", ["down", "slow"])
@@ -537,6 +537,12 @@ def test_cookies_engage_for_resumption():
     assert reply.exchange_type == ExchangeType.IKE_SESSION_RESUME
     cookie = reply.notify(NotifyType.COOKIE).data
     assert gw.ticket_store_ops() == [] and gw.half_open == 1
+    # the same request with the cookie goes on to the ticket check
+    gw.receive_datagram(_resume_request(b"\x02" * 8, ticket, cookie), ("198.51.100.2", 500), ADDR_R, now)
+    assert len(gw.ticket_store_ops()) == 1 and gw.half_open == 2
+    # a cookie made for another address does not
+    gw.receive_datagram(_resume_request(b"\x03" * 8, ticket, cookie), ("198.51.100.3", 500), ADDR_R, now)
+    assert gw.ticket_store_ops() == [] and gw.stats["cookie_rejects"] == 1
 
 
 def test_client_answers_a_cookie_challenge():
