@@ -13,7 +13,11 @@ with the embedded ticket store (ikecore.store.MemoryTicketStore).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import time
+
+import pytest
 
 from aio_helpers import exchange_traffic, ike_configs, initiator, responder, run
 from ikecore.errors import StoreUnavailable
@@ -34,7 +38,6 @@ class DownStore(MemoryTicketStore):
 async def _gateways(store):
     ci, cr = ike_configs(HOST, resumption=True)
     gr = await responder(cr, HOST)
-    import time
     gr.use_tickets(store, TicketAuthority(TicketKeyRing(rng=os.urandom, now=time.time()), rng=os.urandom))
     gi = await initiator(ci, gr, HOST)
     return gi, gr
@@ -98,7 +101,6 @@ def test_wall_clock_is_set_from_the_loop():
         store = MemoryTicketStore()
         gi, gr = await _gateways(store)
         try:
-            import time
             for g in (gi, gr):
                 for spec in g.config.connections.values():
                     assert abs(spec.ike.wall_time(g.now()) - time.time()) < 1.0
@@ -106,3 +108,86 @@ def test_wall_clock_is_set_from_the_loop():
             await gi.stop()
             await gr.stop()
     run(body())
+
+
+# ------------------------------------------------- a cluster sharing Redis --
+
+def _redis():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))
+    from redis_server import REDIS_SERVER, RedisServer
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    pytest.importorskip("redis")
+    return RedisServer().start()
+
+
+def test_cluster_refuses_a_ticket_spent_at_another_gateway():
+    """Two gateways share the ticket keys and a Redis store: a ticket spent at the
+    first is refused by the second (TICKET_NACK), and the client gets in anyway
+    with a full handshake."""
+    from ikecore.store.redis_store import RedisTicketStore
+    server = _redis()
+
+    async def body():
+        ci, cr = ike_configs(HOST, resumption=True)
+        cr2 = dataclasses.replace(cr)
+        authority = TicketAuthority(TicketKeyRing(rng=os.urandom, now=time.time()), rng=os.urandom)
+        stores = [RedisTicketStore(server.url), RedisTicketStore(server.url)]
+        g1, g2 = await responder(cr, HOST), await responder(cr2, HOST)
+        g1.use_tickets(stores[0], authority)
+        g2.use_tickets(stores[1], authority)
+        gi = await initiator(ci, g1, HOST)
+        try:
+            conn = await gi.initiate("to-r", timeout=10)
+            if "to-r" not in gi.endpoint.tickets:
+                await gi.wait_for(ev.TicketReceived, conn, timeout=10)
+            spent = gi.endpoint.tickets["to-r"]
+            conn2 = await _lose_and_reinitiate(gi, conn)            # resumed at gateway 1
+            assert conn2.resumed is not None
+            # the same ticket again, at gateway 2
+            gi.endpoint.tickets["to-r"] = spent
+            conn3 = gi.connect(ci, (HOST, g2.port), remote_natt_port=g2.natt_port)
+            await gi.established(conn3, timeout=10)
+            assert conn3.resumed is None                             # fell back to a full handshake
+            assert g2.endpoint.stats["ticket_replays"] == 1 and g2.endpoint.stats["resumed"] == 0
+            assert stores[0].round_trips == 1 and stores[1].round_trips == 1
+        finally:
+            await gi.stop()
+            await g1.stop()
+            await g2.stop()
+            for s in stores:
+                await s.close()
+    try:
+        run(body())
+    finally:
+        server.stop()
+
+
+def test_stalled_redis_means_nack_within_the_deadline():
+    """Redis stops answering (SIGSTOP): the check fails at the store's deadline,
+    the client gets TICKET_NACK and a full handshake, nothing waits longer."""
+    import signal
+    from ikecore.store.redis_store import RedisTicketStore
+    server = _redis()
+
+    async def body():
+        store = RedisTicketStore(server.url, deadline=0.2)
+        gi, gr = await _gateways(store)
+        try:
+            conn = await gi.initiate("to-r", timeout=10)
+            await store.set_once(b"warm-up", 5)            # the connection pool holds a connection
+            server.signal(signal.SIGSTOP)
+            conn2 = await _lose_and_reinitiate(gi, conn)
+            assert conn2.established and conn2.resumed is None
+            assert gr.endpoint.stats["ticket_store_errors"] == 1
+        finally:
+            server.signal(signal.SIGCONT)
+            await gi.stop()
+            await gr.stop()
+            await store.close()
+    try:
+        run(body())
+    finally:
+        server.stop()
