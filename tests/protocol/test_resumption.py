@@ -434,6 +434,18 @@ def test_gateway_identity_or_policy_changed():
     assert p.desk.checks == 0 and conn.resumed is None
 
 
+def test_suite_no_longer_allowed_is_refused():
+    from ikecore.protocol.config import IkeProposal
+    p = ticketed_pair()
+    lose_sa(p)
+    p.er.select_config = lambda remote, local: dataclasses.replace(
+        p.cfg_r, proposals=[IkeProposal.parse("aes128gcm16-prfsha384-x25519")])
+    conn = p.resume()
+    p.run(lambda: bool(p.of(ev.ResumeFailed)), max_time=30)
+    assert p.of(ev.ResumeFailed)[-1].notify_type == NotifyType.TICKET_NACK
+    assert p.desk.checks == 0 and conn.resumed is None
+
+
 @pytest.mark.parametrize("mode", ["down", "slow"])
 def test_store_down_or_slow_means_nack(mode):
     p = ticketed_pair(desk=TicketDesk())
