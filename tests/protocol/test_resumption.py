@@ -716,3 +716,38 @@ def test_one_renewal_pending_at_a_time():
     from ikecore.protocol.exchanges.resumption import TicketRequestTask
     assert sum(isinstance(t, TicketRequestTask) for _, t in conn.deferred) == 1
     assert len(p.of(ev.TicketReceived)) == 4
+
+
+def test_a_stolen_ticket_without_sk_d_gets_nowhere():
+    """The ticket crosses the wire in the clear; without SK_d its holder cannot key
+    the IKE_AUTH, so the gateway never establishes anything with it."""
+    p = ticketed_pair()
+    old_r = p.conn("r")
+    lose_sa(p)
+    held = p.ei.tickets["ike"]
+    thief = p.resume(ticket=dataclasses.replace(held, sk_d=bytes(len(held.sk_d))))
+    p.run(lambda: thief.established or thief.state.value == "deleted", max_time=120)
+    assert not any(e.resumed for e in p.of(ev.IkeSaEstablished, "r"))
+    assert p.er.stats["resumed"] == 1                       # the ticket was spent ...
+    assert p.live("r") == [old_r]                           # ... but no SA came of it
+    assert p.er.half_open == 0
+
+
+def test_a_wrong_resumption_auth_is_refused(monkeypatch):
+    p = ticketed_pair()
+    lose_sa(p)
+    real = resumption.resumed_auth
+
+    def forged(conn, *, initiator_side, id_type, id_data):
+        auth = real(conn, initiator_side=initiator_side, id_type=id_type, id_data=id_data)
+        if initiator_side:
+            auth.data = bytes(len(auth.data))
+        return auth
+    monkeypatch.setattr(resumption, "resumed_auth", forged)
+    conn = p.resume()
+    p.run(lambda: bool(p.of(ev.ResumeFailed)), max_time=60)
+    assert p.of(ev.ResumeFailed)[-1].notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert not any(e.resumed for e in p.of(ev.IkeSaEstablished, "r"))
+    monkeypatch.undo()
+    p.run(lambda: conn.established, max_time=60)            # the full handshake that follows
+    assert conn.resumed is None
