@@ -410,8 +410,9 @@ def test_replay_at_another_gateway_of_the_cluster():
     assert q.er.stats["ticket_replays"] == 1 and q.er.stats["resumed"] == 0
 
 
-def test_idi_differing_from_the_ticket_is_refused():
-    p = ticketed_pair()
+@pytest.mark.parametrize("form", ["rfc", "message"])   # "message" octets do not cover IDi
+def test_idi_differing_from_the_ticket_is_refused(form):
+    p = ticketed_pair(cfg_i_kw={"resumption_auth": form})
     lose_sa(p)
     held = p.ei.tickets["ike"]
     conn = p.resume(ticket=dataclasses.replace(held, local_id=Identity.parse("mallory@test")))
