@@ -309,7 +309,6 @@ def fall_back(conn, now: float, reason: str, notify_type: int | None = None, *,
     """Give up the resumption and run a full IKE_SA_INIT + IKE_AUTH on the same
     connection object, under a fresh SPIi (the gateway may hold a half-open SA for
     the old one). The endpoint re-indexes it on the ResumeFailed event."""
-    from ..fragments import Reassembler
     from ..ike_sa import State
     log.info("%s: resumption failed (%s): full handshake", conn.name, reason)
     old_spi = conn.spi_i
@@ -320,7 +319,8 @@ def fall_back(conn, now: float, reason: str, notify_type: int | None = None, *,
     conn.tasks.clear()
     conn.deferred.clear()
     conn.response_cache.clear()
-    conn.reassembler = Reassembler()
+    conn.reassembler = None
+    conn._answered_ahead = None
     conn.spi_i, conn.spi_r = conn.new_spi(), bytes(8)
     conn.ni = conn.nr = conn.init_request = conn.init_response = b""
     conn.keys = conn.suite = conn.sk_in = conn.sk_out = None
