@@ -183,3 +183,26 @@ def test_shared_ring_over_one_store():
         with pytest.raises(Exception):
             await SharedKeyRing(store, os.urandom(32), rng=os.urandom).sync(1102)
     run(main())
+
+
+def test_a_gateway_that_slept_past_the_ring_expiry_catches_up():
+    """Its next generation expired from the store long ago: it must jump to the
+    cluster's newest generation, not publish a stale one of its own."""
+    async def main():
+        import os
+        clock = Clock(1000)
+        store = MemoryTicketStore(clock=clock)
+        key = os.urandom(32)
+        sleeper = SharedKeyRing(store, key, rng=os.urandom, rotation=100, keep=1)
+        awake = SharedKeyRing(store, key, rng=os.urandom, rotation=100, keep=1)
+        await sleeper.sync(1000)
+        await awake.sync(1000)
+        for t in range(1100, 1900, 100):
+            clock.t = t
+            await awake.sync(t)
+        assert awake.ring.generation == 9 and await store.get_ring(2) is None   # expired (ttl 400 s)
+        clock.t = 1850
+        await sleeper.sync(1850)
+        assert sleeper.ring.generation == 9 and sleeper.ring.key_ids == awake.ring.key_ids
+        assert await store.get_ring(10) is None
+    run(main())
