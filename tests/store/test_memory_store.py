@@ -206,3 +206,32 @@ def test_a_gateway_that_slept_past_the_ring_expiry_catches_up():
         assert sleeper.ring.generation == 9 and sleeper.ring.key_ids == awake.ring.key_ids
         assert await store.get_ring(10) is None
     run(main())
+
+
+def test_ring_sync_loop_survives_a_failing_store_and_stops(caplog):
+    async def main():
+        import os
+
+        class Flaky(MemoryTicketStore):
+            calls = 0
+
+            async def _latest_ring_generation(self):
+                Flaky.calls += 1
+                if Flaky.calls == 1:
+                    raise ConnectionResetError("store went away")
+                return await super()._latest_ring_generation()
+
+        store = Flaky()
+        shared = SharedKeyRing(store, os.urandom(32), rng=os.urandom, rotation=4)   # syncs every 1 s
+        stop = asyncio.Event()
+        task = asyncio.create_task(shared.run(clock=lambda: 1000.0, stop=stop))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if shared.ring is not None:
+                break
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        assert shared.ring is not None and shared.ring.generation == 1
+    with caplog.at_level("WARNING", logger="ikecore.store.ringsync"):
+        run(main())
+    assert "store went away" in caplog.text
