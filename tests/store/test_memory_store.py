@@ -235,3 +235,44 @@ def test_ring_sync_loop_survives_a_failing_store_and_stops(caplog):
     with caplog.at_level("WARNING", logger="ikecore.store.ringsync"):
         run(main())
     assert "store went away" in caplog.text
+
+
+@pytest.mark.parametrize("by_reference", [False, True])
+def test_redeem_against_a_hanging_store_fails_at_the_deadline_and_spends_nothing(by_reference):
+    """The gateway answers TICKET_NACK (a StoreError) within the deadline; the
+    ticket was not spent, so it still works once the store is back."""
+    import os
+
+    from ticket_helpers import NOW, sample_state
+
+    from ikecore.resumption import TicketAuthority, TicketKeyRing
+    from ikecore.store import issue_ticket, redeem_ticket
+
+    class Hanging(MemoryTicketStore):
+        hang = False
+
+        async def _set_once(self, key, ttl):
+            if self.hang:
+                await asyncio.sleep(3600)
+            return await super()._set_once(key, ttl)
+
+        async def _take(self, key):
+            if self.hang:
+                await asyncio.sleep(3600)
+            return await super()._take(key)
+
+    async def main():
+        store = Hanging(deadline=0.05)
+        authority = TicketAuthority(TicketKeyRing(rng=os.urandom, now=NOW), by_reference=by_reference,
+                                    rng=os.urandom)
+        state = sample_state(os.urandom)
+        ticket = (await issue_ticket(authority, store, state, NOW)).ticket
+        store.hang = True
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(StoreTimeout):
+            await redeem_ticket(authority, store, ticket, NOW)
+        assert loop.time() - t0 < 1.0
+        store.hang = False
+        assert await redeem_ticket(authority, store, ticket, NOW) == state
+    run(main())
