@@ -432,3 +432,19 @@ def test_format_1_vector_keeps_opening(rng, ring):
     assert authority.open(FORMAT_1_TICKET, NOW).state == state
     assert authority.issue(state, NOW).ticket == FORMAT_1_TICKET
     assert AESGCM(key).decrypt(b"\xa5" * 12, FORMAT_1_TICKET[18:], FORMAT_1_TICKET[:6]) == state.encode()
+
+
+def test_create_wrapping_key_file(tmp_path):
+    from ikecore.store import create_wrapping_key_file
+    path = tmp_path / "ring.key"
+    old = os.umask(0)
+    try:
+        create_wrapping_key_file(path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+    key = load_wrapping_key(path)
+    assert len(key) == 32
+    with pytest.raises(ConfigError, match="cannot create"):
+        create_wrapping_key_file(path)            # never overwritten
+    assert load_wrapping_key(path) == key
