@@ -110,8 +110,8 @@ int ikc_ticket_seal(ikc_ticket_key *k, const uint8_t *header, size_t header_len,
 /* Verifies before anything leaves: on failure 'out' holds no plaintext. */
 static int open_sealed(ikc_ticket_key *k, const uint8_t *sealed, size_t sealed_len, size_t header_len,
                        uint8_t *out, size_t out_cap, size_t *out_len) {
-    int n = 0, n2 = 0;
-    if (!k || !sealed || !out_len || (!out && out_cap)) return IKC_ERR_ARG;
+    int n = 0, written = 0, n2 = 0;
+    if (!k || !sealed || !out || !out_len) return IKC_ERR_ARG;
     if (sealed_len > IKC_TICKET_MAX_LEN || header_len > IKC_TICKET_MAX_LEN) return IKC_ERR_ARG;
     if (sealed_len < header_len + IKC_TICKET_NONCE_LEN + IKC_TICKET_TAG_LEN) return IKC_ERR_TRUNCATED;
     size_t body = sealed_len - header_len - IKC_TICKET_NONCE_LEN - IKC_TICKET_TAG_LEN;
@@ -123,12 +123,13 @@ static int open_sealed(ikc_ticket_key *k, const uint8_t *sealed, size_t sealed_l
                         : (EVP_DecryptInit_ex2(k->dec, NULL, NULL, k->nonce, NULL) != 1 ||
                            ikc_aead_set_tag(k->dec, k->tag_in, IKC_TICKET_TAG_LEN) != IKC_OK)) ||
         (header_len && EVP_DecryptUpdate(k->dec, NULL, &n, sealed, (int)header_len) != 1) ||
-        (body && EVP_DecryptUpdate(k->dec, out, &n, ct, (int)body) != 1)) {
+        (body && (EVP_DecryptUpdate(k->dec, out, &written, ct, (int)body) != 1 || (size_t)written != body))) {
         if (body) ikc_wipe(out, body);
         ERR_clear_error();
         return IKC_ERR_OPENSSL;
     }
-    if (EVP_DecryptFinal_ex(k->dec, out + (body ? n : 0), &n2) != 1) {
+    /* GCM writes nothing here; the pointer stays inside the caller's buffer */
+    if (EVP_DecryptFinal_ex(k->dec, out + (size_t)written, &n2) != 1) {
         if (body) ikc_wipe(out, body);   /* no unauthenticated plaintext leaves */
         ERR_clear_error();
         return IKC_ERR_TAG;

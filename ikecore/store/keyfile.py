@@ -37,3 +37,19 @@ def load_wrapping_key(path: str | os.PathLike) -> bytes:
             pass
     raise ConfigError(f"{path}: the ticket wrapping key must be {WRAPPING_KEY_LENGTH} raw octets "
                       f"or {2 * WRAPPING_KEY_LENGTH} hex digits")
+
+
+def create_wrapping_key_file(path: str | os.PathLike) -> None:
+    """Write a fresh random wrapping key to a new file of mode 0600 (64 hex
+    digits and a newline); refuses to overwrite an existing file. Copy the same
+    file to every gateway of the cluster."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create the ticket wrapping key file: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)      # whatever the umask
+        os.write(fd, (os.urandom(WRAPPING_KEY_LENGTH).hex() + "\n").encode())
+    finally:
+        os.close(fd)

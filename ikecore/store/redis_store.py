@@ -4,7 +4,8 @@ client (``pip install ikecore[redis]``).
 One command per call, no client-side retries (a retried SET NX or GETDEL could
 turn one gateway's success into another's refusal, and the deadline already
 bounds the wait): a resumption costs one round trip, SET NX EX by value or
-GETDEL by reference (Redis >= 6.2). Keys live under ``prefix``.
+GETDEL by reference (Redis >= 6.2). Keys live under ``prefix``; the ring's
+two keys share the hash tag ``{ring}`` so that its script touches one slot.
 """
 from __future__ import annotations
 
@@ -64,12 +65,12 @@ class RedisTicketStore(TicketStore):
         return bool(await self._client.set(self.prefix + key, b"1", nx=True, ex=ttl))
 
     async def _get_ring(self, generation: int) -> bytes | None:
-        return await self._client.get(self.prefix + b"ring:%d" % generation)
+        return await self._client.get(self.prefix + b"{ring}:%d" % generation)
 
     async def _latest_ring_generation(self) -> int | None:
-        value = await self._client.get(self.prefix + b"ring:latest")
+        value = await self._client.get(self.prefix + b"{ring}:latest")
         return int(value) if value else None
 
     async def _put_ring(self, generation: int, blob: bytes, ttl: int) -> bool:
-        keys = [self.prefix + b"ring:%d" % generation, self.prefix + b"ring:latest"]
+        keys = [self.prefix + b"{ring}:%d" % generation, self.prefix + b"{ring}:latest"]
         return bool(await self._put_ring_script(keys=keys, args=[blob, ttl, generation]))

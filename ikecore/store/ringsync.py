@@ -4,9 +4,11 @@ Every gateway holds the same ring. The store keeps each generation, wrapped
 under the gateways' common wrapping key, at ``ring:<generation>`` (SET NX EX:
 written once, never overwritten) and a hint ``ring:latest``. ``sync``:
 
-1. At start: load the latest generation, or publish generation 1 (SET NX: of
-   gateways starting together one wins, the others load its ring).
-2. Follow: adopt every newer generation another gateway has published.
+1. Start, or catch up: load the generation the ``ring:latest`` hint names
+   when it is newer than ours; with none at all, publish generation 1 (SET NX:
+   of gateways starting together one wins, the others load its ring).
+2. Follow: adopt every newer generation another gateway has published (the
+   hint may lag: generations are probed one by one from ours).
 3. Rotate: when the ring's next key is due, build generation n+1 and publish it
    with SET NX. The first gateway to see the period pass wins; a gateway that
    loses discards its candidate and adopts the winner's. No two gateways fight:
@@ -82,17 +84,23 @@ class SharedKeyRing:
         """One round of the flow above. Raises StoreError (store down: keep
         the ring as it is and try again later) or KeyRingError (the store holds
         a ring this gateway's wrapping key does not open: a configuration error)."""
-        if self.ring is None:
-            latest = await self.store.latest_ring_generation() or 0
-            blob = await self.store.get_ring(latest) if latest else None
+        # the hint first: a gateway that slept past the store's expiry of the
+        # generations after its own must not build on its stale ring
+        latest = await self.store.latest_ring_generation() or 0
+        if latest and (self.ring is None or latest > self.ring.generation):
+            blob = await self.store.get_ring(latest)
             if blob is not None:
-                ring = self._import(blob)
-            else:
-                candidate = TicketKeyRing(rng=self.rng, now=now, rotation=self.rotation, keep=self.keep,
-                                          key_bits=self.key_bits, generation=latest + 1)
-                ring = await self._publish_or_load(candidate)
-                if ring is not candidate:
-                    candidate.discard()
+                newest = self._import(blob)
+                if self.ring is None:
+                    self.ring = newest
+                else:
+                    self.ring.adopt(newest)
+        if self.ring is None:
+            candidate = TicketKeyRing(rng=self.rng, now=now, rotation=self.rotation, keep=self.keep,
+                                      key_bits=self.key_bits, generation=latest + 1)
+            ring = await self._publish_or_load(candidate)
+            if ring is not candidate:
+                candidate.discard()
             self.ring = ring
         ring = self.ring
         for _ in range(_MAX_FOLLOW):

@@ -407,3 +407,44 @@ def test_wrapping_key_file(tmp_path):
     link.symlink_to(raw)
     with pytest.raises(ConfigError):
         load_wrapping_key(link)                      # not followed
+
+
+# --- format stability ----------------------------------------------------------------
+
+FORMAT_1_TICKET = bytes.fromhex(
+    "010100000001a5a5a5a5a5a5a5a5a5a5a5a521469ea336992e8e20a5a9e9a42e792a8d1ab75788189849445585792147e79af6"
+    "bf54b9d506b9e9baa6583b02264206c8220502f3225d0791dc2c8bd6dec044c32e5799dbcb2f87ef35296142eee18c94864a87"
+    "d97e3e833e28782ba911a637ae68207998f0f29bfd0cd7d9721056625a73040f18683e759a")
+
+
+def test_format_1_vector_keeps_opening(rng, ring):
+    """By-value tickets outlive software upgrades: this one, made by format 1
+    with a fixed key, nonce and state (a regression vector of this project,
+    its AEAD checked by `cryptography` below), must open, and issuing the
+    same state must give the same octets."""
+    from ikecore.crypto import TicketCipher
+    key = bytes(range(32))
+    ring._keys[1].cipher = TicketCipher(key, b"\x00\x00\x00\x01")
+    state = TicketState(ticket_id=bytes(range(16)), expires_at=NOW + 1800, idi_type=2, idi=b"alice.example.org",
+                        idr_type=2, idr=b"gw.example.org", auth_method=2, prf_id=5, encr_id=20,
+                        encr_key_bits=256, integ_id=0, dh_group=31, sk_d=bytes(range(100, 132)))
+    authority = TicketAuthority(ring, rng=lambda n: b"\xa5" * n)
+    assert authority.open(FORMAT_1_TICKET, NOW).state == state
+    assert authority.issue(state, NOW).ticket == FORMAT_1_TICKET
+    assert AESGCM(key).decrypt(b"\xa5" * 12, FORMAT_1_TICKET[18:], FORMAT_1_TICKET[:6]) == state.encode()
+
+
+def test_create_wrapping_key_file(tmp_path):
+    from ikecore.store import create_wrapping_key_file
+    path = tmp_path / "ring.key"
+    old = os.umask(0)
+    try:
+        create_wrapping_key_file(path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+    key = load_wrapping_key(path)
+    assert len(key) == 32
+    with pytest.raises(ConfigError, match="cannot create"):
+        create_wrapping_key_file(path)            # never overwritten
+    assert load_wrapping_key(path) == key

@@ -183,3 +183,96 @@ def test_shared_ring_over_one_store():
         with pytest.raises(Exception):
             await SharedKeyRing(store, os.urandom(32), rng=os.urandom).sync(1102)
     run(main())
+
+
+def test_a_gateway_that_slept_past_the_ring_expiry_catches_up():
+    """Its next generation expired from the store long ago: it must jump to the
+    cluster's newest generation, not publish a stale one of its own."""
+    async def main():
+        import os
+        clock = Clock(1000)
+        store = MemoryTicketStore(clock=clock)
+        key = os.urandom(32)
+        sleeper = SharedKeyRing(store, key, rng=os.urandom, rotation=100, keep=1)
+        awake = SharedKeyRing(store, key, rng=os.urandom, rotation=100, keep=1)
+        await sleeper.sync(1000)
+        await awake.sync(1000)
+        for t in range(1100, 1900, 100):
+            clock.t = t
+            await awake.sync(t)
+        assert awake.ring.generation == 9 and await store.get_ring(2) is None   # expired (ttl 400 s)
+        clock.t = 1850
+        await sleeper.sync(1850)
+        assert sleeper.ring.generation == 9 and sleeper.ring.key_ids == awake.ring.key_ids
+        assert await store.get_ring(10) is None
+    run(main())
+
+
+def test_ring_sync_loop_survives_a_failing_store_and_stops(caplog):
+    async def main():
+        import os
+
+        class Flaky(MemoryTicketStore):
+            calls = 0
+
+            async def _latest_ring_generation(self):
+                Flaky.calls += 1
+                if Flaky.calls == 1:
+                    raise ConnectionResetError("store went away")
+                return await super()._latest_ring_generation()
+
+        store = Flaky()
+        shared = SharedKeyRing(store, os.urandom(32), rng=os.urandom, rotation=4)   # syncs every 1 s
+        stop = asyncio.Event()
+        task = asyncio.create_task(shared.run(clock=lambda: 1000.0, stop=stop))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if shared.ring is not None:
+                break
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        assert shared.ring is not None and shared.ring.generation == 1
+    with caplog.at_level("WARNING", logger="ikecore.store.ringsync"):
+        run(main())
+    assert "store went away" in caplog.text
+
+
+@pytest.mark.parametrize("by_reference", [False, True])
+def test_redeem_against_a_hanging_store_fails_at_the_deadline_and_spends_nothing(by_reference):
+    """The gateway answers TICKET_NACK (a StoreError) within the deadline; the
+    ticket was not spent, so it still works once the store is back."""
+    import os
+
+    from ticket_helpers import NOW, sample_state
+
+    from ikecore.resumption import TicketAuthority, TicketKeyRing
+    from ikecore.store import issue_ticket, redeem_ticket
+
+    class Hanging(MemoryTicketStore):
+        hang = False
+
+        async def _set_once(self, key, ttl):
+            if self.hang:
+                await asyncio.sleep(3600)
+            return await super()._set_once(key, ttl)
+
+        async def _take(self, key):
+            if self.hang:
+                await asyncio.sleep(3600)
+            return await super()._take(key)
+
+    async def main():
+        store = Hanging(deadline=0.05)
+        authority = TicketAuthority(TicketKeyRing(rng=os.urandom, now=NOW), by_reference=by_reference,
+                                    rng=os.urandom)
+        state = sample_state(os.urandom)
+        ticket = (await issue_ticket(authority, store, state, NOW)).ticket
+        store.hang = True
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(StoreTimeout):
+            await redeem_ticket(authority, store, ticket, NOW)
+        assert loop.time() - t0 < 1.0
+        store.hang = False
+        assert await redeem_ticket(authority, store, ticket, NOW) == state
+    run(main())
