@@ -100,7 +100,9 @@ class IkeEndpoint:
         self._pending_checks: dict[int, _PendingResume] = {}
         self._pending_keys: dict[tuple, int] = {}          # (SPIi, remote) -> token
         self._next_token = 1
-        self._store_ops: deque = deque()
+        # the I/O layer drains these after every input; if it stops, the oldest go
+        # (a lost check times out into TICKET_NACK) rather than memory
+        self._store_ops: deque = deque(maxlen=max(64, 4 * max_ticket_checks))
         self._ticket_holders: dict[bytes, IkeConnection] = {}   # ticket id -> the SA it was issued on
         # resumption, client side: the newest ticket per connection name, and its SA
         self.tickets: dict[str, ClientTicket] = {}

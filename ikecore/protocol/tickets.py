@@ -14,10 +14,16 @@ core's own ``now`` stays the monotonic clock its caller drives it with.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
+from ..errors import ParseError
 from .config import Identity
 from .negotiation import IkeSuite
+
+_CLIENT_TICKET_VERSION = 1
+_CT_FIXED = struct.Struct(">BqBBHHHHH")   # version, expiry (ms), IDi/IDr types, suite
+_U16 = struct.Struct(">H")
 
 # RFC 5723 §4.3.3 leaves the signed octets ambiguous (docs/resumption.md):
 AUTH_FORM_RFC = "rfc"            # IKE_SESSION_RESUME message | peer nonce | prf(SK_px, IDx')
@@ -43,6 +49,54 @@ class ClientTicket:
     def __repr__(self) -> str:
         return (f"ClientTicket({self.config_name!r}, {len(self.ticket)} octets, "
                 f"expires_at={self.expires_at:.0f}, <keys hidden>)")
+
+    def encode(self) -> bytes:
+        """Octets a client can keep across a restart (they hold SK_d: store them as a
+        key, readable by the owner only). ``decode`` is the inverse."""
+        s = self.suite
+        fixed = _CT_FIXED.pack(_CLIENT_TICKET_VERSION, int(self.expires_at * 1000),
+                               int(self.local_id.id_type), int(self.remote_id.id_type), int(s.encr_id),
+                               int(s.key_bits or 0), int(s.prf_id), int(s.integ_id), int(s.dh_group))
+        parts = [fixed]
+        for blob in (self.local_id.data, self.remote_id.data, self.sk_d, self.ticket,
+                     self.config_name.encode()):
+            if len(blob) > 0xFFFF:
+                raise ValueError("a client ticket field longer than 65535 octets")
+            parts += [_U16.pack(len(blob)), bytes(blob)]
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "ClientTicket":
+        """A ticket kept with ``encode``; ParseError for anything else."""
+        data = bytes(data)
+        if len(data) < _CT_FIXED.size:
+            raise ParseError("client ticket truncated")
+        (version, expires_ms, idi_type, idr_type, encr, bits, prf_id, integ,
+         group) = _CT_FIXED.unpack_from(data, 0)
+        if version != _CLIENT_TICKET_VERSION:
+            raise ParseError(f"client ticket of unknown version {version}")
+        at, fields = _CT_FIXED.size, []
+        for _ in range(5):
+            if at + 2 > len(data):
+                raise ParseError("client ticket truncated")
+            (n,) = _U16.unpack_from(data, at)
+            if at + 2 + n > len(data):
+                raise ParseError("client ticket truncated")
+            fields.append(data[at + 2:at + 2 + n])
+            at += 2 + n
+        if at != len(data):
+            raise ParseError("trailing octets after a client ticket")
+        idi, idr, sk_d, ticket, name = fields
+        if not sk_d or not ticket:
+            raise ParseError("client ticket without SK_d or ticket")
+        try:
+            config_name = name.decode()
+        except UnicodeDecodeError:
+            raise ParseError("client ticket with a connection name that is not UTF-8") from None
+        return cls(ticket=ticket, expires_at=expires_ms / 1000.0, local_id=Identity(idi_type, idi),
+                   remote_id=Identity(idr_type, idr),
+                   suite=IkeSuite(encr, bits or None, prf_id, integ, group), sk_d=sk_d,
+                   config_name=config_name)
 
 
 @dataclass(frozen=True)

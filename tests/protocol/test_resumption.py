@@ -752,3 +752,25 @@ def test_a_wrong_resumption_auth_is_refused(monkeypatch):
     monkeypatch.undo()
     p.run(lambda: conn.established, max_time=60)            # the full handshake that follows
     assert conn.resumed is None
+
+
+# ------------------------------------------------------ a client's restart --
+
+def test_client_ticket_survives_a_restart_as_octets():
+    """A client keeps its ticket across a restart (ClientTicket.encode/decode) and
+    resumes from a brand-new endpoint."""
+    from ikecore.errors import ParseError
+    from ikecore.protocol.tickets import ClientTicket
+    p = ticketed_pair()
+    held = p.ei.tickets["ike"]
+    kept = held.encode()
+    again = ClientTicket.decode(kept)
+    assert again == held and again.sk_d == held.sk_d and again.ticket == held.ticket
+    for bad in (kept[:-1], kept + b"\0", b"\x02" + kept[1:], kept[:10], b""):
+        with pytest.raises(ParseError):
+            ClientTicket.decode(bad)
+    lose_sa(p)
+    p.ei = IkeEndpoint(p.cfg_i, rng=random.Random(42).randbytes, now=p.now)    # the restarted client
+    conn = p.resume(ticket=ClientTicket.decode(kept))
+    p.run(lambda: conn.established and len(conn.children) == 1, max_time=60)
+    assert resumed_up(p, conn)
