@@ -331,9 +331,12 @@ uint32_t ikc_spd_count(const ikc_spd *spd);
 #define IKC_TALLY_SIZE     24
 int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *v,
                     uint32_t *spis, uint32_t cap, uint32_t *tally, uint32_t ntally);
-/* groups: the distinct SPIs routed to, in order of first appearance */
+/* spis: cap entries, one per packet; groups: groups_cap entries, receives the
+ * distinct SPIs routed to, in order of first appearance (at most one per
+ * packet, so groups_cap >= the vector's count always suffices; less is
+ * IKC_ERR_ARG) */
 int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uint32_t *groups,
-                  uint32_t *n_groups, uint32_t *n_routed);
+                  uint32_t groups_cap, uint32_t *n_groups, uint32_t *n_routed);
 /* one SA's packets: PENDING or PARKED packets become PENDING where spis[i] ==
  * spi and PARKED elsewhere; n = how many are PENDING */
 int ikc_vec_select(ikc_pktvec *v, const uint32_t *spis, uint32_t cap, uint32_t spi, uint32_t *n);

@@ -84,16 +84,20 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
     when no TUN device is configured; without it they go to :attr:`packets`
     (an asyncio.Queue of ``(child, packet)``). ``rng``: randomness for the
-    core (default ``os.urandom``)."""
+    core (default ``os.urandom``). ``event_queue_size``: keep the newest events
+    in :attr:`events` for an application that reads them (0, the default: keep
+    none, since each holds its IKE SA, keys included, until it is read;
+    :meth:`wait_for` needs no queue)."""
 
     def __init__(self, config: GatewayConfig, *, on_packet: Callable | None = None,
-                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 10000,
+                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 0,
                  packet_queue_size: int = 10000) -> None:
         self.config = config
         self.rng = rng
         self.loop: asyncio.AbstractEventLoop | None = None
         self.endpoint: IkeEndpoint | None = None
-        self.events: asyncio.Queue = asyncio.Queue(maxsize=event_queue_size)
+        self.events: asyncio.Queue | None = (asyncio.Queue(maxsize=event_queue_size)
+                                              if event_queue_size > 0 else None)
         self.packets: asyncio.Queue = asyncio.Queue(maxsize=packet_queue_size)
         self._on_packet = on_packet
         self.dataplane = DataPlane(self._esp_target, batch_size=config.batch_size,
@@ -416,15 +420,14 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("error handling %s", type(event).__name__)
-            try:
-                self.events.put_nowait((conn, event))
-            except asyncio.QueueFull:
+            if self.events is None:
+                pass
+            elif self.events.full():
                 self.counters["events_dropped"] += 1
-                try:                          # keep the newest: drop the oldest
-                    self.events.get_nowait()
-                    self.events.put_nowait((conn, event))
-                except (asyncio.QueueEmpty, asyncio.QueueFull):
-                    pass
+                self.events.get_nowait()              # keep the newest: drop the oldest
+                self.events.put_nowait((conn, event))
+            else:
+                self.events.put_nowait((conn, event))
             for w in list(self._waiters):
                 if w.future.done() or not isinstance(event, w.kinds):
                     continue
