@@ -191,3 +191,40 @@ def test_stalled_redis_means_nack_within_the_deadline():
         run(body())
     finally:
         server.stop()
+
+
+# ------------------------------------------------- through a faulty IKE path --
+
+def test_resumption_through_a_lossy_duplicating_reordering_path():
+    """Lost, repeated and reordered IKE messages: the resumption still completes,
+    the ticket is spent once (a repeated IKE_SESSION_RESUME is never a replay), and
+    each side ends with one IKE SA and one Child SA."""
+    from types import SimpleNamespace
+
+    from fault_relay import FaultRelay, Faults
+    faults = Faults(loss=0.15, duplicate=0.2, reorder=0.2, paths=frozenset({"ike"}))
+    fast = {"retransmit_timeout": 0.2, "retransmit_base": 1.5, "retransmit_tries": 10, "resume_tries": 6}
+
+    async def body():
+        ci, cr = ike_configs(HOST, resumption=True, **fast)
+        store = MemoryTicketStore()
+        gr = await responder(cr, HOST)
+        gr.use_tickets(store, TicketAuthority(TicketKeyRing(rng=os.urandom, now=time.time()), rng=os.urandom))
+        relay = await FaultRelay((HOST, gr.port), (HOST, gr.natt_port), faults, seed=3).start()
+        gi = await initiator(ci, SimpleNamespace(port=relay.ike_port, natt_port=relay.natt_port), HOST)
+        try:
+            conn = await gi.initiate("to-r", timeout=30)
+            for _ in range(2):
+                conn = await _lose_and_reinitiate(gi, conn)
+                assert conn.resumed is not None
+            await asyncio.sleep(0.5)                      # late duplicates settle
+            assert gr.endpoint.stats["resumed"] == 2 and gr.endpoint.stats["ticket_replays"] == 0
+            assert store.round_trips == 2
+            assert len(gr.connections) == 1 and len(gi.child_sas(conn)) == len(gr.child_sas()) == 1
+            return relay.counts
+        finally:
+            await gi.stop(timeout=1)
+            await gr.stop(timeout=1)
+            relay.close()
+    counts = run(body(), timeout=120)
+    assert counts["ike", "duplicated"] > 0 and counts["ike", "lost"] > 0
