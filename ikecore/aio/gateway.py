@@ -53,6 +53,7 @@ from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
 from .keylog import KeyLog
 from .restart import RestartPolicy
+from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
 from .status import GatewayStatus, _ts_text
 from .timers import GatewayTimers, KeepaliveScheduler
@@ -77,7 +78,7 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
+class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -140,6 +141,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self.loop = asyncio.get_running_loop()
         self._bind()
         now = self.loop.time()
+        self._prepare_resumption()
         self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
                                     cookie_threshold=self.config.cookie_threshold,
                                     select_config=self._select_config)
@@ -297,8 +299,9 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self._require_running()
         host = remote[0]
         local = (local_host or self._local_address(host), self.port)
-        conn = self.endpoint.connect(config, local, (host, remote[1]), self.loop.time(), child=child,
-                                     remote_natt_port=remote_natt_port)
+        # with a resumption ticket for this connection: IKE_SESSION_RESUME (RFC 5723)
+        conn = self._connect_or_resume(config, local, (host, remote[1]), self.loop.time(), child=child,
+                                       remote_natt_port=remote_natt_port)
         self._initiations[conn] = _Initiation(conn, self.loop.create_future(), bool(config.children))
         log.info("%s: initiating to %s:%d", conn.name, host, remote[1])
         self._flush()
