@@ -15,6 +15,7 @@ from ikecore.aio.keylog import IKE_TABLE, ESP_TABLE, KeyLog, esp_row, ike_row, t
 from ikecore.aio.pcap import PcapWriter, ip_udp_packet
 from ikecore.crypto.keyschedule import IkeKeys
 from ikecore.protocol import events as ev
+from ikecore.errors import ConfigError
 from ikecore.protocol.negotiation import EspSuite, IkeSuite
 
 
@@ -180,3 +181,63 @@ def test_tshark_decrypts_an_ikecore_capture(tmp_path):
     # ... and the IKE_AUTH payloads out of the SK payload (identities in clear text)
     assert "initiator@test" in out and "responder@test" in out
     assert "[correct]" in out
+
+
+# ------------------------------------------------------------ key files on disk --
+
+class _Conn:
+    """Just enough of an IkeConnection for KeyLog.ike_sa."""
+
+    def __init__(self, n: int):
+        from ikecore.crypto.keyschedule import IkeKeys
+        self.spi_i, self.spi_r = n.to_bytes(8, "big"), (n + 1).to_bytes(8, "big")
+        self.suite = IkeSuite(20, 256, 5, 0, 31)
+        self.keys = IkeKeys(5, b"d" * 32, b"", b"", b"e" * 36, b"f" * 36, b"p" * 32, b"q" * 32, None)
+
+
+def test_export_directory_and_files_are_private(tmp_path):
+    keydir = tmp_path / "new" / "keys"
+    log = KeyLog(keydir)
+    log.ike_sa(_Conn(1))
+    assert stat.S_IMODE(os.stat(keydir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(keydir / IKE_TABLE).st_mode) == 0o600
+
+
+def test_a_loose_export_directory_is_refused(tmp_path):
+    keydir = tmp_path / "keys"
+    keydir.mkdir(mode=0o755)
+    os.chmod(keydir, 0o755)
+    with pytest.raises(ConfigError, match="mode 0700"):
+        KeyLog(keydir)
+
+
+def test_an_existing_loose_key_file_is_not_appended_to(tmp_path, caplog):
+    keydir = tmp_path / "keys"
+    log = KeyLog(keydir)
+    (keydir / IKE_TABLE).write_text("old\n")
+    os.chmod(keydir / IKE_TABLE, 0o644)
+    log.ike_sa(_Conn(1))
+    log.ike_sa(_Conn(3))
+    assert (keydir / IKE_TABLE).read_text() == "old\n"          # no key went into it
+    assert [r.levelname for r in caplog.records if "mode 0600" in r.getMessage()] == ["ERROR"]
+
+
+def test_a_symlinked_key_file_is_not_followed(tmp_path):
+    keydir = tmp_path / "keys"
+    log = KeyLog(keydir)
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    os.chmod(target, 0o600)
+    (keydir / IKE_TABLE).symlink_to(target)
+    log.ike_sa(_Conn(1))
+    assert target.read_text() == "" and log.refused == {keydir / IKE_TABLE}
+
+
+def test_the_seen_set_is_bounded(tmp_path):
+    from ikecore.aio import keylog as keylog_module
+    log = KeyLog(tmp_path / "keys")
+    for n in range(0, 2 * (keylog_module.SEEN_LIMIT + 10), 2):
+        log.ike_sa(_Conn(n))
+    assert len(log._seen) == keylog_module.SEEN_LIMIT
+    rows = (tmp_path / "keys" / IKE_TABLE).read_text().splitlines()
+    assert len(rows) == keylog_module.SEEN_LIMIT + 10           # each SA once
