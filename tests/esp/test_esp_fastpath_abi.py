@@ -36,9 +36,11 @@ def test_round_trip_across_the_stack_buffer_boundary(suite):
     sizes = _sizes_around_the_boundary(tx)
     assert sizes
     for n in sizes:
+        # next header 17: with 4 or 41 the core would trim a random payload to the
+        # inner IP header's length (TFC padding removal)
         payload = os.urandom(n)
-        got, nh = rx.decrypt(tx.encrypt(payload, 41))
-        assert (got, nh) == (payload, 41)
+        got, nh = rx.decrypt(tx.encrypt(payload, 17))
+        assert (got, nh) == (payload, 17)
         assert type(got) is bytes
 
 
