@@ -289,7 +289,8 @@ class IkeConfig:
     retransmit_tries: int = 5                    # then the peer is given up
     dpd_delay: float = 30.0                      # idle time before a liveness check (0: off)
     mobike: bool = False
-    clone: bool = False
+    clone: bool = False                          # RFC 7791: announce and accept cloning
+    clone_limit: int = 4                         # clones one authenticated peer may hold (responder)
     resumption: bool = False
     fragmentation: bool = True
     fragment_size: int = 1280
@@ -313,6 +314,8 @@ class IkeConfig:
             raise ConfigError(f"{self.name}: retransmission settings out of range")
         if self.window_size < 1:
             raise ConfigError(f"{self.name}: window_size must be >= 1")
+        if self.clone_limit < 0:
+            raise ConfigError(f"{self.name}: clone_limit must be >= 0")
         if len({c.name for c in self.children}) != len(self.children):
             raise ConfigError(f"{self.name}: child names must be unique")
 
