@@ -65,7 +65,7 @@ class CloneIkeTask(RekeyIkeTask):
         return ""
 
     def completed(self, conn, new, peer_nonce: bytes, now: float) -> None:
-        adopt_clone(conn, new)
+        adopt_clone(conn, new, now)
 
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         self.kex = None
@@ -88,7 +88,7 @@ def respond(conn, msg: Message, now: float) -> list:
         return not any(spi in other.spis for other in family)
 
     new, reply, _ = answer_ike_rekey(conn, msg, now, check_spi=unused)
-    adopt_clone(conn, new)
+    adopt_clone(conn, new, now)
     return reply
 
 
@@ -109,7 +109,7 @@ def refuse_clone(conn, now: float) -> None:
         raise NoAdditionalSas(f"the peer holds {len(peer_sas(conn))} IKE SAs (clone_limit {cfg.clone_limit})")
 
 
-def adopt_clone(parent, new) -> None:
+def adopt_clone(parent, new, now: float) -> None:
     """``new`` (made by ``successor``) becomes an established clone of ``parent``."""
     from ..ike_sa import State
     new.cloned = True
@@ -120,6 +120,7 @@ def adopt_clone(parent, new) -> None:
     new.state, new.silent = State.ESTABLISHED, False
     log.info("%s: cloned as %s", parent.name, new.name)
     parent.emit(ev.IkeSaCloned(parent.spis, new.spis, new.suite, new))
+    new.start_tasks(now)          # its own SET_WINDOW_SIZE, if any (RFC 7296 §2.3)
 
 
 __all__ = ["CloneIkeTask", "respond", "refuse_clone", "adopt_clone"]
