@@ -38,9 +38,11 @@ import logging
 from ...errors import NoAdditionalSas, TemporaryFailure
 from .. import events as ev
 from ..constants import NotifyType
+from ..ike_sa import State
 from ..message import Message
 from ..payloads import NotifyPayload
 from .ike_rekey import RETRY_DELAY, RekeyIkeTask, answer_ike_rekey
+from .informational import DeleteIkeTask
 
 log = logging.getLogger("ikecore.ike")
 
@@ -87,14 +89,13 @@ def respond(conn, msg: Message, now: float) -> list:
         # the peer's other IKE SAs with us (a handful: the clone cap bounds them)
         return not any(spi in other.spis for other in family)
 
-    new, reply, _ = answer_ike_rekey(conn, msg, now, check_spi=unused)
+    new, reply, _ = answer_ike_rekey(conn, msg, now, check_spi=unused, spawn=False)
     adopt_clone(conn, new, now)
     return reply
 
 
 def refuse_clone(conn, now: float) -> None:
     """Raise the error notify a clone request of ``conn`` gets, if it gets one."""
-    from .informational import DeleteIkeTask
     cfg = conn.config
     if not (cfg.clone and conn.peer_clone):
         # §5.1: without CLONE_IKE_SA_SUPPORTED both ways the SA MUST NOT be cloned
@@ -111,7 +112,6 @@ def refuse_clone(conn, now: float) -> None:
 
 def adopt_clone(parent, new, now: float) -> None:
     """``new`` (made by ``successor``) becomes an established clone of ``parent``."""
-    from ..ike_sa import State
     new.cloned = True
     new.expire_at = min(new.expire_at, new.auth_expires_at)
     # Child SAs over the clone are narrowed to the address the parent leased the peer;

@@ -33,6 +33,7 @@ from ...crypto.keyschedule import ike_keys_rekey
 from ...errors import NoProposalChosen, ParseError, TemporaryFailure
 from .. import events as ev
 from ..constants import ExchangeType, NotifyType, PayloadType
+from ..ike_sa import IkeConnection, State
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
@@ -57,7 +58,6 @@ class PeerIkeRekey:
 
     @property
     def alive(self) -> bool:
-        from ..ike_sa import State
         return self.sa.state != State.DELETED
 
 
@@ -79,7 +79,6 @@ class RekeyIkeTask(Task):
         self.ke_retries = 0
 
     def ready(self, conn) -> bool:
-        from ..ike_sa import State
         # alone on the wire: every earlier exchange must have completed
         return conn.state == State.ESTABLISHED and not conn.outstanding
 
@@ -125,7 +124,7 @@ class RekeyIkeTask(Task):
             return self.failed(conn, now, f"bad KEr: {exc}", NotifyType.INVALID_SYNTAX)
         self.kex = None
         new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, peer_spi,
-                        initiator=True, now=now)
+                        initiator=True, now=now, spawn=self.rekeys_ike_sa)
         self.completed(conn, new, nonce.data, now)
 
     def unusable_spi(self, conn, spi: bytes) -> str:
@@ -182,9 +181,10 @@ def respond(conn, msg: Message, now: float) -> list:
     return reply
 
 
-def answer_ike_rekey(conn, msg: Message, now: float, *, check_spi=None):
+def answer_ike_rekey(conn, msg: Message, now: float, *, check_spi=None, spawn: bool = True):
     """The responder's half of an IKE SA rekey or clone: (the new SA, the reply
-    payloads, our nonce). ``check_spi(spi)`` may refuse the initiator's new SPI."""
+    payloads, our nonce). ``check_spi(spi)`` may refuse the initiator's new SPI;
+    ``spawn``: see ``successor``."""
     sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
     if ke is None:
         raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
@@ -195,7 +195,8 @@ def answer_ike_rekey(conn, msg: Message, now: float, *, check_spi=None):
     kex, shared = answer_key_exchange(suite.dh_group, ke, conn.rng)
     our_nonce = conn.rng(NONCE_LENGTH)
     peer_spi, chosen.spi = chosen.spi, conn.new_spi()
-    new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, chosen.spi, initiator=False, now=now)
+    new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, chosen.spi, initiator=False, now=now,
+                    spawn=spawn)
     return new, [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)], \
         our_nonce
 
@@ -213,11 +214,11 @@ def peer_deleted_old_sa(conn, now: float) -> None:
 # ------------------------------------------------------------------ helpers --
 
 def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
-              initiator: bool, now: float):
+              initiator: bool, now: float, spawn: bool = True):
     """The IKE SA a rekey (or clone) creates, PENDING and unannounced until the
     rekey concludes: keyed from SK_d of ``conn`` with the old PRF for SKEYSEED
-    and the new one for prf+ (RFC 7296 §2.18)."""
-    from ..ike_sa import IkeConnection, State
+    and the new one for prf+ (RFC 7296 §2.18). ``spawn=False`` leaves routing to
+    the event that announces it at once (a clone's ``IkeSaCloned``)."""
     keys = ike_keys_rekey(conn.suite.prf_id, conn.keys.sk_d, shared, ni, nr, spi_i, spi_r,
                           prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
                           integ_id=suite.integ_id)
@@ -235,14 +236,14 @@ def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, sp
     if new.cloned:
         new.expire_at = min(new.expire_at, new.auth_expires_at)   # a clone ends with the authentication
     new.last_heard = now
-    conn.spawn(new)
+    if spawn:
+        conn.spawn(new)
     return new
 
 
 def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
     """The rekey is settled: ``survivor`` takes the Child SAs and queued work;
     ``old`` only waits for its Delete (ours if ``delete_old``, else the peer's)."""
-    from ..ike_sa import State
     old.rekey_collision = None
     survivor.children.update(old.children)
     old.children = {}
@@ -262,7 +263,6 @@ def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
 def retire(sa, now: float, *, delete: bool) -> None:
     """A new SA that lost a simultaneous rekey: we delete it if we made it,
     else we wait (a bounded time) for the peer to."""
-    from ..ike_sa import State
     sa.state = State.REKEYED
     sa.expire_at = now + sa.retransmit_span()
     if delete:

@@ -1,0 +1,226 @@
+"""Cloning an IKE SA (RFC 7791) against a full IKE_SA_INIT + IKE_AUTH, both
+through two in-memory endpoints the way bench_ike.py drives handshakes, in
+the same run and with the same suite (AES-256-GCM, PRF SHA-256, X25519).
+
+Run:  python -m pytest bench/bench_clone.py -s -p no:cacheprovider
+      python bench/bench_clone.py [--profile psk|rsa] [--seconds S]
+
+- ``clone vs handshake``: clones per second on one established IKE SA
+  (CREATE_CHILD_SA with N(CLONE_IKE_SA), KEi/KEr, both ends' clone set up)
+  against full handshakes per second, for PSK and for RSA-2048 certificates
+  (a CA and a leaf each side, RFC 7427 RSASSA-PSS signatures). The handshake
+  baseline carries the first Child SA, as IKE_AUTH normally does; a second
+  row compares against an IKE_AUTH without a Child SA (no SA/TS payloads,
+  no Child SA keys), which is the stricter like-for-like figure.
+  Targets: 2x with PSK, 5x with RSA-2048.
+- ``responder CPU``: time inside the responder endpoint's
+  ``receive_datagram`` per clone and per handshake (the cloning peer is the
+  initiator; a gateway answers clones).
+- ``key exchange share``: the clone against two X25519 key generations and
+  two shared secrets alone, i.e. which share of a clone is the key exchange
+  RFC 7296 §2.18 makes mandatory (RFC 7791 defines no DH-less clone).
+
+Each clone is forgotten on both ends after it is made (``terminate``, no
+Delete exchange), so the SA count stays at two however many rounds run.
+Nothing asserts on time.
+"""
+from __future__ import annotations
+
+import datetime
+import random
+import time
+
+import pytest
+
+from bench_ike import ADDR_I, ADDR_R, PSK, Link, key_exchange_fn
+from ikecore.protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
+                                     RemoteAuth, TrafficSelectorSpec)
+
+SUITE = "aes256gcm16-prfsha256-x25519"
+TARGETS = {"psk": 2.0, "rsa": 5.0}
+CERT_TIME = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+
+
+def _pki():
+    """An RSA-2048 CA and an RSA-2048 leaf for each end (made once)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(subject, key, issuer, issuer_key, ca, san=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(CERT_TIME - datetime.timedelta(days=1))
+             .not_valid_after(CERT_TIME + datetime.timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                                critical=True)
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+    ca_key = rsa.generate_private_key(65537, 2048)
+    ca = issue(name("bench CA"), ca_key, name("bench CA"), ca_key, True)
+    out = {"ca": ca}
+    for who in ("initiator.bench", "responder.bench"):
+        key = rsa.generate_private_key(65537, 2048)
+        out[who] = (key, issue(name(who), key, name("bench CA"), ca_key, False, san=who))
+    return out
+
+
+_PKI: dict = {}
+
+
+def configs(auth: str, *, child: bool = True):
+    """Initiator and responder configurations, PSK or RSA-2048 certificates,
+    cloning on (and no cap that a long run could reach)."""
+    def side(me, peer, local, remote):
+        children = [ChildConfig("net", [TrafficSelectorSpec.parse(local)], [TrafficSelectorSpec.parse(remote)],
+                                [EspProposal.parse("aes256gcm16")])] if child else []
+        common = dict(proposals=[IkeProposal.parse(SUITE)], children=children, dpd_delay=0, clone=True,
+                      clone_limit=1_000_000)
+        if auth == "psk":
+            return IkeConfig(local_id=Identity.parse(me), local_auth=LocalAuth(psk=PSK),
+                             remote_auth=RemoteAuth(psk=PSK), remote_id=Identity.parse(peer), **common)
+        from ikecore.protocol.auth import TrustStore
+        if not _PKI:
+            _PKI.update(_pki())
+        key, cert = _PKI[me]
+        return IkeConfig(local_id=Identity.parse(me), local_auth=LocalAuth(private_key=key, certificates=[cert]),
+                         remote_auth=RemoteAuth(trust_store=TrustStore([_PKI["ca"]])),
+                         remote_id=Identity.parse(peer), certificate_time=lambda now: CERT_TIME, **common)
+    return (side("initiator.bench", "responder.bench", "10.1.0.0/16", "10.2.0.0/16"),
+            side("responder.bench", "initiator.bench", "10.2.0.0/16", "10.1.0.0/16"))
+
+
+def _handshake(link: Link, child: bool):
+    conn = link.ei.connect(link.cfg_i, ADDR_I, ADDR_R, link.now)
+    link.pump()
+    if not conn.established or (child and not conn.children):
+        raise AssertionError("the benchmark handshake did not complete")
+    return conn
+
+
+def handshake_fn(auth: str, *, child: bool = True):
+    """One full IKE_SA_INIT + IKE_AUTH (with or without the first Child SA) per call."""
+    cfg_i, cfg_r = configs(auth, child=child)
+    counter = iter(range(10**9))
+
+    def run():
+        _handshake(Link(cfg_i, cfg_r, next(counter) * 2), child)
+    return run
+
+
+class Cloner:
+    """One established IKE SA that the initiator clones once per call."""
+
+    def __init__(self, auth: str, seed: int = 99) -> None:
+        cfg_i, cfg_r = configs(auth)
+        self.link = Link(cfg_i, cfg_r, seed)
+        self.parent = _handshake(self.link, True)
+        [self.parent_r] = self.link.er.connections.values()
+        self.clones = 0
+
+    def __call__(self) -> None:
+        link, ei, er = self.link, self.link.ei, self.link.er
+        ei.clone(self.parent, link.now)
+        link.pump()
+        made = [c for c in ei.connections.values() if c is not self.parent]
+        answered = [c for c in er.connections.values() if c is not self.parent_r]
+        if len(made) != 1 or len(answered) != 1 or made[0].keys != answered[0].keys:
+            raise AssertionError("the clone did not complete")
+        # forget it on both ends (no Delete exchange): the SA count stays at two
+        for ep, conn in ((ei, made[0]), (er, answered[0])):
+            conn.terminate("benchmark", link.now)
+            ep.collect_all()
+        self.clones += 1
+
+
+def responder_ms(auth: str, n: int = 200) -> tuple[float, float]:
+    """(responder ms per clone, responder ms per handshake with a Child SA)."""
+    cloner = Cloner(auth, seed=5)
+    cloner.link.responder_s = 0.0
+    for _ in range(n):
+        cloner()
+    per_clone = cloner.link.responder_s / n * 1000
+    cfg_i, cfg_r = configs(auth)
+    total = 0.0
+    for k in range(n):
+        link = Link(cfg_i, cfg_r, 20_000 + 2 * k)
+        _handshake(link, True)
+        total += link.responder_s
+    return per_clone, total / n * 1000
+
+
+# ----------------------------------------------------------------- benchmarks --
+
+@pytest.mark.parametrize("auth", ["psk", "rsa"])
+def test_clone_vs_handshake(compare, benchmark, auth):
+    name = {"psk": "PSK", "rsa": "RSA-2048"}[auth]
+    cloner = Cloner(auth)
+    ratio = compare(cloner, handshake_fn(auth), target=TARGETS[auth],
+                    label=f"clone vs IKE_SA_INIT+IKE_AUTH+Child, {name} x25519", baseline_name="full handshake")
+    bare = compare(cloner, handshake_fn(auth, child=False), target=TARGETS[auth],
+                   label=f"clone vs IKE_SA_INIT+IKE_AUTH (no Child), {name} x25519",
+                   baseline_name="full handshake, no Child SA")
+    r_clone, r_hs = responder_ms(auth)
+    benchmark.extra_info.update({"clone_vs_handshake": ratio, "clone_vs_handshake_no_child": bare,
+                                 "responder_ms_per_clone": r_clone, "responder_ms_per_handshake": r_hs,
+                                 "responder_ratio": r_hs / r_clone})
+    print(f"\n{name}: clone x{ratio:.2f} a handshake (x{bare:.2f} one without a Child SA); responder "
+          f"{r_clone:.3f} ms per clone vs {r_hs:.3f} ms per handshake (x{r_hs / r_clone:.2f})")
+
+
+def test_clone_key_exchange_share(compare):
+    compare(Cloner("psk"), key_exchange_fn("x25519"), label="clone (PSK x25519): key exchange share",
+            baseline_name="key exchange alone")
+
+
+# ------------------------------------------------------------ stand-alone use --
+
+def _rate(fn, seconds: float) -> float:
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", choices=["psk", "rsa"], help="cProfile 500 clones (and the responder alone)")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    args = ap.parse_args(argv)
+    if args.profile:
+        import cProfile
+        import pstats
+        cloner = Cloner(args.profile)
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(500):
+            cloner()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+        return
+    kex = _rate(key_exchange_fn("x25519"), args.seconds)
+    for auth in ("psk", "rsa"):
+        clone = _rate(Cloner(auth), args.seconds)
+        hs = _rate(handshake_fn(auth), args.seconds)
+        bare = _rate(handshake_fn(auth, child=False), args.seconds)
+        r_clone, r_hs = responder_ms(auth)
+        print(f"{auth:4} clones/s {clone:8.0f}  handshakes/s {hs:7.0f} (x{clone / hs:.2f}), "
+              f"without Child {bare:7.0f} (x{clone / bare:.2f}); key exchange {clone / kex:5.1%} of a clone; "
+              f"responder {r_clone:.3f} ms/clone vs {r_hs:.3f} ms/handshake (x{r_hs / r_clone:.2f})")
+
+
+if __name__ == "__main__":
+    main()
