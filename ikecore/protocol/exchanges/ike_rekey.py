@@ -36,7 +36,7 @@ from ..constants import ExchangeType, NotifyType, PayloadType
 from ..ike_sa import IkeConnection, State
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
-from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
+from ..payloads import KePayload, NoncePayload, SaPayload
 from .informational import DeleteIkeTask
 from .task import Task, answer_key_exchange
 
