@@ -597,3 +597,24 @@ def test_a_clone_shares_the_parents_pool_address():
     net.run()
     assert gw_clone.state == State.DELETED and gw.leases == set()
     assert gw.ike_sas_of(cl_cfg.local_id) == 0
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_clone_follows_invalid_ke_payload_to_the_group_the_peer_wants(side):
+    ci, cr = configs("aes256gcm16-prfsha384-x25519-ecp384", clone=True)
+    p = Pair(ci, cr)
+    p.connect()
+    assert p.run(p.established)
+    a, b = p.conn(side), p.conn(other(side))
+    assert a.suite.dh_group == 31
+    b_cfg = cr if side == "i" else ci
+    b_cfg.proposals = [IkeProposal.parse("aes256gcm16-prfsha384-ecp384")]
+    a.clone(p.now)
+    assert p.run(lambda: clones(p, "i") and clones(p, "r"), max_time=LIMIT)
+    [ca], [cb] = clones(p, side), clones(p, other(side))
+    assert ca.suite.dh_group == cb.suite.dh_group == 20 and ca.keys == cb.keys
+    answers = [m for _, m in decrypt_trace(p, a) if m.exchange_type == ExchangeType.CREATE_CHILD_SA]
+    assert answers[0].notify(NotifyType.INVALID_KE_PAYLOAD).data == (20).to_bytes(2, "big")
+    # the retry is a new exchange that still asks for a clone, and the parent is as it was
+    assert len(clone_exchange(p, a, b)) == 2
+    assert a.state == b.state == State.ESTABLISHED and a.suite.dh_group == 31
