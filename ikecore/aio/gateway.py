@@ -19,6 +19,7 @@ concern is a mixin in its own module:
   with sendmmsg).
 - ``restart``: ``start``/``restart`` connections kept up.
 - ``status``: counters and the operator's snapshot.
+- ``cloning``: ``clone`` (RFC 7791).
 
 ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
 (bounded), then closes the sockets.
@@ -48,6 +49,7 @@ from ..protocol import events as ev
 from ..protocol.config import IkeConfig
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
+from .cloning import GatewayCloning
 from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
@@ -77,7 +79,7 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
+class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayCloning):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
