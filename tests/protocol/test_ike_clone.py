@@ -618,3 +618,21 @@ def test_clone_follows_invalid_ke_payload_to_the_group_the_peer_wants(side):
     # the retry is a new exchange that still asks for a clone, and the parent is as it was
     assert len(clone_exchange(p, a, b)) == 2
     assert a.state == b.state == State.ESTABLISHED and a.suite.dh_group == 31
+
+
+def test_a_restarted_peer_takes_its_clones_with_it():
+    """INITIAL_CONTACT from the peer (RFC 7296 §2.4) ends every IKE SA of that
+    identity here, clones included; the per-peer count follows."""
+    import random
+
+    from ikecore.protocol.endpoint import IkeEndpoint
+    p, a, b, ca, cb = clone_pair("i")
+    assert p.er.ike_sas_of(p.cfg_i.local_id) == 2
+    p.ei = IkeEndpoint(p.cfg_i, rng=random.Random(99).randbytes, now=p.now)     # the initiator restarts
+    p.events_i.clear()
+    p.connect()
+    assert p.run(lambda: len(p.of(ev.IkeSaEstablished, "i")) == 1, max_time=LIMIT)
+    p.settle(5.0)
+    assert b.state == cb.state == State.DELETED
+    assert [e.reason for e in p.of(ev.IkeSaDeleted, "r")] == ["peer restarted (INITIAL_CONTACT)"] * 2
+    assert p.er.ike_sas_of(p.cfg_i.local_id) == 1
