@@ -3,7 +3,7 @@ through two in-memory endpoints the way bench_ike.py drives handshakes, in
 the same run and with the same suite (AES-256-GCM, PRF SHA-256, X25519).
 
 Run:  python -m pytest bench/bench_clone.py -s -p no:cacheprovider
-      python bench/bench_clone.py [--profile psk|rsa] [--seconds S]
+      python bench/bench_clone.py [--profile psk|rsa] [--parts] [--seconds S]
 
 - ``clone vs handshake``: clones per second on one established IKE SA
   (CREATE_CHILD_SA with N(CLONE_IKE_SA), KEi/KEr, both ends' clone set up)
@@ -237,12 +237,52 @@ def _rate(fn, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def parts(n: int = 1000) -> dict:
+    """Process-CPU microseconds of what every clone (and every handshake) does,
+    measured alone: where a clone's time goes besides message handling."""
+    import random
+
+    from ikecore.crypto import SkCipher
+    from ikecore.crypto.keyschedule import ike_keys_rekey
+    from ikecore.protocol.ike_sa import IkeConnection
+
+    def cpu_us(fn, count):
+        runs = []
+        for _ in range(5):
+            t0 = time.process_time()
+            for _ in range(count):
+                fn()
+            runs.append((time.process_time() - t0) / count * 1e6)
+        return statistics.median(runs)
+    cfg = configs("psk")[0]
+    rng = random.Random(1).randbytes
+    key = bytes(36)
+    out = {
+        "clone, both ends": cpu_us(Cloner("psk"), max(50, n // 4)),
+        "X25519: 2 key pairs + 2 shared secrets": cpu_us(key_exchange_fn("x25519"), max(50, n // 4)),
+        "4 SK cipher contexts": 4 * cpu_us(lambda: SkCipher(20, key), n),
+        "2 key schedules (SKEYSEED + prf+)": 2 * cpu_us(lambda: ike_keys_rekey(
+            5, bytes(32), bytes(32), bytes(32), bytes(32), bytes(8), bytes(8), prf_id=5, encr_id=20,
+            encr_key_bits=256, integ_id=0), n),
+        "2 IkeConnection objects": 2 * cpu_us(lambda: IkeConnection(
+            cfg, initiator=True, local=ADDR_I, remote=ADDR_R, rng=rng, now=0.0), n),
+    }
+    out["the rest: messages and state, both ends"] = out["clone, both ends"] - sum(
+        v for k, v in out.items() if k != "clone, both ends")
+    return out
+
+
 def main(argv=None) -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", choices=["psk", "rsa"], help="cProfile 500 clones (and the responder alone)")
     ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--parts", action="store_true", help="CPU time of a clone's parts, each alone")
     args = ap.parse_args(argv)
+    if args.parts:
+        for name, us in parts().items():
+            print(f"{name:42} {us:8.1f} us")
+        return
     if args.profile:
         import cProfile
         import pstats
