@@ -347,6 +347,8 @@ class IkeConnection:
         self._require_established()
         if not (self.config.clone and self.peer_clone):
             raise IkeError("cloning was not negotiated with this peer (RFC 7791 §5.1)")
+        if now >= self.auth_expires_at:
+            raise IkeError("the peer's authentication has expired: no more clones of this IKE SA")
         self.queue(CloneIkeTask(), now)
 
     def delete_child_sa(self, now: float, spi_in: bytes, *, reason: str = "deleted") -> None:

@@ -325,6 +325,10 @@ def test_clones_go_when_the_parents_authentication_expires(side):
 def test_a_clone_request_after_the_authentication_expired_is_refused():
     p = established_pair(clone=True)
     a, b = p.conn("i"), p.conn("r")
+    a.auth_expires_at, deadline = p.now, a.auth_expires_at
+    with pytest.raises(IkeError, match="expired"):
+        a.clone(p.now)                      # our own deadline: not even asked
+    a.auth_expires_at = deadline
     b.auth_expires_at = p.now - 1.0
     a.clone(p.now)
     p.settle(10.0)
