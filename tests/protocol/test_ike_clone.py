@@ -640,3 +640,29 @@ def test_a_restarted_peer_takes_its_clones_with_it():
     assert b.state == cb.state == State.DELETED
     assert [e.reason for e in p.of(ev.IkeSaDeleted, "r")] == ["peer restarted (INITIAL_CONTACT)"] * 2
     assert p.er.ike_sas_of(p.cfg_i.local_id) == 1
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_clone_behind_a_nat_keeps_the_nat_t_ports_and_follows_a_rebinding(side):
+    """The clone inherits the parent's NAT state and NAT-T addresses (docs/clone.md):
+    its exchanges and its Child SA's ESP-in-UDP go through the NAT like the parent's."""
+    from ike_pair import ADDR_I, ADDR_R, Nat
+    nat = Nat(public="203.0.113.9")
+    p = Pair(*configs(clone=True), nat=nat)
+    p.connect()
+    assert p.run(lambda: p.established() and len(p.conn("i").children) == len(p.conn("r").children) == 1)
+    a, b = p.conn(side), p.conn(other(side))
+    a.clone(p.now)
+    assert p.run(lambda: clones(p, "i") and clones(p, "r"), max_time=LIMIT)
+    [ci] = clones(p, "i")
+    [cr] = clones(p, "r")
+    assert ci.nat_local and cr.nat_remote
+    assert ci.local == (ADDR_I[0], 4500) and ci.remote == (ADDR_R[0], 4500)
+    assert cr.remote == nat.out[(ADDR_I[0], 4500)]
+    nat.rebind()                        # the mapping changes: the clone's responder follows it
+    ci.create_child_sa(p.now)
+    assert p.run(lambda: len(ci.children) == len(cr.children) == 1, max_time=LIMIT)
+    assert cr.remote == nat.out[(ADDR_I[0], 4500)]
+    [c] = ci.children.values()
+    assert c.udp_encap
+    assert_child_pair(c, peer_child(c, cr))
