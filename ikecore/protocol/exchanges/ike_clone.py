@@ -61,11 +61,6 @@ class CloneIkeTask(RekeyIkeTask):
     def prefix(self) -> list:
         return [NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA)]
 
-    def unusable_spi(self, conn, spi: bytes) -> str:
-        if not any(spi) or spi in conn.spis:
-            return "the responder's new IKE SPI is zero or the parent's"
-        return ""
-
     def completed(self, conn, new, peer_nonce: bytes, now: float) -> None:
         adopt_clone(conn, new, now)
 

@@ -130,7 +130,7 @@ class RekeyIkeTask(Task):
     def unusable_spi(self, conn, spi: bytes) -> str:
         """Why the responder's new SPI cannot name the new SA ('' if it can)."""
         if not any(spi) or spi in conn.spis:
-            return "the responder's new IKE SPI is zero or the old SA's"
+            return "the responder's new IKE SPI is zero or the old (parent) SA's"
         return ""
 
     def completed(self, conn, new, peer_nonce: bytes, now: float) -> None:
