@@ -666,3 +666,19 @@ def test_a_clone_behind_a_nat_keeps_the_nat_t_ports_and_follows_a_rebinding(side
     [c] = ci.children.values()
     assert c.udp_encap
     assert_child_pair(c, peer_child(c, cr))
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_clone_answer_naming_the_parents_spi_is_refused(side):
+    """The cloner checks the responder's new SPI too; the parent stays as it was."""
+    p = established_pair(clone=True)
+    a, b = p.conn(side), p.conn(other(side))
+    # a broken responder: it reuses the SPI by which the cloner knows the parent
+    b.new_spi = lambda: a.spi_i if a.initiator else a.spi_r
+    a.clone(p.now)
+    p.settle(10.0)
+    del b.new_spi
+    [failed] = p.of(ev.IkeSaCloneFailed, side)
+    assert failed.notify_type == NotifyType.INVALID_SYNTAX and "SPI" in failed.reason
+    assert not clones(p, side)
+    assert_unharmed(p, a, b)
