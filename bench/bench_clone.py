@@ -163,7 +163,7 @@ class Cloner:
         # forget it on both ends (no Delete exchange): the SA count stays at two
         for ep, conn in ((ei, made[0]), (er, answered[0])):
             conn.terminate("benchmark", link.now)
-            ep.collect_all()
+            ep.collect(conn, link.now)
         self.clones += 1
 
 
