@@ -103,3 +103,36 @@ def test_clone_refusals_raise_gateway_errors(case):
             await gi.stop()
             await gr.stop()
     run(body())
+
+
+def test_clone_moved_to_another_local_address_with_mobike():
+    """RFC 7791 Appendix A: clone, then move the clone (MOBIKE) while the parent stays."""
+    from ikecore.aio import Gateway
+    if not hasattr(Gateway, "update_addresses"):
+        pytest.skip("the gateway has no MOBIKE (ikecore.aio.mobility) in this tree")
+    host, new = "127.0.0.1", "127.0.0.2"
+
+    async def body():
+        ci, cr = ike_configs(host, clone=True, mobike=True)
+        gi, gr, conn = await pair(host, ci, cr)
+        try:
+            [rconn] = gr.connections
+            r_cloned = asyncio.ensure_future(gr.wait_for(ev.IkeSaCloned, rconn))
+            clone = await gi.clone(conn, local_address=new)
+            _, r_event = await r_cloned
+            rclone = r_event.connection
+            assert clone.local == (new, gi.natt_port) and rclone.remote == (new, gi.natt_port)
+            assert conn.local == (host, gi.natt_port) and rconn.remote == (host, gi.natt_port)
+            gi.create_child(clone)
+            await gi.wait_for(ev.ChildSaInstalled, clone)
+            await asyncio.sleep(0.05)
+            [child_ci] = gi.child_sas(clone)
+            [child_cr] = gr.child_sas(rclone)
+            [child_pi] = gi.child_sas(conn)
+            [child_pr] = gr.child_sas(rconn)
+            await traffic_through(gi, gr, child_ci, child_cr, host, 10, b"moved clone")
+            await traffic_through(gi, gr, child_pi, child_pr, host, 10, b"parent")
+        finally:
+            await gi.stop()
+            await gr.stop()
+    run(body())
