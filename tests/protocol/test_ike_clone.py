@@ -434,12 +434,14 @@ def test_clone_cap_per_authenticated_peer(side):
 
 
 class _InformationalWithClone(Task):
+    answer = None
+
     def build_request(self, conn, now):
         return Message(conn.spi_i, conn.spi_r, ExchangeType.INFORMATIONAL,
                        inner=[NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA)])
 
     def on_response(self, conn, msg, now):
-        conn.informational_answer = msg
+        self.answer = msg
 
 
 class _ChildWithClone(CreateChildTask):
@@ -454,9 +456,10 @@ def test_clone_notify_in_another_exchange_is_ignored(side):
     a, b = p.conn(side), p.conn(other(side))
     a.queue(_ChildWithClone(a.config.child()), p.now)       # a new Child SA stays one
     assert p.run(lambda: len(a.children) == len(b.children) == 2, max_time=LIMIT)
-    a.queue(_InformationalWithClone(), p.now)                 # an INFORMATIONAL stays one
-    assert p.run(lambda: getattr(a, "informational_answer", None) is not None, max_time=LIMIT)
-    assert a.informational_answer.inner == []
+    informational = _InformationalWithClone()
+    a.queue(informational, p.now)                              # an INFORMATIONAL stays one
+    assert p.run(lambda: informational.answer is not None, max_time=LIMIT)
+    assert informational.answer.inner == []
     p.settle(10.0)
     assert not clones(p, "i") and not clones(p, "r") and not refusals(p, side)
     assert len(p.live("i")) == len(p.live("r")) == 1
@@ -669,15 +672,18 @@ def test_a_clone_behind_a_nat_keeps_the_nat_t_ports_and_follows_a_rebinding(side
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_a_clone_answer_naming_the_parents_spi_is_refused(side):
+def test_a_clone_answer_naming_the_parents_spi_is_refused(side, monkeypatch):
     """The cloner checks the responder's new SPI too; the parent stays as it was."""
+    from ikecore.protocol.ike_sa import IkeConnection
     p = established_pair(clone=True)
     a, b = p.conn(side), p.conn(other(side))
     # a broken responder: it reuses the SPI by which the cloner knows the parent
-    b.new_spi = lambda: a.spi_i if a.initiator else a.spi_r
+    fresh = IkeConnection.new_spi
+    monkeypatch.setattr(IkeConnection, "new_spi",
+                        lambda c: (a.spi_i if a.initiator else a.spi_r) if c is b else fresh(c))
     a.clone(p.now)
     p.settle(10.0)
-    del b.new_spi
+    monkeypatch.undo()
     [failed] = p.of(ev.IkeSaCloneFailed, side)
     assert failed.notify_type == NotifyType.INVALID_SYNTAX and "SPI" in failed.reason
     assert not clones(p, side)
