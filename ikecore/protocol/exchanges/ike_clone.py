@@ -23,7 +23,8 @@ What this implementation decides where the RFCs leave it open (docs/clone.md):
   (§5.2): a Child SA CREATE_CHILD_SA stays one, an INFORMATIONAL stays one.
 - A clone ends when the parent's authentication does: its hard lifetime, and
   that of every rekey of it, is clamped to the deadline the parent got when
-  IKE_AUTH completed (``auth_expires_at``: that SA's hard lifetime).
+  IKE_AUTH completed (``auth_expires_at``: that SA's hard lifetime), or to the
+  configured re-authentication deadline (``reauth_at``) if that is earlier.
 - Collisions: a clone never replaces or deletes the parent. The end whose
   clone request is out refuses the other end's rekey of the parent with
   TEMPORARY_FAILURE (as for any exchange in flight, RFC 7296 §2.25.2), so a
@@ -97,7 +98,7 @@ def refuse_clone(conn, now: float) -> None:
         raise NoAdditionalSas("cloning was not negotiated")
     if conn.rekey_collision is not None or any(isinstance(t, DeleteIkeTask) for t in conn.tasks):
         raise TemporaryFailure("the IKE SA is being rekeyed or deleted")     # §5.3
-    if now >= conn.auth_expires_at:
+    if now >= authentication_deadline(conn):
         raise NoAdditionalSas("the peer's authentication has expired")
     peer_sas = conn.exchange_state.get("peer_sas")
     if peer_sas is not None and len(peer_sas(conn)) > cfg.clone_limit:
@@ -105,10 +106,18 @@ def refuse_clone(conn, now: float) -> None:
         raise NoAdditionalSas(f"the peer holds {len(peer_sas(conn))} IKE SAs (clone_limit {cfg.clone_limit})")
 
 
+def authentication_deadline(conn) -> float:
+    """When the authentication behind ``conn`` ends: the original SA's hard lifetime
+    from IKE_AUTH (``auth_expires_at``), or the configured re-authentication
+    deadline (``reauth_at``, config ``reauth_time``) if that comes first."""
+    return min(conn.auth_expires_at, conn.reauth_at)
+
+
 def adopt_clone(parent, new, now: float) -> None:
     """``new`` (made by ``successor``) becomes an established clone of ``parent``."""
     new.cloned = True
-    new.expire_at = min(new.expire_at, new.auth_expires_at)
+    new.expire_at = min(new.expire_at, authentication_deadline(new))
+    new.ticket_client = False     # the connection's resumption ticket stays the parent's
     # Child SAs over the clone are narrowed to the address the parent leased the peer;
     # the endpoint keeps the lease while any SA of the peer holds it
     new.assigned_ip = parent.assigned_ip
@@ -118,4 +127,4 @@ def adopt_clone(parent, new, now: float) -> None:
     new.start_tasks(now)          # its own SET_WINDOW_SIZE, if any (RFC 7296 §2.3)
 
 
-__all__ = ["CloneIkeTask", "respond", "refuse_clone", "adopt_clone"]
+__all__ = ["CloneIkeTask", "respond", "refuse_clone", "adopt_clone", "authentication_deadline"]

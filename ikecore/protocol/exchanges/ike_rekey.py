@@ -36,7 +36,7 @@ from ..constants import ExchangeType, NotifyType, PayloadType
 from ..ike_sa import IkeConnection, State
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
-from ..payloads import KePayload, NoncePayload, SaPayload
+from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
 from .informational import DeleteIkeTask
 from .task import Task, answer_key_exchange
 
@@ -90,6 +90,9 @@ class RekeyIkeTask(Task):
         self.kex = KeyExchange.generate(self.group, conn.rng)
         self.offer = ike_sa_payload(conn.config.proposals, self.new_spi, group_first=self.group)
         payloads = [self.offer, NoncePayload(self.nonce), KePayload(self.group, self.kex.public_bytes)]
+        if self.rekeys_ike_sa and conn.ticket_client:
+            # the rekey invalidates our ticket: ask for one for the new SA (RFC 5723 §4.1, §6.2)
+            payloads.append(NotifyPayload(notify_type=NotifyType.TICKET_REQUEST))
         return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA, inner=self.prefix() + payloads)
 
     def prefix(self) -> list:
@@ -125,7 +128,9 @@ class RekeyIkeTask(Task):
         self.kex = None
         new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, peer_spi,
                         initiator=True, now=now, spawn=self.rekeys_ike_sa)
-        self.completed(conn, new, nonce.data, now)
+        if self.rekeys_ike_sa and conn.ticket_client:
+            new.exchange_state["ticket_requested"] = True
+        self.completed(conn, new, msg, now)
 
     def unusable_spi(self, conn, spi: bytes) -> str:
         """Why the responder's new SPI cannot name the new SA ('' if it can)."""
@@ -133,8 +138,9 @@ class RekeyIkeTask(Task):
             return "the responder's new IKE SPI is zero or the old (parent) SA's"
         return ""
 
-    def completed(self, conn, new, peer_nonce: bytes, now: float) -> None:
-        ours = (self.nonce, peer_nonce)
+    def completed(self, conn, new, msg: Message, now: float) -> None:
+        """The new SA is keyed (``msg``: the response): settle the rekey."""
+        ours = (self.nonce, msg.find(PayloadType.NONCE).data)
         theirs = conn.rekey_collision
         if theirs is None or not theirs.alive:
             conclude(conn, new, now, delete_old=True)
@@ -146,6 +152,9 @@ class RekeyIkeTask(Task):
             log.info("%s: simultaneous IKE rekey, ours survives", conn.name)
             conclude(conn, new, now, delete_old=True)
             retire(theirs.sa, now, delete=False)                 # the peer deletes its own
+        if new.state == State.ESTABLISHED and new.exchange_state.get("ticket_requested"):
+            from .resumption import take_ticket_answer
+            take_ticket_answer(new, msg, now)
 
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         self.kex = None
@@ -178,6 +187,9 @@ def respond(conn, msg: Message, now: float) -> list:
         conn.rekey_collision = PeerIkeRekey((nonce.data, our_nonce), new)
     else:
         conn.exchange_state["after_response"] = lambda t: conclude(conn, new, t, delete_old=False)
+    if msg.has_notify(NotifyType.TICKET_REQUEST):     # a ticket for the new SA (RFC 5723 §4.1)
+        from .resumption import answer_ticket_request
+        reply.append(answer_ticket_request(new, now))
     return reply
 
 
@@ -228,13 +240,14 @@ def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, sp
     new.install_keys(suite, keys)
     new.ni, new.nr = ni, nr
     for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
-                 "peer_mobike", "peer_clone", "virtual_ip", "leases", "auth_expires_at", "cloned"):
+                 "peer_mobike", "peer_clone", "virtual_ip", "leases", "ticket_client", "peer_auth_method",
+                 "reauth_at", "auth_expires_at", "cloned"):
         setattr(new, attr, getattr(conn, attr))
     new.state = State.PENDING
     new.silent = True
     new.start_lifetimes(now)
-    if new.cloned:
-        new.expire_at = min(new.expire_at, new.auth_expires_at)   # a clone ends with the authentication
+    if new.cloned:                    # a clone ends with the authentication (ike_clone)
+        new.expire_at = min(new.expire_at, new.auth_expires_at, new.reauth_at)
     new.last_heard = now
     if spawn:
         conn.spawn(new)
@@ -257,6 +270,10 @@ def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
     old.emit(ev.IkeSaRekeyed(old.spis, survivor.spis, survivor.suite, survivor))
     if delete_old:
         old.queue(DeleteIkeTask(), now)   # the last request on the old SA (§2.18)
+    if survivor.ticket_client and not survivor.exchange_state.get("ticket_requested"):
+        # the client's ticket belonged to the old SA: a fresh one (RFC 5723 §6.2)
+        from .resumption import TicketRequestTask
+        survivor.queue(TicketRequestTask(), now)
     survivor.start_tasks(now)
     old.timers_moved()
     survivor.timers_moved()
