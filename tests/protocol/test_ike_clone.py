@@ -688,3 +688,21 @@ def test_a_clone_answer_naming_the_parents_spi_is_refused(side, monkeypatch):
     assert failed.notify_type == NotifyType.INVALID_SYNTAX and "SPI" in failed.reason
     assert not clones(p, side)
     assert_unharmed(p, a, b)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_clones_also_end_at_a_configured_reauthentication_deadline(side):
+    """With reauth_time (the responder's re-authentication deadline, RFC 5723 work)
+    earlier than the hard lifetime, that is when the clones go."""
+    p = established_pair(clone=True, reauth_time=100.0, dpd_delay=0)
+    a = p.conn(side)
+    r_parent = p.conn("r")
+    deadline = r_parent.reauth_at
+    assert deadline < r_parent.auth_expires_at
+    a.clone(p.now)
+    assert p.run(lambda: clones(p, "i") and clones(p, "r"), max_time=LIMIT)
+    [r_clone] = clones(p, "r")
+    assert r_clone.expire_at == deadline
+    p.settle(deadline - p.now + 60.0)
+    assert r_clone.state == State.DELETED and clones(p, "i")[0].state == State.DELETED
+    assert len(p.live("i")) == len(p.live("r")) == 1 and not p.live("r")[0].cloned
