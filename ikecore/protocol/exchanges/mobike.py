@@ -254,6 +254,34 @@ class UpdateAddressesTask(Task):
         conn.emit(ev.MobikeFailed(conn.spi_i, conn.spi_r, reason, conn.local, conn.remote, notify_type))
 
 
+def announce_addresses(conn, now: float, addresses) -> None:
+    """Tell the peer our other addresses (§3.6): ADDITIONAL_IP4/IP6_ADDRESS each,
+    NO_ADDITIONAL_ADDRESSES when there are none. Either end may do it."""
+    from ..ike_sa import State
+    if conn.state != State.ESTABLISHED:
+        raise IkeError(f"the IKE SA is {conn.state.value}, not established")
+    if not active(conn):
+        raise IkeError("MOBIKE was not negotiated on this IKE SA")
+    addresses = [str(_check_address(str(a), what="address")) for a in addresses]
+    conn.queue(AddressListTask(addresses), now)
+
+
+class AddressListTask(Task):
+    """INFORMATIONAL {N(ADDITIONAL_*_ADDRESS)+ | N(NO_ADDITIONAL_ADDRESSES)}."""
+
+    def __init__(self, addresses: list) -> None:
+        self.addresses = addresses
+
+    def build_request(self, conn, now: float) -> Message:
+        return _informational(conn, address_notifies(self.addresses))
+
+    def on_response(self, conn, msg: Message, now: float) -> None:
+        pass
+
+    def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
+        log.info("%s: MOBIKE: the peer refused our address list: %s", conn.name, reason)
+
+
 # ------------------------------------------------------------- responder --
 
 class ReturnRoutabilityTask(Task):
@@ -367,5 +395,6 @@ def _update_requested(conn, msg: Message, now: float, remote, local) -> list:
     return reply
 
 
-__all__ = ["MobikeState", "state", "active", "esp_addresses", "update_addresses", "auth_notifies",
-           "address_notifies", "take_addresses", "UpdateAddressesTask", "ReturnRoutabilityTask", "respond"]
+__all__ = ["MobikeState", "state", "active", "esp_addresses", "update_addresses", "announce_addresses",
+           "auth_notifies", "address_notifies", "take_addresses", "UpdateAddressesTask", "AddressListTask",
+           "ReturnRoutabilityTask", "respond"]
