@@ -19,6 +19,7 @@ concern is a mixin in its own module:
   with sendmmsg).
 - ``restart``: ``start``/``restart`` connections kept up.
 - ``status``: counters and the operator's snapshot.
+- ``mobility``: MOBIKE (RFC 4555): ``update_addresses``, extra listeners, roaming.
 
 ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
 (bounded), then closes the sockets.
@@ -52,6 +53,7 @@ from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
 from .keylog import KeyLog
+from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
 from .status import GatewayStatus, _ts_text
@@ -77,7 +79,7 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
+class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -116,7 +118,8 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self._stopping = False
         self.counters = {"ike_rx": 0, "ike_tx": 0, "natt_rx": 0, "keepalives_rx": 0, "keepalives_tx": 0,
                          "send_errors": 0, "internal_errors": 0, "events_dropped": 0, "packets_dropped": 0,
-                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0}
+                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0,
+                         "ike_sas_moved": 0}
         self.started_at: float | None = None
         self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
         self.keepalives = (KeepaliveScheduler(self, config.keepalive_interval)
@@ -150,6 +153,8 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self.started_at = now
         if self.keepalives is not None:
             self._spawn(self.keepalives.run())
+        if self.config.roam_interval > 0:
+            self._spawn(self._roam_loop(self.config.roam_interval))     # MOBIKE: mobility.py
         log.info("gateway listening on %s (IKE %d, NAT-T %d)",
                  ", ".join(lst.host for lst in self.listeners), self.port, self.natt_port)
         for spec in self.config.connections.values():
@@ -504,6 +509,11 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
             self._restart_if_kept(conn, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
+        elif isinstance(event, ev.IkeSaMoved):
+            self._moved(conn, event)
+        elif isinstance(event, ev.MobikeFailed):
+            log.warning("%s: MOBIKE: %s; staying at %s:%d <-> %s:%d", conn.name, event.reason,
+                        *event.local, *event.remote)
 
     def _log_child(self, conn, child, what: str) -> None:
         log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
