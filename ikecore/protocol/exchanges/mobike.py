@@ -38,6 +38,7 @@ Child SAs carry no addresses of their own: their ESP goes between
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -48,7 +49,9 @@ from .. import events as ev
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..message import Message
 from ..payloads import NotifyPayload
+from ..ike_sa import State
 from .ike_sa_init import _nat_notifies, nat_detection_hash
+from .informational import respond as _informational_respond
 from .task import Task
 
 log = logging.getLogger("ikecore.ike")
@@ -140,13 +143,19 @@ def _nat_seen(conn, msg: Message, source, destination) -> tuple[bool, bool] | No
 
 def _address_block(source, destination) -> bytes:
     """NO_NATS_ALLOWED data: source and destination address, then the ports (§4.2.6)."""
-    src, dst = ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])
+    src, dst = _ip(source[0]), _ip(destination[0])
     return src.packed + dst.packed + int(source[1]).to_bytes(2, "big") + int(destination[1]).to_bytes(2, "big")
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip(host: str):
+    # parsing address text costs more than the rest of an update: a few hosts come back
+    return ipaddress.ip_address(host)
 
 
 def _check_address(host: str, *, what: str) -> ipaddress._BaseAddress:
     try:
-        ip = ipaddress.ip_address(host)
+        ip = _ip(host)
     except ValueError:
         raise IkeError(f"{what}: not an IP address: {host!r}") from None
     if ip.is_unspecified or ip.is_multicast or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):
@@ -186,7 +195,6 @@ def _move(conn, path: tuple, nat: tuple | None, previous: tuple, now: float) -> 
 def update_addresses(conn, now: float, *, local=None, remote=None) -> None:
     """Move ``conn`` (we are its original initiator) to ``local``/``remote`` (each
     ``(host, port)``; the other stays as it is) with UPDATE_SA_ADDRESSES."""
-    from ..ike_sa import State
     if conn.state != State.ESTABLISHED:
         raise IkeError(f"the IKE SA is {conn.state.value}, not established")
     if not conn.initiator:
@@ -257,7 +265,6 @@ class UpdateAddressesTask(Task):
 def announce_addresses(conn, now: float, addresses) -> None:
     """Tell the peer our other addresses (§3.6): ADDITIONAL_IP4/IP6_ADDRESS each,
     NO_ADDITIONAL_ADDRESSES when there are none. Either end may do it."""
-    from ..ike_sa import State
     if conn.state != State.ESTABLISHED:
         raise IkeError(f"the IKE SA is {conn.state.value}, not established")
     if not active(conn):
@@ -345,9 +352,8 @@ class ReturnRoutabilityTask(Task):
 def respond(conn, msg: Message, now: float) -> list:
     """INFORMATIONAL requests: the usual handling (``informational.respond``) plus
     MOBIKE's notifies."""
-    from .informational import respond as informational
     if any(d.protocol_id == ProtocolId.IKE for d in msg.find_all(PayloadType.DELETE)):
-        return informational(conn, msg, now)
+        return _informational_respond(conn, msg, now)
     extra: list = []
     if active(conn):
         take_addresses(conn, msg)
@@ -359,7 +365,7 @@ def respond(conn, msg: Message, now: float) -> list:
     cookie = msg.notify(NotifyType.COOKIE2)
     if cookie is not None:
         extra.append(NotifyPayload(notify_type=NotifyType.COOKIE2, data=cookie.data))
-    return informational(conn, msg, now) + extra
+    return _informational_respond(conn, msg, now) + extra
 
 
 def _update_requested(conn, msg: Message, now: float, remote, local) -> list:
