@@ -75,6 +75,12 @@ class GatewayMobility:
         remote = self._endpoint_address(remote, target.remote) if remote is not None else None
         if local is not None:
             await self.listen_on(local[0])
+            if self._only_wildcard(local[0]) and source_toward((remote or target.remote)[0]) != local[0]:
+                # a wildcard socket sends from whatever address the kernel picks
+                raise GatewayError(f"{target.name}: listening on a wildcard address, the kernel sends "
+                                   f"from its own choice of address, not {local[0]}; listen on specific "
+                                   "addresses (gateway.listen) to move between them", target)
+        self._local_cache.clear()         # the kernel's choice of source address may have changed
         done = asyncio.ensure_future(self.wait_for((ev.IkeSaMoved, ev.MobikeFailed, ev.IkeSaDeleted), target,
                                                    timeout=timeout))
         await asyncio.sleep(0)            # the waiter is registered before anything can answer
@@ -93,6 +99,10 @@ class GatewayMobility:
         reason = event.reason
         raise GatewayError(f"{target.name}: address update failed: {reason}", target,
                            getattr(event, "notify_type", None))
+
+    def _only_wildcard(self: "Gateway", host: str) -> bool:
+        ip = ipaddress.ip_address(host)
+        return not any(not lst.wildcard and ipaddress.ip_address(lst.host) == ip for lst in self.listeners)
 
     def _endpoint_address(self: "Gateway", value, current) -> tuple[str, int]:
         if isinstance(value, str):

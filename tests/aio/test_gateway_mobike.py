@@ -187,3 +187,50 @@ def test_mobike_config_errors_name_file_and_key(conn, gateway, message):
     with pytest.raises(ConfigError) as info:
         parse_config(data, source="gw.toml")
     assert message in str(info.value)
+
+
+# ------------------------------------------------------------------ command --
+
+def test_connect_command_moves_with_mobike():
+    from test_gateway_cli import connect_command, run_cli
+    import json
+
+    async def body():
+        _, cr = ike_configs(HOST, mobike=True)
+        from aio_helpers import responder
+        gr = await responder(cr)
+        try:
+            moved = asyncio.ensure_future(gr.wait_for(ev.IkeSaMoved, timeout=30))
+            argv, env = connect_command(gr, "gateway test pre-shared key", "--remote-id", "responder@test",
+                                        "--send", "5", "--move-to", NEW, "--json")
+            returncode, out, err = await run_cli(argv, env)
+            assert returncode == 0, err.decode()
+            report = json.loads(out)
+            assert report["ok"] and report["moved"]["local"][0] == NEW
+            assert report["moved"]["previous_local"][0] == HOST
+            assert report["sent"] == report["sent_after_move"] == 5
+            _, event = await moved
+            assert event.remote[0] == NEW and event.previous_remote[0] == HOST
+            got = await collect(gr.packets, 10)
+            assert len(got) == 10
+        finally:
+            await gr.stop()
+    run(body())
+
+
+def test_wildcard_listener_cannot_move_to_an_address_the_kernel_does_not_pick():
+    async def body():
+        ci, cr = ike_configs(HOST, mobike=True)
+        from aio_helpers import initiator, responder
+        gr = await responder(cr)
+        gi = await initiator(ci, gr)
+        gi.listeners[0].host = "0.0.0.0"        # as if it listened on the wildcard
+        try:
+            conn = await gi.initiate("to-r", timeout=10)
+            with pytest.raises(GatewayError, match="wildcard"):
+                await gi.update_addresses(conn, local=NEW)
+            assert conn.local[0] == HOST and not conn.outstanding
+        finally:
+            await gi.stop()
+            await gr.stop()
+    run(body())
