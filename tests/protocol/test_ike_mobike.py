@@ -259,6 +259,21 @@ def test_ike_rekey_after_a_move_keeps_the_new_addresses():
     assert_children_intact(p)
 
 
+def test_a_move_queued_behind_an_ike_rekey_goes_out_on_the_new_sa():
+    p = mobile_pair()
+    ci = p.conn("i")
+    ci.rekey(p.now)
+    p.owned["i"] = {OLD_I, NEW_I}
+    ci.update_addresses(p.now, local=(NEW_I, NATT))      # waits for the rekey, then moves with the SAs
+    assert p.run(lambda: moved(p, "i") and moved(p, "r"), max_time=LIMIT)
+    p.settle(5)
+    new_i, new_r = p.conn("i"), p.conn("r")
+    assert new_i is not ci and new_i.local == (NEW_I, NATT) and new_r.remote == (NEW_I, NATT)
+    assert mobike.esp_addresses(new_i) == ((NEW_I, NATT), (ADDR_R[0], NATT))
+    assert_children_intact(p)
+    assert_alive(p)
+
+
 def test_stale_update_is_answered_and_ignored():
     # with a window of 2 both updates are out at once; the newer one arrives first
     p = mobile_pair(window_size=2)

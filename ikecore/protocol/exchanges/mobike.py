@@ -226,8 +226,11 @@ class UpdateAddressesTask(Task):
         self.cookie = b""
 
     def build_request(self, conn, now: float) -> Message | None:
-        if state(conn).generation != self.generation:
+        st = state(conn)
+        if st.generation > self.generation:
             return None                   # a newer move superseded this one before it went out
+        # (an IKE SA that a rekey made takes the queued move over with a state of its own)
+        st.generation = self.generation
         self.cookie = conn.rng(COOKIE2_LENGTH)
         payloads = [NotifyPayload(notify_type=NotifyType.UPDATE_SA_ADDRESSES)]
         payloads += _nat_notifies(conn, conn.spi_r, conn.local, conn.remote)
@@ -246,7 +249,7 @@ class UpdateAddressesTask(Task):
             st.esp_path = None
             conn.delete(now, reason="MOBIKE COOKIE2 mismatch")
             return
-        if st.generation != self.generation:
+        if st.generation > self.generation:
             return                        # a newer move is on its way; it decides
         nat = _nat_seen(conn, msg, conn.remote, conn.local)
         previous = st.esp_path or self.fallback
