@@ -487,3 +487,22 @@ def test_bad_addresses_are_refused_locally():
         with pytest.raises(IkeError, match=match):
             ci.update_addresses(p.now, local=bad)
     assert ci.local == (OLD_I, NATT) and not ci.tasks and not ci.outstanding
+
+
+def test_nat_d_that_disagrees_with_a_genuine_header_still_means_a_check_first():
+    """With return routability off, only NAT_DETECTION hashes that match the
+    packet let the responder move at once; an initiator whose hashes claim a NAT
+    (here: encapsulation forced, so its source hash is random) is checked first."""
+    ci, cr = configs(mobike=True, mobike_return_routability=False)
+    ci = type(ci)(**{**ci.__dict__, "force_encap": True})
+    p = mobile_pair(cfg_i=ci, cfg_r=cr)
+    ci, cr = p.conn("i"), p.conn("r")
+    mark = len(p.sent)
+    p.owned["i"] = {NEW_I}
+    ci.update_addresses(p.now, local=(NEW_I, NATT))
+    assert p.run(lambda: moved(p, "r"), max_time=LIMIT)
+    [(_, dst, check)] = informationals(p, "r>i", since=mark)
+    assert dst == (NEW_I, NATT) and notify_types(check) == [NotifyType.COOKIE2]
+    [event] = moved(p, "r")
+    assert event.nat_remote                      # what the peer's hashes claim is kept
+    assert_alive(p)
