@@ -165,7 +165,8 @@ class GatewayMobility:
         started = 0
         present: dict[str, bool] = {}
         for conn in list(self.connections):
-            if not (conn.initiator and mobike.active(conn)) or conn.outstanding:
+            # (requests still out are retransmitted from the new address once it moves)
+            if not (conn.initiator and mobike.active(conn)):
                 continue
             host = conn.local[0]
             if host not in present:

@@ -3,7 +3,8 @@
 
 1. the gateway initiates, takes a second address on its veth and moves to it
    (UPDATE_SA_ADDRESSES); charon follows and pings keep crossing the tunnel,
-   also once the first address is gone;
+   also once the first address is gone; and without a command, the gateway
+   roams by itself when its address goes away;
 2. charon initiates, then its address changes inside its namespace; charon
    moves with UPDATE_SA_ADDRESSES and the gateway (responder) follows after its
    return-routability check;
@@ -75,10 +76,10 @@ class MobPeer(sswan.Peer):
         sswan.run("ip", "-n", self.ns, "addr", "del", f"{self.peer_addr}/24", "dev", self.peer_if)
 
 
-def gateway_config(peer: MobPeer, *, initiator: bool, **extra):
+def gateway_config(peer: MobPeer, *, initiator: bool, roam_interval: float = 0, **extra):
     me, them = ("init@test", "resp@test") if initiator else ("resp@test", "init@test")
     return parse_config({
-        "gateway": {"listen": [peer.host_addr], "port": 500, "natt_port": 4500, "roam_interval": 0},
+        "gateway": {"listen": [peer.host_addr], "port": 500, "natt_port": 4500, "roam_interval": roam_interval},
         "connections": {"sw": {
             "remote_addrs": [peer.peer_addr],
             "proposals": [peer.ike_proposals],
@@ -168,6 +169,33 @@ def test_gateway_moves_and_strongswan_follows(tmp_path):
         asyncio.run(run())
         assert peer.list_sas() == []          # our Delete reached charon from the new address
         assert "parsed INFORMATIONAL request 2 [ N(UPD_SA_ADDR) N(NATD_S_IP) N(NATD_D_IP) N(COOKIE2) ]" in peer.log_text()
+    with_peer(tmp_path, body, local_id="resp@test", remote_id="init@test")
+
+
+def test_gateway_roams_when_its_address_goes_away(tmp_path):
+    def body(peer):
+        gw_ref: list = []
+        gw = Gateway(gateway_config(peer, initiator=True, mobike=True, roam_interval=0.3),
+                     on_packet=answering(gw_ref))
+        gw_ref.append(gw)
+
+        async def run():
+            await gw.start()
+            try:
+                conn = await gw.initiate("sw", timeout=10)
+                moved = asyncio.ensure_future(gw.wait_for(ev.IkeSaMoved, conn, timeout=20))
+                peer.add_host_address()
+                peer.del_host_address(peer.host_addr)          # no command: the gateway notices
+                _, event = await moved
+                assert event.local == (peer.host_addr2, 4500) and event.previous_local == (peer.host_addr, 4500)
+                [sa] = await _in_thread(lambda: _wait_sas(peer, lambda s: s and s[0].get("remote-host") == peer.host_addr2))
+                assert sa["remote-host"] == peer.host_addr2, sa
+                ping = await _in_thread(lambda: peer.ping(3))
+                assert " 0% packet loss" in ping.stdout, ping.stdout
+            finally:
+                await gw.stop()
+        asyncio.run(run())
+        assert peer.list_sas() == []
     with_peer(tmp_path, body, local_id="resp@test", remote_id="init@test")
 
 
