@@ -531,8 +531,23 @@ class IkeConnection:
         if msg.is_fragment and msg.sk.fragment_number != 1:
             return          # answer a fragmented retransmission once, not per fragment (RFC 7383 §2.6.1)
         remote, local = self.request_path or (self.remote, self.local)
+        if remote != self.remote and not self._authentic(msg):
+            # a copy from elsewhere that does not authenticate: no reflecting answers to
+            # whatever source a forger writes; the SA's own peer gets it
+            remote, local = self.remote, self.local
         for d in cached:
             self._datagrams.append((d, remote, local))
+
+    def _authentic(self, msg: Message) -> bool:
+        """Whether a (whole, protected) message passes our ICV; used where a
+        retransmission would otherwise be answered unchecked."""
+        if msg.sk is None or msg.is_fragment or self.sk_in is None:
+            return False
+        try:
+            msg.decrypt(self.sk_in)
+            return True
+        except (IntegrityCheckFailed, ParseError):
+            return False
 
     def _on_request(self, msg: Message, remote: Address, local: Address | None, now: float) -> None:
         mid = msg.message_id

@@ -415,6 +415,10 @@ def test_unauthenticated_update_is_dropped_and_the_sa_unharmed(forgery):
     p.er.receive_datagram(genuine, (NEW_I, NATT), cr.local, p.now)
     assert p.run(lambda: moved(p, "i") and moved(p, "r"), max_time=LIMIT)
     assert cr.remote == (NEW_I, NATT)
+    # a forged copy of the answered request gets no cached answer sent to its source
+    p.er.receive_datagram(forged, (SPOOFED, NATT), cr.local, p.now)
+    p.flush()
+    assert not [s for s in p.sent if s[0] == "r>i" and s[2][0] == SPOOFED]
     assert_alive(p)
 
 
