@@ -34,7 +34,7 @@ class MobilePair(Pair):
 
     def __init__(self, cfg_i, cfg_r, **kw):
         super().__init__(cfg_i, cfg_r, **kw)
-        self.owned = {"i": {ADDR_I[0]}, "r": {ADDR_R[0]}}
+        self.owned = {"i": {self.addr_i[0]}, "r": {self.addr_r[0]}}
         self.rewrite = None
         self.sent: list = []           # (tag, src, dst, data) of every datagram put on the wire
 
@@ -57,9 +57,9 @@ class MobilePair(Pair):
                 out.append(e[1])
 
 
-def mobile_pair(*, wire=None, cfg_i=None, cfg_r=None, **kw) -> MobilePair:
+def mobile_pair(*, wire=None, cfg_i=None, cfg_r=None, addr_i=ADDR_I, addr_r=ADDR_R, **kw) -> MobilePair:
     ci, cr = configs(mobike=True, **kw)
-    p = MobilePair(cfg_i or ci, cfg_r or cr, wire=wire)
+    p = MobilePair(cfg_i or ci, cfg_r or cr, wire=wire, addr_i=addr_i, addr_r=addr_r)
     p.connect()
     assert p.run(p.established, max_time=LIMIT)
     p.run(lambda: len(p.conn("i").children) == len(p.conn("r").children) == 1, max_time=LIMIT)
@@ -461,23 +461,41 @@ def test_refused_addresses_put_the_old_ones_back(monkeypatch):
     assert_alive(p)
 
 
-def test_no_nats_allowed_that_does_not_match_is_refused(monkeypatch):
+@pytest.mark.parametrize("matches", [False, True])
+def test_no_nats_allowed(monkeypatch, matches):
     p = mobile_pair()
     ci, cr = p.conn("i"), p.conn("r")
     real = mobike.UpdateAddressesTask.build_request
 
     def with_no_nats(self, conn, now):
         msg = real(self, conn, now)
-        wrong = mobike._address_block((OTHER_I, NATT), conn.remote)     # not what the packet carries
-        msg.inner.append(NotifyPayload(notify_type=NotifyType.NO_NATS_ALLOWED, data=wrong))
+        # what the packet carries, or an address it does not
+        block = mobike._address_block(conn.local if matches else (OTHER_I, NATT), conn.remote)
+        msg.inner.append(NotifyPayload(notify_type=NotifyType.NO_NATS_ALLOWED, data=block))
         return msg
 
     monkeypatch.setattr(mobike.UpdateAddressesTask, "build_request", with_no_nats)
     p.owned["i"].add(NEW_I)
     ci.update_addresses(p.now, local=(NEW_I, NATT))
-    assert p.run(lambda: p.of(ev.MobikeFailed, "i"), max_time=LIMIT)
-    assert p.of(ev.MobikeFailed, "i")[0].notify_type == NotifyType.UNEXPECTED_NAT_DETECTED
-    assert ci.local == (OLD_I, NATT) and cr.remote == (OLD_I, NATT)
+    assert p.run(lambda: p.of(ev.MobikeFailed, "i") or moved(p, "r"), max_time=LIMIT)
+    if matches:
+        assert cr.remote == (NEW_I, NATT) and not p.of(ev.MobikeFailed, "i")
+    else:
+        assert p.of(ev.MobikeFailed, "i")[0].notify_type == NotifyType.UNEXPECTED_NAT_DETECTED
+        assert ci.local == (OLD_I, NATT) and cr.remote == (OLD_I, NATT)
+    assert_alive(p)
+
+
+def test_ipv6_move():
+    a_i, a_r, new = ("2001:db8::1", 500), ("2001:db8::2", 500), "2001:db8:1::1"
+    p = mobile_pair(addr_i=a_i, addr_r=a_r)
+    ci, cr = p.conn("i"), p.conn("r")
+    p.owned["i"] = {new}
+    ci.update_addresses(p.now, local=(new, NATT))
+    assert p.run(lambda: moved(p, "i") and moved(p, "r"), max_time=LIMIT)
+    assert cr.remote == (new, NATT) and ci.local == (new, NATT)
+    assert not moved(p, "r")[0].nat_remote
+    assert_children_intact(p)
     assert_alive(p)
 
 
