@@ -102,7 +102,7 @@ class IkeEndpoint:
         self._by_host.setdefault(conn.remote[0], {})[own] = conn
 
     def _unindex(self, conn: IkeConnection, own: bytes) -> None:
-        keys = getattr(conn, "index_keys", None)
+        keys = conn.index_keys
         if keys is None:
             return
         for table, key in ((self._by_identity, keys[0]), (self._by_host, keys[1])):
