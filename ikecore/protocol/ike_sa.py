@@ -128,7 +128,8 @@ class IkeConnection:
                  "outstanding", "response_cache", "tasks", "deferred", "reassembler",
                  "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
-                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys")
+                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
+                 "request_path")
 
 
     def __init__(self, config: IkeConfig, *, initiator: bool, local: Address, remote: Address,

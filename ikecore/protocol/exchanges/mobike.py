@@ -400,7 +400,7 @@ def _update_requested(conn, msg: Message, now: float, remote, local) -> list:
         return reply
     # the addresses came in an unprotected header: check the peer really is there first
     st.candidate = (path, nat)
-    conn.tasks.appendleft(ReturnRoutabilityTask(path))   # sent after this answer
+    conn.tasks.insert(0, ReturnRoutabilityTask(path))    # sent after this answer
     return reply
 
 
