@@ -130,6 +130,9 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
                int integ_id, const uint8_t *integ_key, size_t integ_key_len,
                ikc_sk **out);
 void ikc_sk_free(ikc_sk *sk);
+/* free the cipher contexts (about 1 KB each) until the next seal or open
+ * keys them again: for an IKE SA between exchanges, which may be hours */
+void ikc_sk_idle(ikc_sk *sk);
 int ikc_sk_params(const ikc_sk *sk, size_t *iv_len, size_t *icv_len, size_t *block_len);
 int ikc_sk_sealed_len(const ikc_sk *sk, size_t plain_len, size_t *sealed_len);
 /* iv may be NULL (fresh IV: counter-based for AEAD, random for CBC) */

@@ -459,6 +459,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
                      "initiator" if event.initiator else "responder", *conn.remote)
             if self.keylog:
                 self.keylog.ike_sa(conn)
+            conn.release_session_keys()
             if init is not None:
                 init.established = True
                 if not init.want_child:
@@ -496,6 +497,8 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
                      "rekeyed" if isinstance(event, ev.IkeSaRekeyed) else "cloned", new.name)
             if self.keylog and new is not None:
                 self.keylog.ike_sa(new)
+            if new is not None and new.established:
+                new.release_session_keys()
         elif isinstance(event, ev.IkeSaDeleted):
             self.counters["ike_sas_deleted"] += 1
             if self.keepalives is not None:
@@ -521,6 +524,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
                  _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
+        child.release_keys()             # the installed EspSAs hold them now
 
     def _resolve_init(self, conn, *, result=None, error=None) -> None:
         init = self._initiations.pop(conn, None)

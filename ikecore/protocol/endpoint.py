@@ -162,9 +162,17 @@ class IkeEndpoint:
         self._collect(conn, now)
 
     def _forget_half_open(self, conn: IkeConnection) -> None:
-        key = conn.exchange_state.get("half_open_key")
-        if key is not None and conn.state != State.INIT_DONE and self._half_open.get(key) is conn:
-            del self._half_open[key]
+        state = conn.exchange_state
+        key = state.get("half_open_key")
+        if key is not None and conn.state != State.INIT_DONE:
+            if self._half_open.get(key) is conn:
+                del self._half_open[key]
+            del state["half_open_key"]
+        if conn.state is State.ESTABLISHED and "initial_contact" in state:
+            # IKE_AUTH is over: the hook and the key are of no more use (memory per SA)
+            del state["initial_contact"]
+            if not state:
+                conn.exchange_state = {}
 
     def _init_request(self, msg: Message, remote: Address, local: Address, now: float) -> None:
         existing = self._half_open.get((msg.spi_i, remote))
@@ -259,6 +267,7 @@ class IkeEndpoint:
                 self._index(conn)
         self._forget_half_open(conn)
         self.timers.touch(conn)
+        conn.idle()
         if conn.state == State.DELETED:
             own = conn.spi_i if conn.initiator else conn.spi_r
             self._unindex(conn, own)

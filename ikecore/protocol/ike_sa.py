@@ -248,10 +248,26 @@ class IkeConnection:
         r_cipher = SkCipher(suite.encr_id, keys.sk_er, integ, keys.sk_ar)
         self.sk_out, self.sk_in = (i_cipher, r_cipher) if self.initiator else (r_cipher, i_cipher)
 
+    def idle(self) -> None:
+        """Nothing of ours is in flight: the SK ciphers' contexts can go until the
+        next message (the endpoint calls this after each input it routed)."""
+        if self.sk_out is not None and not self.outstanding:
+            self.sk_out.idle()
+            self.sk_in.idle()
+
     def forget_init_messages(self) -> None:
         """IKE_AUTH is done: the IKE_SA_INIT messages its AUTH payloads signed are
         not needed any more (about 1 KB an SA)."""
         self.init_request = self.init_response = b""
+
+    def release_session_keys(self) -> None:
+        """Keep only SK_d (rekeys, clones and tickets derive from it): SK_e/SK_a
+        live on in the SK ciphers, SK_p served AUTH only. For the I/O layer to
+        call once it has exported what it wants (a key log), since an SA that
+        lives for hours should not hold copies of them (about 0.5 KB)."""
+        if self.keys is not None and self.state is State.ESTABLISHED:
+            self.keys = self.keys._replace(sk_ai=b"", sk_ar=b"", sk_ei=b"", sk_er=b"", sk_pi=b"", sk_pr=b"",
+                                           skeyseed=None)
 
     def start_lifetimes(self, now: float) -> None:
         cfg = self.config
