@@ -524,7 +524,9 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
                  _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
-        child.release_keys()             # the installed EspSAs hold them now
+        if not (self.keylog and self.keylog.esp and conn.config.mobike):
+            child.release_keys()         # the installed EspSAs hold them now
+        # (MOBIKE with key export: a move writes rows for the new addresses, mobility.py)
 
     def _resolve_init(self, conn, *, result=None, error=None) -> None:
         init = self._initiations.pop(conn, None)

@@ -197,18 +197,18 @@ class GatewayMobility:
                  *event.remote, *event.previous_local, *event.previous_remote,
                  ", NAT detected" if event.nat_local or event.nat_remote else "")
         self.counters["ike_sas_moved"] += 1
-        if self.keylog is None or not self.keylog.esp:
+        keylog = self.keylog
+        if keylog is None or not keylog.esp:
             return
         for child in self.child_sas(conn):
-            key = ("esp-moved", child.spi_in, event.local, event.remote)
-            if key in self.keylog._seen:
+            # (a MOBIKE SA keeps its Child SAs' keys while keys are exported: _log_child)
+            if child.keys is None or not keylog._first_time(("esp-moved", child.spi_in, event.local, event.remote)):
                 continue
-            self.keylog._seen.add(key)
             for src, dst, spi, (ek, ik) in ((event.local[0], event.remote[0], child.spi_out, child.outbound_keys),
                                             (event.remote[0], event.local[0], child.spi_in, child.inbound_keys)):
                 row = esp_row(src, dst, spi, child.suite, ek, ik)
                 if row is not None:
-                    self.keylog._append(self.keylog.esp_path, row)
+                    keylog._write(keylog.esp_path, row)
 
 
 def esp_target(gw: "Gateway", conn: IkeConnection):

@@ -142,10 +142,9 @@ def test_update_refused_where_mobike_cannot_move():
 
 def test_key_export_follows_the_move(tmp_path):
     async def body():
+        from ikecore.aio.config import KeyExportSpec
         ci, cr = ike_configs(HOST, mobike=True)
-        gi, gr, conn = await pair(HOST, ci, cr)
-        from ikecore.aio.keylog import KeyLog
-        gi.keylog = KeyLog(tmp_path)
+        gi, gr, conn = await pair(HOST, ci, cr, i_kw={"key_export": KeyExportSpec(str(tmp_path))})
         try:
             await gi.update_addresses(conn, local=NEW)
         finally:
