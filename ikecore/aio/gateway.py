@@ -55,6 +55,7 @@ from .errors import GatewayError
 from .keylog import KeyLog
 from .mobility import GatewayMobility
 from .restart import RestartPolicy
+from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
 from .status import GatewayStatus, _ts_text
 from .timers import GatewayTimers, KeepaliveScheduler
@@ -79,22 +80,26 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility):
+class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
     when no TUN device is configured; without it they go to :attr:`packets`
     (an asyncio.Queue of ``(child, packet)``). ``rng``: randomness for the
-    core (default ``os.urandom``)."""
+    core (default ``os.urandom``). ``event_queue_size``: keep the newest events
+    in :attr:`events` for an application that reads them (0, the default: keep
+    none, since each holds its IKE SA, keys included, until it is read;
+    :meth:`wait_for` needs no queue)."""
 
     def __init__(self, config: GatewayConfig, *, on_packet: Callable | None = None,
-                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 10000,
+                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 0,
                  packet_queue_size: int = 10000) -> None:
         self.config = config
         self.rng = rng
         self.loop: asyncio.AbstractEventLoop | None = None
         self.endpoint: IkeEndpoint | None = None
-        self.events: asyncio.Queue = asyncio.Queue(maxsize=event_queue_size)
+        self.events: asyncio.Queue | None = (asyncio.Queue(maxsize=event_queue_size)
+                                              if event_queue_size > 0 else None)
         self.packets: asyncio.Queue = asyncio.Queue(maxsize=packet_queue_size)
         self._on_packet = on_packet
         self.dataplane = DataPlane(self._esp_target, batch_size=config.batch_size,
@@ -139,6 +144,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
         self.loop = asyncio.get_running_loop()
         self._bind()
         now = self.loop.time()
+        self._prepare_resumption()
         self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
                                     cookie_threshold=self.config.cookie_threshold,
                                     select_config=self._select_config)
@@ -298,8 +304,9 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
         self._require_running()
         host = remote[0]
         local = (local_host or self._local_address(host), self.port)
-        conn = self.endpoint.connect(config, local, (host, remote[1]), self.loop.time(), child=child,
-                                     remote_natt_port=remote_natt_port)
+        # with a resumption ticket for this connection: IKE_SESSION_RESUME (RFC 5723)
+        conn = self._connect_or_resume(config, local, (host, remote[1]), self.loop.time(), child=child,
+                                       remote_natt_port=remote_natt_port)
         self._initiations[conn] = _Initiation(conn, self.loop.create_future(), bool(config.children))
         log.info("%s: initiating to %s:%d", conn.name, host, remote[1])
         self._flush()
@@ -418,15 +425,14 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, Gatew
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("error handling %s", type(event).__name__)
-            try:
-                self.events.put_nowait((conn, event))
-            except asyncio.QueueFull:
+            if self.events is None:
+                pass
+            elif self.events.full():
                 self.counters["events_dropped"] += 1
-                try:                          # keep the newest: drop the oldest
-                    self.events.get_nowait()
-                    self.events.put_nowait((conn, event))
-                except (asyncio.QueueEmpty, asyncio.QueueFull):
-                    pass
+                self.events.get_nowait()              # keep the newest: drop the oldest
+                self.events.put_nowait((conn, event))
+            else:
+                self.events.put_nowait((conn, event))
             for w in list(self._waiters):
                 if w.future.done() or not isinstance(event, w.kinds):
                     continue

@@ -58,6 +58,7 @@ log = logging.getLogger("ikecore.ike")
 
 COOKIE2_LENGTH = 16          # 8..64 octets, unpredictable (RFC 4555 §4.2.5)
 MAX_PEER_ADDRESSES = 16      # an authenticated peer still gets a bounded list
+CANDIDATE_RETRANSMISSIONS = 2   # of a return-routability check before the old pair is tried
 
 
 @dataclass
@@ -315,6 +316,12 @@ class ReturnRoutabilityTask(Task):
             return None                    # superseded by a newer update
         self.cookie = conn.rng(COOKIE2_LENGTH)
         return _informational(conn, [NotifyPayload(notify_type=NotifyType.COOKIE2, data=self.cookie)])
+
+    def retransmit_limit(self, conn) -> int:
+        # a pair nobody answers at is left soon: the SA's other requests wait behind it
+        if self.on_candidate:
+            return min(CANDIDATE_RETRANSMISSIONS, conn.config.retransmit_tries)
+        return conn.config.retransmit_tries
 
     def give_up(self, conn, outstanding, now: float) -> bool:
         if not self.on_candidate:
