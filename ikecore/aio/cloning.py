@@ -6,7 +6,7 @@ that now stands for it) and returns the clone, an :class:`IkeConnection` the
 gateway routes and keeps alive like any other, once both ends have it. With
 ``local_address`` the clone is then moved there with MOBIKE (RFC 7791 §1,
 Appendix A.4: clone, then move the clone), which needs MOBIKE negotiated on the
-parent and the gateway's ``update_addresses`` (ikecore.aio.mobility).
+parent; the move is the gateway's ``update_addresses`` (ikecore.aio.mobility).
 
 The responder side needs nothing here: the core answers clone requests within
 the configuration's ``clone``/``clone_limit`` (docs/clone.md) and the gateway
@@ -37,11 +37,7 @@ class GatewayCloning:
         ...), the IKE SA went away, or no answer came within ``timeout``."""
         self._require_running()
         target = self.current(conn)
-        move = getattr(self, "update_addresses", None)
         if local_address is not None:
-            if move is None:
-                raise GatewayError(f"{target.name}: moving a clone needs the gateway's MOBIKE support "
-                                   "(update_addresses)", target)
             if not (target.config.mobike and target.peer_mobike):
                 raise GatewayError(f"{target.name}: moving a clone needs MOBIKE negotiated on the parent",
                                    target)
@@ -66,7 +62,7 @@ class GatewayCloning:
                                target, event.notify_type)
         clone = event.connection
         if local_address is not None:
-            await move(clone, local=local_address, timeout=timeout)
+            await self.update_addresses(clone, local=local_address, timeout=timeout)
         return clone
 
 
