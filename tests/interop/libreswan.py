@@ -306,11 +306,11 @@ class Pluto:
         return pluto_keys(self.log_text())
 
 
-# plutodebug "crypt private" writes, per IKE SA and direction, one line that Wireshark's
-# IKEv2 decryption table takes: "ikev2 I|R 0xSPIi 0xSPIr <integ>[:0xKEY]: <encr>:0xKEY".
-# AES-GCM keys appear without their 4-octet salt.
+# plutodebug "crypt private" writes, per IKE SA and direction, one line in the form of
+# Wireshark's IKEv2 decryption table: "ikev2 I|R 0xSPIi 0xSPIr <integ>:0xKEY <encr>:0xKEY",
+# or "... none: <encr>:0xKEY" for AEAD, whose key appears without its 4-octet salt.
 _KEYLINE = re.compile(r"\| ikev2 ([IR]) 0x([0-9a-f]{16}) 0x([0-9a-f]{16}) "
-                      r"([\w-]+)(?::0x([0-9a-f]+))?: ([\w-]+):0x([0-9a-f]+)")
+                      r"(\w+)(?::0x([0-9a-f]+))?:? ([\w-]+):0x([0-9a-f]+)")
 
 
 def pluto_keys(text: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -343,7 +343,8 @@ class Capture:
         self.proc = None
         if missing_tools("tcpdump", "tshark"):
             return
-        cmd = ["tcpdump", "-Z", "root", "-i", interface, "-U", "-w", str(path), "udp"]
+        # immediate mode: otherwise packets still in the kernel's buffer block are lost at SIGTERM
+        cmd = ["tcpdump", "-Z", "root", "--immediate-mode", "-i", interface, "-U", "-w", str(path), "udp"]
         if ns:
             cmd = ["ip", "netns", "exec", ns, *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -369,16 +370,20 @@ class Capture:
             self.proc.wait(timeout=5)
 
     def ike_messages(self) -> list[dict]:
-        """Each IKE message: exchange type, response flag, notify types (unencrypted ones)."""
+        """Each IKE message in order: exchange type, response flag, SPIs (hex), message ID,
+        and the types of its unencrypted notifies."""
+        fields = ("isakmp.exchangetype", "isakmp.flag_r", "isakmp.ispi", "isakmp.rspi",
+                  "isakmp.messageid", "isakmp.notify.msgtype")
         res = run("tshark", "-r", str(self.path), "-Y", "isakmp", "-T", "fields", "-E", "separator=;",
-                  "-e", "isakmp.exchangetype", "-e", "isakmp.flag_r", "-e", "isakmp.notify.msgtype",
-                  check=False, timeout=60)
+                  *(a for f in fields for a in ("-e", f)), check=False, timeout=60)
         out = []
         for line in res.stdout.splitlines():
-            xchg, response, notifies = (line.split(";") + ["", "", ""])[:3]
+            xchg, response, ispi, rspi, mid, notifies = (line.split(";") + [""] * 6)[:6]
             if not xchg:
                 continue
-            out.append({"exchange": int(xchg.split(",")[0]),
-                        "response": response.split(",")[0] in ("1", "True"),
+            first = lambda v: v.split(",")[0]
+            out.append({"exchange": int(first(xchg)),
+                        "response": first(response) in ("1", "True"),
+                        "spi_i": first(ispi), "spi_r": first(rspi), "message_id": int(first(mid) or "0", 0),
                         "notifies": [int(n) for n in notifies.split(",") if n]})
         return out

@@ -48,6 +48,7 @@ class VethLink:
     other_ns: str | None = None
     loopback: tuple[str, ...] = ()
     _created: list[str] = field(default_factory=list, init=False, repr=False)
+    _linked: bool = field(default=False, init=False, repr=False)
 
     def up(self) -> None:
         try:
@@ -67,6 +68,7 @@ class VethLink:
         near_ns = self.other_ns
         # created inside near's namespace, so the root namespace never holds either end
         self._ip(near_ns, "link", "add", self.near, "type", "veth", "peer", "name", self.far, "netns", self.ns)
+        self._linked = True
         self._ip(near_ns, "addr", "add", f"{self.near_addr}/{self.prefix_len}", "dev", self.near)
         self._ip(near_ns, "link", "set", self.near, "up")
         if near_ns is not None:
@@ -78,7 +80,12 @@ class VethLink:
         self._ip(self.ns, "link", "set", self.far, "up")
 
     def down(self) -> None:
-        # only the namespaces this link made; the veth pair goes with the one holding an end
+        # the pair first, synchronously: a namespace's deletion is finished by the kernel
+        # later, and until then its veth peer (and so the names) would still be taken
+        if self._linked:
+            run("ip", *(("-n", self.other_ns) if self.other_ns else ()), "link", "del", self.near, check=False)
+            self._linked = False
+        # only the namespaces this link made
         while self._created:
             run("ip", "netns", "del", self._created.pop(), check=False)
 
