@@ -30,16 +30,21 @@ valid() {   # $1: root; the stamp matches this recipe and its pluto reports libr
     (( major > 5 || (major == 5 && minor >= 2) ))
 }
 
-if valid "$DIR"; then
+already_there() {
+    valid "$DIR" || return 1
     echo "libreswan root already there: $DIR ($(grep '^libreswan=' "$DIR/$STAMP"))"
-    exit 0
-fi
+}
+already_there && exit 0
 [ "$(id -u)" = 0 ] || { echo "make-libreswan-root.sh: needs root (chroot, device nodes)" >&2; exit 2; }
 command -v mmdebstrap >/dev/null || { echo "make-libreswan-root.sh: needs mmdebstrap (apt-get install mmdebstrap)" >&2; exit 2; }
+mkdir -p "$(dirname "$DIR")"
+# one build at a time (parallel test runs); whoever waited finds the root made
+exec 9>"$DIR.lock"
+flock 9
+already_there && exit 0
 
 PARTIAL=$DIR.partial
 rm -rf "$PARTIAL"
-mkdir -p "$(dirname "$DIR")"
 started=$SECONDS
 # --variant=apt: essential packages plus apt; no recommends (no systemd units needed: pluto is
 # started by hand).

@@ -472,12 +472,14 @@ def test_prepared_pluto_nacks_bad_ticket_ikecore_falls_back(resumption_api, plut
         ticket = api.forged(ticket)
     side = restarted_client(side, link)
     try:
+        mark = pluto.log_size()
         api.resume(side, ticket, link)
         assert side.pump(lambda: of(side, ev.IkeSaEstablished) or of(side, ev.IkeSaDeleted), timeout=20), side.events
         [established] = of(side, ev.IkeSaEstablished)
         assert not established.resumed, "a refused ticket must not give a resumed SA"
-        assert pluto.wait_log(r"responding to IKE_SESSION_RESUME .* with unencrypted notification TICKET_NACK")
-        assert pluto.wait_log(r"responder established IKE SA; authenticated peer using authby=secret")
+        assert pluto.wait_log(r"responding to IKE_SESSION_RESUME .* with unencrypted notification TICKET_NACK",
+                              after=mark)
+        assert pluto.wait_log(r"responder established IKE SA; authenticated peer using authby=secret", after=mark)
         requests, answers = resumption_flow(capture)
         assert requests and answers and all(NotifyType.TICKET_NACK in m["notifies"] for m in answers)
     finally:
