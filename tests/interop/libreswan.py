@@ -50,6 +50,9 @@ def root_problem(root: Path = ROOT) -> str | None:
     stamp = root / STAMP
     if not stamp.is_file():
         return f"no libreswan root at {root} (build it: tests/interop/make-libreswan-root.sh)"
+    recipe = re.search(r"^RECIPE=(\S+)", MAKE_ROOT.read_text(), re.M)
+    if recipe and f"recipe={recipe.group(1)}" not in stamp.read_text().splitlines():
+        return f"{root} was built by another recipe (rebuild: tests/interop/make-libreswan-root.sh)"
     if not os.access(root / IPSEC.lstrip("/") / "pluto", os.X_OK):
         return f"{root} has no pluto"
     return None
