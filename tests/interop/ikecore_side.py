@@ -12,6 +12,7 @@ import time
 
 from ikecore.protocol import events as ev
 from ikecore.protocol.endpoint import Classification, IkeEndpoint
+from netns import socket_in
 
 
 def checksum(data: bytes) -> int:
@@ -42,13 +43,15 @@ def parse_icmp(packet: bytes) -> dict | None:
 
 
 class IkecoreSide:
-    def __init__(self, config, address: str, *, ike_port: int = 500, natt_port: int = 4500) -> None:
+    def __init__(self, config, address: str, *, ike_port: int = 500, natt_port: int = 4500,
+                 netns: str | None = None) -> None:
+        """``netns``: the network namespace ``address`` lives in (None: this process's)."""
         self.config = config
         self.address = address
         self.ep = IkeEndpoint(config, rng=os.urandom, now=time.monotonic(), natt_port=natt_port)
         self.socks = {}
         for port in (ike_port, natt_port):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((address, port))
             s.setblocking(False)
             self.socks[port] = s

@@ -5,8 +5,8 @@ Debian 12 ships libreswan 4.10, which cannot resume; ``make-libreswan-root.sh``
 builds a trixie root with 5.2 (cached at ``ROOT``). Each pluto runs chrooted into
 that root, inside its own network namespace:
 
-    root namespace (ikecore)            namespace lsw<tag> (pluto, chroot ROOT)
-    veth lswh<tag> 10.78.<n>.1/24 <---> veth lswp<tag> 10.78.<n>.2/24
+    namespace lsw<tag>i (ikecore)       namespace lsw<tag>p (pluto, chroot ROOT)
+    veth lswi<tag> 10.78.<n>.1/24 <---> veth lswp<tag> 10.78.<n>.2/24
 
 or, for pluto against pluto, two namespaces joined by one veth pair.
 
@@ -94,11 +94,13 @@ def libreswan_version(root: Path = ROOT) -> str:
 
 # ----------------------------------------------------------------- network ----
 
-def host_link(index: int = 1) -> VethLink:
-    """A namespace ``lsw<tag>`` for pluto, joined to the root namespace (ikecore's side)."""
+def ikecore_link(index: int = 1) -> VethLink:
+    """pluto's namespace ``lsw<tag>p`` joined to ikecore's ``lsw<tag>i``: ikecore's sockets
+    are made inside its own namespace (``IkecoreSide(..., netns=link.other_ns)``), so
+    nothing of the test touches the host's addresses or its port 500."""
     tag = unique_tag(index)
     subnet = 100 + (os.getpid() + index) % 100
-    return VethLink(ns=f"lsw{tag}", near=f"lswh{tag}", far=f"lswp{tag}",
+    return VethLink(ns=f"lsw{tag}p", near=f"lswi{tag}", far=f"lswp{tag}", other_ns=f"lsw{tag}i",
                     near_addr=f"10.78.{subnet}.1", far_addr=f"10.78.{subnet}.2")
 
 

@@ -7,10 +7,14 @@ pair, with it.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass, field
+
+_CLONE_NEWNET = 0x40000000
 
 
 def run(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -95,3 +99,27 @@ class VethLink:
         if ns is None:
             return list(cmd)
         return ["ip", "netns", "exec", ns, *cmd]
+
+
+def socket_in(ns: str | None, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM) -> socket.socket:
+    """A socket that belongs to network namespace ``ns`` (None: this process's own), made by
+    switching only the calling thread into ``ns`` (setns) and back. A socket keeps the
+    namespace it was made in, so this process can then use it from any thread."""
+    if ns is None:
+        return socket.socket(family, kind)
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
+        try:
+            return socket.socket(family, kind)
+        finally:
+            if libc.setns(home, _CLONE_NEWNET) != 0:      # never leave this thread in the test's namespace
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns back from {ns}: {os.strerror(err)}")
+    finally:
+        os.close(target)
+        os.close(home)

@@ -134,10 +134,10 @@ def pluto_pair(tmp_path, lsw_root):
 
 @pytest.fixture
 def pluto_and_ikecore(tmp_path, lsw_root, request):
-    """One pluto in namespace lsw<tag>, ikecore on the root namespace's end of the veth.
+    """One pluto in namespace lsw<tag>p, ikecore's sockets in namespace lsw<tag>i.
     Yields (pluto, ikecore side, link, expected suite, capture)."""
     pluto_ike, ikecore_proposal, expected_suite, impair = request.param
-    link = libreswan.host_link()
+    link = libreswan.ikecore_link()
     link.up()
     pluto = libreswan.Pluto(tmp_path, link.ns, link.ns, link.far_addr, link.near_addr, ike=pluto_ike,
                             impair=impair)
@@ -145,7 +145,7 @@ def pluto_and_ikecore(tmp_path, lsw_root, request):
     try:
         pluto.prepare()
         pluto.start()
-        side = IkecoreSide(ikecore_config(link, ikecore_proposal), link.near_addr)
+        side = IkecoreSide(ikecore_config(link, ikecore_proposal), link.near_addr, netns=link.other_ns)
         capture = libreswan.Capture(link.ns, link.far, tmp_path / "ikecore-pluto.pcap")
         yield pluto, side, link, expected_suite, capture
     finally:
@@ -307,7 +307,7 @@ def test_pluto_asks_childless_ikecore_for_a_child(pluto_and_ikecore):
     both keep the IKE SA. (Answering with neither SA nor notify made pluto tear it down.)"""
     pluto, side, link, expected_suite, _ = pluto_and_ikecore
     side.close()
-    side = IkecoreSide(dataclasses.replace(side.config, children=[]), link.near_addr)
+    side = IkecoreSide(dataclasses.replace(side.config, children=[]), link.near_addr, netns=link.other_ns)
     try:
         result = run_while_pumping(side, pluto.initiate)
         assert result is not None and "initiator established IKE SA" in result.stdout, result and result.stdout
@@ -428,7 +428,7 @@ def restarted_client(side, link):
     """ikecore as after a restart of the client: no IKE SA, no Delete sent; a kept ticket."""
     config = side.config
     side.close()
-    return IkecoreSide(config, link.near_addr)
+    return IkecoreSide(config, link.near_addr, netns=link.other_ns)
 
 
 @with_pluto(initiating=False)
@@ -491,7 +491,7 @@ def test_prepared_pluto_resumes_at_ikecore(resumption_api, pluto_and_ikecore):
     api = resumption_api
     pluto, side, link, expected_suite, capture = pluto_and_ikecore
     side.close()
-    side = IkecoreSide(api.gateway_config(side.config), link.near_addr)
+    side = IkecoreSide(api.gateway_config(side.config), link.near_addr, netns=link.other_ns)
     try:
         pluto.set_impair("revival", "send_no_delete")
         full = run_while_pumping(side, pluto.initiate)
@@ -517,14 +517,14 @@ def test_prepared_ikecore_nacks_stale_ticket_pluto_falls_back(resumption_api, pl
     api = resumption_api
     pluto, side, link, expected_suite, capture = pluto_and_ikecore
     side.close()
-    side = IkecoreSide(api.gateway_config(side.config), link.near_addr)
+    side = IkecoreSide(api.gateway_config(side.config), link.near_addr, netns=link.other_ns)
     try:
         pluto.set_impair("revival", "send_no_delete")
         full = run_while_pumping(side, pluto.initiate)
         assert full is not None and "received v2N_TICKET_LT_OPAQUE" in full.stdout
         pluto.suspend()
         side.close()
-        side = IkecoreSide(api.gateway_config(side.config), link.near_addr)   # a new TicketAuthority
+        side = IkecoreSide(api.gateway_config(side.config), link.near_addr, netns=link.other_ns)  # a new TicketAuthority
         pluto.whack("--no-impair", "revival", check=True)
         mark = pluto.log_size()
         pluto.initiate(asynchronous=True)
