@@ -425,15 +425,20 @@ int ikc_esp_decrypt(ikc_esp *sa, const uint8_t *packet, size_t packet_len,
     return IKC_OK;
 }
 
-char *ikc_esp_scratch(ikc_esp *sa) { return sa ? (char *)sa->scratch : NULL; }
+/* The single-packet calls' output: one buffer per thread rather than per SA
+ * (2 KB each, which a gateway holding 100,000 Child SAs cannot afford). A
+ * caller reads it before its thread makes the next call. */
+static _Thread_local uint8_t esp_scratch[IKC_ESP_SCRATCH];
+
+char *ikc_esp_scratch(ikc_esp *sa) { return sa ? (char *)esp_scratch : NULL; }
 uint64_t ikc_esp_last_seq(const ikc_esp *sa) { return sa ? sa->last_seq : 0; }
 
 int ikc_esp_encrypt1(ikc_esp *sa, const char *payload, size_t payload_len, int next_header) {
     size_t out_len;
     if (!sa || (!payload && payload_len)) return IKC_ERR_ARG;
     if (payload_len > IKC_ESP_SCRATCH - sa->hdr_len) return IKC_ERR_BUFFER;
-    if (payload_len) memcpy(sa->scratch + sa->hdr_len, payload, payload_len);
-    int rc = ikc_esp_seal_inplace(sa, sa->scratch, payload_len, next_header, 0, NULL,
+    if (payload_len) memcpy(esp_scratch + sa->hdr_len, payload, payload_len);
+    int rc = ikc_esp_seal_inplace(sa, esp_scratch, payload_len, next_header, 0, NULL,
                                   IKC_ESP_SCRATCH, &out_len);
     return rc == IKC_OK ? (int)out_len : rc;
 }
@@ -443,7 +448,7 @@ int ikc_esp_decrypt1(ikc_esp *sa, const char *packet, size_t packet_len) {
     int nh;
     if (!sa || !packet) return IKC_ERR_ARG;
     if (packet_len > IKC_ESP_SCRATCH) return IKC_ERR_BUFFER;
-    int rc = ikc_esp_open(sa, (uint8_t *)packet, packet_len, sa->scratch, IKC_ESP_SCRATCH,
+    int rc = ikc_esp_open(sa, (uint8_t *)packet, packet_len, esp_scratch, IKC_ESP_SCRATCH,
                           &plen, &nh, &sa->last_seq);
     if (rc < 0) return rc;
     return (int)(plen << 8) | nh;   /* plen < IKC_ESP_SCRATCH: no overflow */

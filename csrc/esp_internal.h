@@ -20,7 +20,6 @@ struct ikc_esp {
     uint64_t *bitmap;
     uint64_t stats[IKC_ESP_STAT_COUNT];
     uint64_t last_seq;                        /* of the last packet decrypt1 opened */
-    uint8_t scratch[IKC_ESP_SCRATCH];         /* single-packet fast path output */
     /* AEAD parameters built once, pointing at the buffers below: constructing
      * them per packet showed in profiles at 64 octets */
     OSSL_PARAM p_nonce_out[2], p_nonce_in[3], p_tag_out[2];

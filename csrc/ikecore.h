@@ -198,8 +198,9 @@ int ikc_esp_encrypt_iv(ikc_esp *sa, const uint8_t *iv, size_t iv_len,
 int ikc_esp_decrypt(ikc_esp *sa, const uint8_t *packet, size_t packet_len,
                     uint8_t *out, size_t out_cap, size_t *out_len, int *next_header, uint64_t *seq);
 /* single-packet fast path (few arguments: the cffi call costs as much as
- * the crypto): results land in the SA's own scratch buffer (ikc_esp_scratch,
- * IKC_ESP_SCRATCH octets; larger packets use the calls above).
+ * the crypto): results land in the calling thread's scratch buffer
+ * (ikc_esp_scratch, IKC_ESP_SCRATCH octets, valid until that thread's next
+ * call; larger packets use the calls above).
  * encrypt1 returns the packet length, decrypt1 (payload length << 8) | next
  * header; both a negative IKC_ERR_* on failure. decrypt1 keeps the packet's
  * full sequence number for ikc_esp_last_seq. */

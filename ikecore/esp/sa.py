@@ -21,6 +21,7 @@ _encrypt = lib.ikc_esp_encrypt
 _decrypt = lib.ikc_esp_decrypt
 _encrypt1 = lib.ikc_esp_encrypt1
 _decrypt1 = lib.ikc_esp_decrypt1
+_scratch = lib.ikc_esp_scratch     # the calling thread's buffer: read it right after the call
 _unpack = ffi.unpack
 
 
@@ -103,7 +104,7 @@ class EspSA(_SinglePacketBase):
     different SAs may run on different threads concurrently.
     """
 
-    __slots__ = ("_h", "_scratch", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
+    __slots__ = ("_h", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
                  "replay_window", "direction", "iv_length", "icv_length", "block_length",
                  "__weakref__")
 
@@ -140,8 +141,7 @@ class EspSA(_SinglePacketBase):
         if rc:
             raise error_for(rc, "ESP SA")
         self._h = ffi.gc(handle[0], lib.ikc_esp_free)
-        self._scratch = lib.ikc_esp_scratch(self._h)   # lives as long as the SA
-        self._out = _new("uint8_t[]", _SCRATCH)
+        self._out = None                # the general path's output buffer, made on first use
         self._len = _new("size_t *")
         self._nh = _new("int *")
         self._seq = _new("uint64_t *")
@@ -176,6 +176,13 @@ class EspSA(_SinglePacketBase):
     # (payload, next_header) are inherited: in C (ikecore._fastpath) for bytes,
     # the two methods below for everything else.
 
+    def _output(self):
+        """The reusable output buffer of the cffi path (a gateway's SAs use the C
+        methods and never need one: 2 KB saved per SA)."""
+        if self._out is None:
+            self._out = _new("uint8_t[]", _SCRATCH)
+        return self._out
+
     def _encrypt_general(self, payload: bytes, next_header: int, *, tfc_pad: int = 0) -> bytes:
         """encrypt through cffi: any buffer, TFC padding."""
         if type(payload) is bytes and not tfc_pad:
@@ -184,12 +191,12 @@ class EspSA(_SinglePacketBase):
                 r = _encrypt1(self._h, payload, n, next_header)
                 if r < 0:
                     raise error_for(r, "ESP encrypt")
-                return _unpack(self._scratch, r)
+                return _unpack(_scratch(self._h), r)
         else:
             payload = _c_bytes(payload, "payload")
         n = len(payload)
         cap = n + tfc_pad + _SLACK
-        out = self._out if cap <= _SCRATCH else _new("uint8_t[]", min(cap, _MAX_PACKET + _SLACK))
+        out = self._output() if cap <= _SCRATCH else _new("uint8_t[]", min(cap, _MAX_PACKET + _SLACK))
         rc = _encrypt(self._h, payload, n, next_header, tfc_pad, out, len(out), self._len)
         if rc:
             raise error_for(rc, "ESP encrypt")
@@ -202,11 +209,11 @@ class EspSA(_SinglePacketBase):
                 r = _decrypt1(self._h, packet, len(packet))
                 if r < 0:
                     raise error_for(r, "ESP decrypt")
-                return _unpack(self._scratch, r >> 8), r & 255
+                return _unpack(_scratch(self._h), r >> 8), r & 255
         else:
             packet = _c_bytes(packet, "packet")
         n = len(packet)
-        out = self._out if n <= _SCRATCH else _new("uint8_t[]", n)
+        out = self._output() if n <= _SCRATCH else _new("uint8_t[]", n)
         rc = _decrypt(self._h, packet, n, out, len(out), self._len, self._nh, self._seq)
         if rc:
             raise error_for(rc, "ESP decrypt")

@@ -15,7 +15,7 @@ class PeerRekey:
     child: "ChildSa"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)      # many live at once: no per-instance dict
 class ChildSa:
     name: str
     mode: str                   # "tunnel" or "transport"

@@ -21,7 +21,6 @@ import enum
 import hashlib
 import ipaddress
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -118,6 +117,19 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
 class IkeConnection:
     """One IKE SA and its Child SAs."""
 
+    # many of these live at once (100,000 SAs in a gateway): no per-instance dict
+    __slots__ = ("config", "initiator", "local", "remote", "rng", "natt_port",
+                 "remote_natt_port", "created_at", "spi_i", "spi_r", "state", "suite", "keys",
+                 "sk_out", "sk_in", "ni", "nr", "init_request", "init_response", "remote_id",
+                 "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
+                 "peer_mobike", "peer_clone", "peer_window", "virtual_ip", "assigned_ip",
+                 "leases", "next_request_id", "expected_request_id", "_answered_ahead",
+                 "outstanding", "response_cache", "tasks", "deferred", "reassembler",
+                 "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
+                 "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
+                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys")
+
+
     def __init__(self, config: IkeConfig, *, initiator: bool, local: Address, remote: Address,
                  rng: Rng, now: float, spi_i: bytes | None = None, spi_r: bytes | None = None,
                  natt_port: int = 4500, remote_natt_port: int | None = None) -> None:
@@ -156,12 +168,12 @@ class IkeConnection:
         # message ids and retransmission
         self.next_request_id = 0
         self.expected_request_id = 0          # the lowest request ID not yet answered
-        self._answered_ahead: set[int] = set()   # answered IDs above it (window > 1)
+        self._answered_ahead: set[int] | None = None   # answered IDs above it (window > 1)
         self.outstanding: dict[int, _Outstanding] = {}
         self.response_cache: dict[int, list] = {}
-        self.tasks: deque = deque()
+        self.tasks: list = []                 # short: lists cost a tenth of a deque per SA
         self.deferred: list = []              # (when, task): retries that must wait (§2.25)
-        self.reassembler = Reassembler()
+        self.reassembler: Reassembler | None = None    # made by the first fragment (RFC 7383)
         self._window_announced = False
         # children and timers
         self.children: dict[bytes, ChildSa] = {}     # by inbound SPI
@@ -170,15 +182,19 @@ class IkeConnection:
         self.last_heard = now
         self.deleted_reason = ""
         # outputs
-        self._datagrams: deque = deque()
-        self._events: deque = deque()
-        self._spawned: deque = deque()
+        self._datagrams: list = []
+        self._events: list = []
+        self._spawned: list = []
         # IKE rekey (exchanges/ike_rekey.py): the SA that replaced this one; the peer's
         # rekey we answered while ours was in flight; whether the application knows this SA
         self.replaced_by: IkeConnection | None = None
         self.rekey_collision = None
         self.silent = False                   # made by a rekey and not (yet) the survivor
         self.exchange_state: dict = {}      # per-exchange scratch owned by exchanges/*
+        # set by the endpoint that holds this SA: told when another SA's work moved
+        # this one's deadlines (its own input and commands are seen by the endpoint)
+        self.timers_changed: Callable[["IkeConnection"], None] | None = None
+        self.index_keys: tuple | None = None    # the endpoint's lookup keys for this SA
 
     # ------------------------------------------------------------------ helpers --
     def new_spi(self) -> bytes:
@@ -209,6 +225,11 @@ class IkeConnection:
         cfg = self.config
         return cfg.retransmit_timeout * sum(cfg.retransmit_base ** k for k in range(cfg.retransmit_tries + 1))
 
+    def timers_moved(self) -> None:
+        """Our deadlines changed outside our own input (a sibling SA's rekey did it)."""
+        if self.timers_changed is not None:
+            self.timers_changed(self)
+
     def emit(self, event: ev.Event) -> None:
         self._events.append(event)
 
@@ -223,6 +244,11 @@ class IkeConnection:
         i_cipher = SkCipher(suite.encr_id, keys.sk_ei, integ, keys.sk_ai)
         r_cipher = SkCipher(suite.encr_id, keys.sk_er, integ, keys.sk_ar)
         self.sk_out, self.sk_in = (i_cipher, r_cipher) if self.initiator else (r_cipher, i_cipher)
+
+    def forget_init_messages(self) -> None:
+        """IKE_AUTH is done: the IKE_SA_INIT messages its AUTH payloads signed are
+        not needed any more (about 1 KB an SA)."""
+        self.init_request = self.init_response = b""
 
     def start_lifetimes(self, now: float) -> None:
         cfg = self.config
@@ -249,7 +275,7 @@ class IkeConnection:
         return out
 
     def next_event(self) -> ev.Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def spawned_connections(self) -> list["IkeConnection"]:
         """IKE SAs made by this one (rekeys) since the last call."""
@@ -279,7 +305,7 @@ class IkeConnection:
     def queue(self, task, now: float, *, first: bool = False) -> None:
         """Queue an initiator task; it starts when the window allows."""
         if first:
-            self.tasks.appendleft(task)
+            self.tasks.insert(0, task)
         else:
             self.tasks.append(task)
         self._start_tasks(now)
@@ -377,12 +403,12 @@ class IkeConnection:
             # say how many requests we will take at once (RFC 7296 §2.3)
             self._window_announced = True
             if self.config.window_size > 1:
-                self.tasks.appendleft(WindowSizeTask(self.config.window_size))
+                self.tasks.insert(0, WindowSizeTask(self.config.window_size))
         while self.tasks and self.state != State.DELETED and self._window_open():
             task = self.tasks[0]
             if not task.ready(self):
                 break
-            self.tasks.popleft()
+            del self.tasks[0]
             try:
                 request = task.build_request(self, now)
             except IkeError as exc:
@@ -481,6 +507,8 @@ class IkeConnection:
             return None
         try:
             if msg.is_fragment:
+                if self.reassembler is None:
+                    self.reassembler = Reassembler()
                 return self.reassembler.add(msg, self.sk_in, now)
             msg.decrypt(self.sk_in)
             return msg
@@ -492,9 +520,15 @@ class IkeConnection:
             return None
 
     def _answered(self, mid: int) -> bool:
-        return mid < self.expected_request_id or mid in self._answered_ahead
+        ahead = self._answered_ahead
+        return mid < self.expected_request_id or (ahead is not None and mid in ahead)
 
     def _mark_answered(self, mid: int) -> None:
+        if mid == self.expected_request_id and not self._answered_ahead:
+            self.expected_request_id += 1     # in order, the usual case: no set needed
+            return
+        if self._answered_ahead is None:
+            self._answered_ahead = set()
         self._answered_ahead.add(mid)
         while self.expected_request_id in self._answered_ahead:
             self._answered_ahead.discard(self.expected_request_id)
@@ -667,6 +701,7 @@ class IkeConnection:
         if pending is not None and pending.alive:
             # the peer's new SA was waiting on this one's rekey: let it expire at once
             pending.sa.expire_at = now
+            pending.sa.timers_moved()
         self.rekey_collision = None
         self.state = State.DELETED
         self.deleted_reason = reason

@@ -271,6 +271,7 @@ class IkeAuthTask(Task):
                 if a.type == CpAttributeType.INTERNAL_IP4_ADDRESS and len(a.value) >= 4:
                     conn.virtual_ip = str(ipaddress.IPv4Address(a.value[:4]))
         conn.state = State.ESTABLISHED
+        conn.forget_init_messages()
         conn.start_lifetimes(now)
         conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, True, conn.suite, conn.config.local_id,
                                       conn.remote_id, conn.virtual_ip))
@@ -395,6 +396,7 @@ def respond(conn, msg: Message, now: float) -> list | None:
                 CpAttribute(CpAttributeType.INTERNAL_IP4_ADDRESS, ipaddress.IPv4Address(assigned).packed)]))
     payloads += _feature_notifies(cfg)
     conn.state = State.ESTABLISHED
+    conn.forget_init_messages()
     conn.start_lifetimes(now)
     conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id))
     if msg.find(PayloadType.SA) is not None and not cfg.children:
