@@ -373,8 +373,8 @@ class AssumedResumptionApi:
     def _wall_clock(now: float) -> float:
         return now - time.monotonic() + time.time()
 
-    def client_config(self, base):
-        return dataclasses.replace(base, children=[], resumption=True, resumption_auth="message",
+    def client_config(self, base, auth_form: str = "message"):
+        return dataclasses.replace(base, children=[], resumption=True, resumption_auth=auth_form,
                                    wall_clock=self._wall_clock)
 
     def gateway_config(self, base):
@@ -419,9 +419,9 @@ def resumption_flow(capture) -> tuple[list, list]:
             [m for m in messages if m["exchange"] == resume and m["response"]])
 
 
-def ikecore_gets_ticket(api, pluto, side, link):
+def ikecore_gets_ticket(api, pluto, side, link, auth_form: str = "message"):
     """A full childless exchange from ikecore that asks pluto for a ticket; the ticket."""
-    side.config = api.client_config(side.config)
+    side.config = api.client_config(side.config, auth_form)
     side.ep.connect(side.config, (link.near_addr, 500), (link.far_addr, 500), time.monotonic())
     assert side.pump(lambda: api.tickets(side) or of(side, ev.IkeSaDeleted), timeout=15), side.events
     assert pluto.wait_log(r"sending IKE_SESSION_RESUME ticket")
@@ -487,6 +487,31 @@ def test_prepared_pluto_nacks_bad_ticket_ikecore_falls_back(resumption_api, plut
         assert pluto.wait_log(r"responder established IKE SA; authenticated peer using authby=secret", after=mark)
         requests, answers = resumption_flow(capture)
         assert requests and answers and all(NotifyType.TICKET_NACK in m["notifies"] for m in answers)
+    finally:
+        side.close()
+
+
+@with_pluto(initiating=False)
+def test_prepared_rfc_auth_form_refused_by_pluto_ikecore_falls_back(resumption_api, pluto_and_ikecore):
+    """RFC 5723 §4.3.3 read as RFC 4306 §2.15's signed octets (ikecore's default) is not what
+    libreswan 5.2 checks (the message alone): pluto refuses the resumed AUTH and ikecore,
+    instead of losing the connection, falls back to a full exchange."""
+    api = resumption_api
+    pluto, side, link, expected_suite, capture = pluto_and_ikecore
+    ticket = ikecore_gets_ticket(api, pluto, side, link, auth_form="rfc")
+    side = restarted_client(side, link)
+    try:
+        mark = pluto.log_size()
+        api.resume(side, ticket, link)
+        assert side.pump(lambda: of(side, ev.IkeSaEstablished) or len(of(side, ev.IkeSaDeleted)) > 1,
+                         timeout=30), side.events
+        [established] = of(side, ev.IkeSaEstablished)
+        assert not established.resumed
+        assert of(side, ev.ResumeFailed), side.events
+        assert pluto.wait_log(r"authentication failed: computed hash does not match hash received", after=mark)
+        assert pluto.wait_log(r"responder established IKE SA; authenticated peer using authby=secret", after=mark)
+        requests, answers = resumption_flow(capture)
+        assert requests and answers and not any(NotifyType.TICKET_NACK in m["notifies"] for m in answers)
     finally:
         side.close()
 
