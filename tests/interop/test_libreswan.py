@@ -16,6 +16,14 @@ What runs today:
 Both sides derive the same SK_e*/SK_a* (pluto logs them). The resumption cases
 against ikecore are prepared at the end of this file and skip until ikecore's
 resumption exchange exists.
+
+By hand, as root (the root is built on first use too, when mmdebstrap is here):
+
+    tests/interop/make-libreswan-root.sh        # once: 173 MB in /var/cache/ikecore
+    python -m pytest tests/interop/test_libreswan.py
+
+``IKECORE_LIBRESWAN_ROOT`` moves the root; ``IKECORE_REQUIRE_LIBRESWAN=1`` (CI) turns
+"cannot run here" into a failure instead of a skip.
 """
 from __future__ import annotations
 
