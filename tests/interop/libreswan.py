@@ -11,8 +11,9 @@ that root, inside its own network namespace:
 or, for pluto against pluto, two namespaces joined by one veth pair.
 
 Per pluto, one directory ``ROOT/lsw/<name>/`` holds its ipsec.conf, ipsec.secrets
-(0600), NSS db, log and run directory (control socket ``run/pluto.ctl``); it is
-removed when the pluto stops, after its log is copied to the test's workdir.
+(0600), NSS db, log and run directory (control socket ``run/pluto.ctl``);
+``Pluto.remove()`` stops pluto by its PID and deletes it, after copying the log to
+the test's workdir.
 pluto 5.2 needs /proc: it is mounted on ``ROOT/proc`` inside the private mount
 namespace that ``ip netns exec`` gives pluto, so the host never sees that mount
 and it goes when pluto does. The kernel here has no ESP: pluto cannot install
