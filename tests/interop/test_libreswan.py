@@ -381,9 +381,9 @@ class AssumedResumptionApi:
     def _wall_clock(now: float) -> float:
         return now - time.monotonic() + time.time()
 
-    def client_config(self, base, auth_form: str = "message"):
-        return dataclasses.replace(base, children=[], resumption=True, resumption_auth=auth_form,
-                                   wall_clock=self._wall_clock)
+    def client_config(self, base, auth_form: str = "message", *, childless: bool = True):
+        return dataclasses.replace(base, children=[] if childless else base.children, resumption=True,
+                                   resumption_auth=auth_form, wall_clock=self._wall_clock)
 
     def gateway_config(self, base):
         """A childless gateway with a fresh ticket key: a new one stands for a restart."""
@@ -427,9 +427,9 @@ def resumption_flow(capture) -> tuple[list, list]:
             [m for m in messages if m["exchange"] == resume and m["response"]])
 
 
-def ikecore_gets_ticket(api, pluto, side, link, auth_form: str = "message"):
-    """A full childless exchange from ikecore that asks pluto for a ticket; the ticket."""
-    side.config = api.client_config(side.config, auth_form)
+def ikecore_gets_ticket(api, pluto, side, link, auth_form: str = "message", *, childless: bool = True):
+    """A full exchange from ikecore (childless unless told) that asks pluto for a ticket; the ticket."""
+    side.config = api.client_config(side.config, auth_form, childless=childless)
     side.ep.connect(side.config, (link.near_addr, 500), (link.far_addr, 500), time.monotonic())
     assert side.pump(lambda: api.tickets(side) or of(side, ev.IkeSaDeleted), timeout=15), side.events
     assert pluto.wait_log(r"sending IKE_SESSION_RESUME ticket")
@@ -467,6 +467,33 @@ def test_prepared_ikecore_resumes_at_pluto(resumption_api, pluto_and_ikecore):
         requests, answers = resumption_flow(capture)
         assert requests and all(NotifyType.TICKET_OPAQUE in m["notifies"] for m in requests)
         assert answers and not any(NotifyType.TICKET_NACK in m["notifies"] for m in answers)
+    finally:
+        side.close()
+
+
+@with_pluto(initiating=False)
+def test_prepared_ticket_and_ike_sa_survive_a_refused_child(resumption_api, pluto_and_ikecore):
+    """ikecore asks for a Child SA and a ticket in IKE_AUTH; pluto refuses the Child SA
+    (TEMPORARY_FAILURE: no ESP here) and grants the ticket. RFC 7296 §2.21.2: the IKE SA
+    stands, so the ticket is good, and resuming with it works (the resumed IKE_AUTH's Child
+    SA is refused the same way)."""
+    api = resumption_api
+    pluto, side, link, expected_suite, capture = pluto_and_ikecore
+    ticket = ikecore_gets_ticket(api, pluto, side, link, childless=False)
+    side.pump(lambda: of(side, ev.ChildSaFailed), timeout=5)
+    [failed] = of(side, ev.ChildSaFailed)
+    assert failed.notify_type == NotifyType.TEMPORARY_FAILURE
+    assert not of(side, ev.IkeSaDeleted) and [c for c in side.ep.connections.values() if c.established]
+    side = restarted_client(side, link)
+    try:
+        api.resume(side, ticket, link)
+        assert side.pump(lambda: of(side, ev.ChildSaFailed) or of(side, ev.IkeSaDeleted), timeout=15), side.events
+        [established] = of(side, ev.IkeSaEstablished)
+        assert established.resumed
+        assert of(side, ev.ChildSaFailed)[0].notify_type == NotifyType.TEMPORARY_FAILURE
+        assert not of(side, ev.IkeSaDeleted)
+        [conn] = [c for c in side.ep.connections.values() if c.established]
+        assert_same_keys(pluto, conn)
     finally:
         side.close()
 
