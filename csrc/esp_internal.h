@@ -13,7 +13,7 @@ struct ikc_esp {
     uint8_t salt[4];                          /* AEAD nonce salt */
     EVP_CIPHER_CTX *enc, *dec;                /* keyed once; IV set per packet */
     ikc_ivgen ivgen;                          /* CBC outbound: unpredictable IVs from seq */
-    ikc_hmac integ;
+    ikc_hmac *integ;                          /* CBC only: 688 octets an AEAD SA does without */
     uint64_t seq_out, seq_max;                /* last sequence number sent, its limit */
     uint64_t top;                             /* highest authenticated sequence number */
     uint32_t window, wmask;                   /* replay window (packets), ring words - 1 */

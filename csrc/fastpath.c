@@ -1,4 +1,5 @@
-/* fastpath.c - ikecore._fastpath: the single-packet ESP calls at C speed.
+/* fastpath.c - ikecore._fastpath: the single-packet ESP calls (and ticket
+ * seal/open, see TicketKey below) at C speed.
  *
  * Two costs sit between Python and a 1400-octet AES-GCM seal that the C core
  * does in about 450 ns: cffi's per-call work (the GIL dance and an argument
@@ -193,8 +194,137 @@ static PyTypeObject SinglePacketESP_Type = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- session resumption tickets: TicketKey, the C base of
+ * ikecore.crypto.TicketCipher. seal(plaintext, nonce, header) and
+ * open(ticket, header_len) call ikc_ticket_seal / ikc_ticket_open directly
+ * into a new bytes object; anything off the common case (non-bytes, a closed
+ * key) goes to the Python methods _seal_general / _open_general. The GIL stays
+ * held: a ticket is small, and the key's EVP contexts serve one caller at a
+ * time. */
+typedef int (*ticket_seal_fn)(void *k, const uint8_t *header, size_t header_len, const uint8_t *nonce,
+                              size_t nonce_len, const uint8_t *plain, size_t plain_len, char *out,
+                              size_t out_len);
+typedef int (*ticket_open_fn)(void *k, const uint8_t *sealed, size_t sealed_len, size_t header_len,
+                              char *out, size_t out_cap, size_t *out_len);
+static ticket_seal_fn ticket_seal;
+static ticket_open_fn ticket_open;
+static PyObject *ticket_raise_error;
+static PyObject *str_seal_general, *str_open_general;
+#define TICKET_OVERHEAD 28   /* IKC_TICKET_NONCE_LEN + IKC_TICKET_TAG_LEN */
+
+static PyObject *fp_bind_tickets(PyObject *module, PyObject *const *args, Py_ssize_t n) {
+    if (n != 3) {
+        PyErr_SetString(PyExc_TypeError, "bind_tickets(seal, open, raise_error)");
+        return NULL;
+    }
+    void *s = PyLong_AsVoidPtr(args[0]), *o = PyLong_AsVoidPtr(args[1]);
+    if (PyErr_Occurred()) return NULL;
+    if (!s || !o) { PyErr_SetString(PyExc_ValueError, "null function address"); return NULL; }
+    if (!PyCallable_Check(args[2])) { PyErr_SetString(PyExc_TypeError, "raise_error must be callable"); return NULL; }
+    ticket_seal = (ticket_seal_fn)s;
+    ticket_open = (ticket_open_fn)o;
+    Py_INCREF(args[2]);
+    Py_XSETREF(ticket_raise_error, args[2]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ticket_fail(int rc, const char *what) {
+    if (!ticket_raise_error) { PyErr_Format(PyExc_RuntimeError, "%s failed (%d)", what, rc); return NULL; }
+    PyObject *r = PyObject_CallFunction(ticket_raise_error, "is", rc, what);
+    if (r) {
+        Py_DECREF(r);
+        PyErr_Format(PyExc_RuntimeError, "%s failed (%d)", what, rc);
+    }
+    return NULL;
+}
+
+typedef struct {
+    PyObject_HEAD
+    void *key;         /* ikc_ticket_key *, owned by the subclass (its cffi handle) */
+} TicketKey;
+
+static PyObject *tk_seal(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    void *key = ((TicketKey *)self)->key;
+    if (PyVectorcall_NARGS(nargsf) != 3 || kwnames || !key || !ticket_seal || !PyBytes_CheckExact(args[0]) ||
+        !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2]))
+        return forward(self, str_seal_general, args, nargsf, kwnames);
+    size_t plain_len = (size_t)PyBytes_GET_SIZE(args[0]), header_len = (size_t)PyBytes_GET_SIZE(args[2]);
+    size_t total = header_len + TICKET_OVERHEAD + plain_len;   /* the core bounds every length */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out) return NULL;
+    int r = ticket_seal(key, (const uint8_t *)PyBytes_AS_STRING(args[2]), header_len,
+                        (const uint8_t *)PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]),
+                        (const uint8_t *)PyBytes_AS_STRING(args[0]), plain_len, PyBytes_AS_STRING(out), total);
+    if (r < 0) {
+        Py_DECREF(out);
+        return ticket_fail(r, "ticket seal");
+    }
+    return out;
+}
+
+static PyObject *tk_open(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    void *key = ((TicketKey *)self)->key;
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames || !key || !ticket_open || !PyBytes_CheckExact(args[0]) ||
+        !PyLong_CheckExact(args[1]))
+        return forward(self, str_open_general, args, nargsf, kwnames);
+    Py_ssize_t header_len = PyLong_AsSsize_t(args[1]);
+    if (header_len < 0) {
+        if (PyErr_Occurred()) PyErr_Clear();
+        return forward(self, str_open_general, args, nargsf, kwnames);   /* its ValueError */
+    }
+    size_t len = (size_t)PyBytes_GET_SIZE(args[0]), got = 0;
+    /* too short for its framing: the core says so (IKC_ERR_TRUNCATED) */
+    size_t room = len >= (size_t)header_len + TICKET_OVERHEAD ? len - (size_t)header_len - TICKET_OVERHEAD : 0;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(room ? room : 1));
+    if (!out) return NULL;
+    int r = ticket_open(key, (const uint8_t *)PyBytes_AS_STRING(args[0]), len, (size_t)header_len,
+                        PyBytes_AS_STRING(out), room ? room : 1, &got);
+    if (r < 0) {
+        Py_DECREF(out);
+        return ticket_fail(r, "ticket open");
+    }
+    if (got != (room ? room : 1) && _PyBytes_Resize(&out, (Py_ssize_t)got) < 0) return NULL;
+    return out;
+}
+
+/* _bind_key(address): the ikc_ticket_key * this object serves (0: none, calls go to Python) */
+static PyObject *tk_bind_key(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 1) { PyErr_SetString(PyExc_TypeError, "_bind_key(address)"); return NULL; }
+    void *key = PyLong_AsVoidPtr(args[0]);
+    if (PyErr_Occurred()) return NULL;
+    ((TicketKey *)self)->key = key;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef tk_methods[] = {
+    {"seal", (PyCFunction)(void (*)(void))tk_seal, METH_FASTCALL | METH_KEYWORDS,
+     "seal($self, plaintext, nonce, header=b'')\n--\n\n"
+     "header | nonce | AES-GCM(plaintext, aad=header) | tag. The 12-octet nonce\n"
+     "must never repeat under one key: draw it at random."},
+    {"open", (PyCFunction)(void (*)(void))tk_open, METH_FASTCALL | METH_KEYWORDS,
+     "open($self, ticket, header_len)\n--\n\n"
+     "Verify and decrypt a sealed blob whose first header_len octets are its\n"
+     "header. Raises ikecore.errors.InvalidTag when it does not verify and\n"
+     "MalformedPacket when it is too short."},
+    {"_bind_key", (PyCFunction)(void (*)(void))tk_bind_key, METH_FASTCALL,
+     "bind the C core's ikc_ticket_key * (by address)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TicketKey_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ikecore._fastpath.TicketKey",
+    .tp_basicsize = sizeof(TicketKey),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of ikecore.crypto.TicketCipher: its seal and open in C.",
+    .tp_methods = tk_methods,
+    .tp_new = PyType_GenericNew,
+};
+
 static PyMethodDef module_methods[] = {
     {"bind", (PyCFunction)(void (*)(void))fp_bind, METH_FASTCALL, "bind the C core's functions"},
+    {"bind_tickets", (PyCFunction)(void (*)(void))fp_bind_tickets, METH_FASTCALL,
+     "bind the C core's ticket seal and open"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -208,14 +338,24 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     if (PyType_Ready(&SinglePacketESP_Type) < 0) return NULL;
+    if (PyType_Ready(&TicketKey_Type) < 0) return NULL;
     str_encrypt_general = PyUnicode_InternFromString("_encrypt_general");
     str_decrypt_general = PyUnicode_InternFromString("_decrypt_general");
     if (!str_encrypt_general || !str_decrypt_general) return NULL;
+    str_seal_general = PyUnicode_InternFromString("_seal_general");
+    str_open_general = PyUnicode_InternFromString("_open_general");
+    if (!str_seal_general || !str_open_general) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&SinglePacketESP_Type);
     if (PyModule_AddObject(m, "SinglePacketESP", (PyObject *)&SinglePacketESP_Type) < 0) {
         Py_DECREF(&SinglePacketESP_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&TicketKey_Type);
+    if (PyModule_AddObject(m, "TicketKey", (PyObject *)&TicketKey_Type) < 0) {
+        Py_DECREF(&TicketKey_Type);
         Py_DECREF(m);
         return NULL;
     }

@@ -130,6 +130,9 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
                int integ_id, const uint8_t *integ_key, size_t integ_key_len,
                ikc_sk **out);
 void ikc_sk_free(ikc_sk *sk);
+/* free the cipher contexts (about 1 KB each) until the next seal or open
+ * keys them again: for an IKE SA between exchanges, which may be hours */
+void ikc_sk_idle(ikc_sk *sk);
 int ikc_sk_params(const ikc_sk *sk, size_t *iv_len, size_t *icv_len, size_t *block_len);
 int ikc_sk_sealed_len(const ikc_sk *sk, size_t plain_len, size_t *sealed_len);
 /* iv may be NULL (fresh IV: counter-based for AEAD, random for CBC) */
@@ -328,12 +331,43 @@ uint32_t ikc_spd_count(const ikc_spd *spd);
 #define IKC_TALLY_SIZE     24
 int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *v,
                     uint32_t *spis, uint32_t cap, uint32_t *tally, uint32_t ntally);
-/* groups: the distinct SPIs routed to, in order of first appearance */
+/* spis: cap entries, one per packet; groups: groups_cap entries, receives the
+ * distinct SPIs routed to, in order of first appearance (at most one per
+ * packet, so groups_cap >= the vector's count always suffices; less is
+ * IKC_ERR_ARG) */
 int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uint32_t *groups,
-                  uint32_t *n_groups, uint32_t *n_routed);
+                  uint32_t groups_cap, uint32_t *n_groups, uint32_t *n_routed);
 /* one SA's packets: PENDING or PARKED packets become PENDING where spis[i] ==
  * spi and PARKED elsewhere; n = how many are PENDING */
 int ikc_vec_select(ikc_pktvec *v, const uint32_t *spis, uint32_t cap, uint32_t spi, uint32_t *n);
+/* ---- session resumption tickets (RFC 5723 §6.1, §9.1) ----
+ * One ikc_ticket_key per ticket-protection key: AES-GCM with a 16- or
+ * 32-octet key, keyed once, wiped when freed. A sealed blob is
+ *     header | nonce (12) | ciphertext | tag (16)
+ * and the header (the caller's clear framing: version, key id) is the AAD.
+ * seal: out_len must be header_len + 12 + plain_len + 16; 'header' may lie in
+ * place at the start of 'out'. open: header_len says where the nonce starts;
+ * out_cap >= sealed_len suffices; on any failure 'out' holds no plaintext.
+ * wrap/unwrap seal another ticket key's raw key under this one (a cluster's
+ * shared key ring) so that it never leaves C memory in the clear.
+ * Not thread-safe: one object per key and thread. */
+#define IKC_TICKET_NONCE_LEN   12
+#define IKC_TICKET_TAG_LEN     16
+#define IKC_TICKET_MAX_LEN  65535   /* largest header, plaintext or sealed blob */
+typedef struct ikc_ticket_key ikc_ticket_key;
+int ikc_ticket_key_new(const uint8_t *key, size_t key_len, ikc_ticket_key **out);
+void ikc_ticket_key_free(ikc_ticket_key *k);
+int ikc_ticket_key_len(const ikc_ticket_key *k, size_t *key_len);
+int ikc_ticket_seal(ikc_ticket_key *k, const uint8_t *header, size_t header_len,
+                    const uint8_t *nonce, size_t nonce_len, const uint8_t *plain, size_t plain_len,
+                    char *out, size_t out_len);
+int ikc_ticket_open(ikc_ticket_key *k, const uint8_t *sealed, size_t sealed_len, size_t header_len,
+                    char *out, size_t out_cap, size_t *out_len);
+int ikc_ticket_wrap_key(ikc_ticket_key *wrapper, const ikc_ticket_key *k,
+                        const uint8_t *header, size_t header_len, const uint8_t *nonce, size_t nonce_len,
+                        char *out, size_t out_len);
+int ikc_ticket_unwrap_key(ikc_ticket_key *wrapper, const uint8_t *sealed, size_t sealed_len,
+                          size_t header_len, ikc_ticket_key **out);
 /* CDEF END */
 
 #endif

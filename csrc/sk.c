@@ -23,8 +23,15 @@ struct ikc_sk {
     EVP_CIPHER_CTX *enc, *dec;
     ikc_cipher_kind kind;
     uint8_t key[32];             /* the cipher key, for the context not made yet */
-    ikc_hmac integ;              /* CBC only */
+    ikc_hmac *integ;             /* CBC only */
 };
+
+void ikc_sk_idle(ikc_sk *sk) {
+    if (!sk) return;
+    EVP_CIPHER_CTX_free(sk->enc);   /* frees and cleanses the key schedule; the key stays */
+    EVP_CIPHER_CTX_free(sk->dec);
+    sk->enc = sk->dec = NULL;
+}
 
 static int sk_context(ikc_sk *sk, int enc, EVP_CIPHER_CTX **ctx) {
     EVP_CIPHER_CTX **slot = enc ? &sk->enc : &sk->dec;
@@ -41,7 +48,7 @@ void ikc_sk_free(ikc_sk *sk) {
     EVP_CIPHER_CTX_free(sk->enc);   /* frees (and cleanses) the key schedule */
     EVP_CIPHER_CTX_free(sk->dec);
     if (!sk->aead) {
-        ikc_hmac_free(&sk->integ);
+        ikc_hmac_release(sk->integ);
         ikc_ivgen_free(&sk->ivgen);
     }
     ikc_wipe(sk, sizeof(*sk));
@@ -74,7 +81,7 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
         sk->iv_len = 16;
         sk->block_len = 16;
         sk->icv_len = icv;
-        if ((rc = ikc_hmac_init(&sk->integ, md, integ_key, integ_key_len)) != IKC_OK) goto fail;
+        if ((rc = ikc_hmac_new(md, integ_key, integ_key_len, &sk->integ)) != IKC_OK) goto fail;
         if ((rc = ikc_ivgen_init(&sk->ivgen)) != IKC_OK) goto fail;
     }
     if (info.cipher_key_len > sizeof(sk->key)) { rc = IKC_ERR_KEYLEN; goto fail; }
@@ -158,7 +165,7 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
             goto openssl_fail;
         const uint8_t *parts[2] = { aad, out };
         size_t lens[2] = { aad_len, sk->iv_len + body };
-        if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+        if (ikc_hmac_oneshot(sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
         memcpy(icv, mac, sk->icv_len);
         ikc_wipe(mac, sizeof(mac));
     }
@@ -200,7 +207,7 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
         uint8_t mac[64];
         const uint8_t *parts[2] = { aad, sealed };
         size_t lens[2] = { aad_len, sk->iv_len + body };
-        if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+        if (ikc_hmac_oneshot(sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
         int ok = ikc_ct_equal(mac, icv, sk->icv_len);
         ikc_wipe(mac, sizeof(mac));
         if (!ok) return IKC_ERR_TAG;   /* MAC checked before anything is decrypted */

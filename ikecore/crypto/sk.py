@@ -60,6 +60,12 @@ class SkCipher:
         self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
         self._fixed = self.iv_length + self.icv_length
 
+    def idle(self) -> None:
+        """Free the cipher contexts until the next call (which keys one again,
+        about a microsecond): an IKE SA holds two SkCiphers for hours and uses
+        them for a few messages an exchange."""
+        lib.ikc_sk_idle(self._handle)
+
     def sealed_length(self, plaintext_length: int) -> int:
         """Octets ``seal`` returns for this much plaintext: the SK payload body
         less its generic header (IV, padded ciphertext, ICV)."""

@@ -47,6 +47,11 @@ class ChildSa:
         k = self.keys
         return (k.encr_r, k.integ_r) if self.initiator else (k.encr_i, k.integ_i)
 
+    def release_keys(self) -> None:
+        """The ESP SAs are built and the keys exported (if asked for): the
+        EspSA objects hold them from here on."""
+        self.keys = None
+
     def esp_sas(self):
         """(outbound, inbound) ``ikecore.esp.EspSA`` for this Child SA."""
         from ..esp import EspSA

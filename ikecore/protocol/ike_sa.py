@@ -44,6 +44,8 @@ Rng = Callable[[int], bytes]
 
 
 MAX_MESSAGE_ID = 0xFFFFFFFF
+# the exchanges that open an IKE SA in the clear, with SPIr still zero in the request
+_INITIAL_EXCHANGES = (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_SESSION_RESUME)
 MAX_PEER_WINDOW = 64          # we never keep more of our own requests in flight
 
 
@@ -69,6 +71,10 @@ class Admit(enum.Enum):
 
 
 _X = ExchangeType
+# IKE_SA_INIT and IKE_SESSION_RESUME requests (SPIr zero, in the clear) never reach a
+# connection as new requests: the endpoint answers them (exchanges/ike_sa_init.py,
+# exchanges/resumption.py); their retransmissions get the cached response. The
+# IKE_AUTH after IKE_SESSION_RESUME is an IKE_AUTH in INIT_DONE like any other.
 REQUEST_TABLE: dict[tuple[State, int], Admit] = {
     (State.INIT_DONE, _X.IKE_AUTH): Admit.HANDLE,            # (responder; EAP rounds too)
     (State.ESTABLISHED, _X.CREATE_CHILD_SA): Admit.HANDLE,
@@ -123,11 +129,13 @@ class IkeConnection:
                  "sk_out", "sk_in", "ni", "nr", "init_request", "init_response", "remote_id",
                  "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
                  "peer_mobike", "peer_clone", "peer_window", "virtual_ip", "assigned_ip",
-                 "leases", "next_request_id", "expected_request_id", "_answered_ahead",
+                 "leases", "inbound_spis", "next_request_id", "expected_request_id", "_answered_ahead",
                  "outstanding", "response_cache", "tasks", "deferred", "reassembler",
                  "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
-                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys")
+                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
+                 # session resumption (exchanges/resumption.py)
+                 "resumed", "ticket_client", "peer_auth_method", "reauth_at")
 
 
     def __init__(self, config: IkeConfig, *, initiator: bool, local: Address, remote: Address,
@@ -165,6 +173,7 @@ class IkeConnection:
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
         self.leases: set = set()              # pool addresses in use (the endpoint shares one set)
+        self.inbound_spis: set = set()        # installed Child SA SPIs (the endpoint shares one set)
         # message ids and retransmission
         self.next_request_id = 0
         self.expected_request_id = 0          # the lowest request ID not yet answered
@@ -191,6 +200,11 @@ class IkeConnection:
         self.rekey_collision = None
         self.silent = False                   # made by a rekey and not (yet) the survivor
         self.exchange_state: dict = {}      # per-exchange scratch owned by exchanges/*
+        # session resumption (exchanges/resumption.py, RFC 5723)
+        self.resumed = None                   # tickets.ResumedSa: made by IKE_SESSION_RESUME
+        self.ticket_client = False            # we asked this SA's peer for tickets
+        self.peer_auth_method = 0             # how the peer authenticated (kept in its tickets)
+        self.reauth_at = float("inf")         # re-authentication deadline; bounds tickets
         # set by the endpoint that holds this SA: told when another SA's work moved
         # this one's deadlines (its own input and commands are seen by the endpoint)
         self.timers_changed: Callable[["IkeConnection"], None] | None = None
@@ -245,10 +259,26 @@ class IkeConnection:
         r_cipher = SkCipher(suite.encr_id, keys.sk_er, integ, keys.sk_ar)
         self.sk_out, self.sk_in = (i_cipher, r_cipher) if self.initiator else (r_cipher, i_cipher)
 
+    def idle(self) -> None:
+        """Nothing of ours is in flight: the SK ciphers' contexts can go until the
+        next message (the endpoint calls this after each input it routed)."""
+        if self.sk_out is not None and not self.outstanding:
+            self.sk_out.idle()
+            self.sk_in.idle()
+
     def forget_init_messages(self) -> None:
         """IKE_AUTH is done: the IKE_SA_INIT messages its AUTH payloads signed are
         not needed any more (about 1 KB an SA)."""
         self.init_request = self.init_response = b""
+
+    def release_session_keys(self) -> None:
+        """Keep only SK_d (rekeys, clones and tickets derive from it): SK_e/SK_a
+        live on in the SK ciphers, SK_p served AUTH only. For the I/O layer to
+        call once it has exported what it wants (a key log), since an SA that
+        lives for hours should not hold copies of them (about 0.5 KB)."""
+        if self.keys is not None and self.state is State.ESTABLISHED:
+            self.keys = self.keys._replace(sk_ai=b"", sk_ar=b"", sk_ei=b"", sk_er=b"", sk_pi=b"", sk_pr=b"",
+                                           skeyseed=None)
 
     def start_lifetimes(self, now: float) -> None:
         cfg = self.config
@@ -330,6 +360,33 @@ class IkeConnection:
         self.expire_at = now + max(30.0, self.config.retransmit_timeout * 20)  # half-open limit
         self.queue(IkeSaInitTask(), now)
         self.tasks.append(IkeAuthTask(child_name=child))
+
+    def resume(self, now: float, ticket, child: str | None = None) -> None:
+        """Start with IKE_SESSION_RESUME (RFC 5723) using ``ticket`` (a
+        tickets.ClientTicket); any failure falls back to ``initiate``."""
+        from .exchanges.ike_auth import IkeAuthTask
+        from .exchanges.resumption import ResumeTask
+        from .tickets import ResumedSa
+        if not self.initiator or self.state != State.IDLE:
+            raise IkeError("resume() is for a new initiator connection")
+        self.expire_at = now + max(30.0, self.config.retransmit_timeout * 20)  # half-open limit
+        self.resumed = ResumedSa(local_id=ticket.local_id, remote_id=ticket.remote_id,
+                                 auth_form=self.config.resumption_auth)
+        self.exchange_state["resume_origin"] = (self.local, self.remote)
+        self.queue(ResumeTask(ticket, child), now)
+        self.tasks.append(IkeAuthTask(child_name=child))
+
+    def request_ticket(self, now: float) -> None:
+        """Ask the peer for a fresh resumption ticket (INFORMATIONAL, RFC 5723 §4.2)."""
+        from .exchanges.resumption import TicketRequestTask
+        self._require_established()
+        self.ticket_client = True
+        self.queue(TicketRequestTask(), now)
+
+    def suspend(self, now: float) -> None:
+        """Forget the IKE SA without a Delete, keeping its resumption ticket (the
+        client goes offline; libreswan's ``whack --suspend``)."""
+        self.terminate("suspended", now)
 
     def create_child_sa(self, now: float, child: str | None = None) -> None:
         from .exchanges.create_child_sa import CreateChildTask
@@ -488,7 +545,7 @@ class IkeConnection:
         if self.state == State.DELETED:
             return
         if msg.spi_i != self.spi_i or (msg.spi_r != self.spi_r and
-                                       not (msg.exchange_type == ExchangeType.IKE_SA_INIT)):
+                                       msg.exchange_type not in _INITIAL_EXCHANGES):
             return
         # the I flag must name the other side as what it is (RFC 7296 §3.1)
         if msg.is_initiator == self.initiator:
@@ -540,7 +597,7 @@ class IkeConnection:
         cached = self.response_cache.get(msg.message_id)
         if cached is None:
             return
-        if msg.exchange_type == ExchangeType.IKE_SA_INIT and msg.raw != self.init_request:
+        if msg.exchange_type in _INITIAL_EXCHANGES and msg.raw != self.init_request:
             return          # another IKE_SA_INIT under the same SPI is not a retransmission
         if msg.is_fragment and msg.sk.fragment_number != 1:
             return          # answer a fragmented retransmission once, not per fragment (RFC 7383 §2.6.1)
@@ -600,8 +657,8 @@ class IkeConnection:
         out = self.outstanding.get(msg.message_id)
         if out is None or msg.exchange_type != out.exchange_type:
             return            # not an answer to anything we asked (or a late duplicate)
-        if msg.exchange_type != ExchangeType.IKE_SA_INIT and msg.sk is None:
-            return            # only IKE_SA_INIT is answered in the clear
+        if msg.exchange_type not in _INITIAL_EXCHANGES and msg.sk is None:
+            return            # only IKE_SA_INIT (IKE_SESSION_RESUME) is answered in the clear
         opened = self._open(msg, now)
         if opened is None:
             return
@@ -636,7 +693,9 @@ class IkeConnection:
         for mid, out in list(self.outstanding.items()):
             if out.deadline > now:
                 continue
-            if out.tries >= cfg.retransmit_tries:
+            if out.tries >= out.task.retransmit_limit(self):
+                if out.task.timed_out(self, now):
+                    return            # the task took over (a resumption falls back)
                 log.info("%s: no answer to request %d after %d retransmissions", self.name, mid, out.tries)
                 self.terminate("rekeyed" if self.replaced_by is not None else "peer unresponsive", now,
                                quiet_children=self.replaced_by is not None)

@@ -94,6 +94,9 @@ class RekeyIkeTask(Task):
         payloads = [self.offer, NoncePayload(self.nonce), KePayload(self.group, self.kex.public_bytes)]
         if self.clone:
             payloads.insert(0, NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA))
+        elif conn.ticket_client:
+            # the rekey invalidates our ticket: ask for one for the new SA (RFC 5723 §4.1, §6.2)
+            payloads.append(NotifyPayload(notify_type=NotifyType.TICKET_REQUEST))
         return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA, inner=payloads)
 
     def on_response(self, conn, msg: Message, now: float) -> None:
@@ -122,6 +125,8 @@ class RekeyIkeTask(Task):
         self.kex = None
         new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, sa.proposals[0].spi,
                         initiator=True, now=now)
+        if conn.ticket_client and not self.clone:
+            new.exchange_state["ticket_requested"] = True
         if self.clone:
             new.state, new.silent = State.ESTABLISHED, False
             conn.emit(ev.IkeSaCloned(conn.spis, new.spis, new.suite, new))
@@ -138,6 +143,9 @@ class RekeyIkeTask(Task):
             log.info("%s: simultaneous IKE rekey, ours survives", conn.name)
             conclude(conn, new, now, delete_old=True)
             retire(theirs.sa, now, delete=False)                 # the peer deletes its own
+        if new.state == State.ESTABLISHED and new.exchange_state.get("ticket_requested"):
+            from .resumption import take_ticket_answer
+            take_ticket_answer(new, msg, now)
 
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         self.kex = None
@@ -185,7 +193,11 @@ def respond(conn, msg: Message, now: float) -> list:
         conn.rekey_collision = PeerIkeRekey((nonce.data, our_nonce), new)
     else:
         conn.exchange_state["after_response"] = lambda t: conclude(conn, new, t, delete_old=False)
-    return [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)]
+    payloads = [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)]
+    if msg.has_notify(NotifyType.TICKET_REQUEST):     # a ticket for the new SA (RFC 5723 §4.1)
+        from .resumption import answer_ticket_request
+        payloads.append(answer_ticket_request(new, now))
+    return payloads
 
 
 def peer_deleted_old_sa(conn, now: float) -> None:
@@ -215,7 +227,8 @@ def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, sp
     new.install_keys(suite, keys)
     new.ni, new.nr = ni, nr
     for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
-                 "peer_mobike", "peer_clone", "virtual_ip", "leases"):
+                 "peer_mobike", "peer_clone", "virtual_ip", "leases", "ticket_client", "peer_auth_method",
+                 "reauth_at"):
         setattr(new, attr, getattr(conn, attr))
     new.state = State.PENDING
     new.silent = True
@@ -242,6 +255,10 @@ def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
     old.emit(ev.IkeSaRekeyed(old.spis, survivor.spis, survivor.suite, survivor))
     if delete_old:
         old.queue(DeleteIkeTask(), now)   # the last request on the old SA (§2.18)
+    if survivor.ticket_client and not survivor.exchange_state.get("ticket_requested"):
+        # the client's ticket belonged to the old SA: a fresh one (RFC 5723 §6.2)
+        from .resumption import TicketRequestTask
+        survivor.queue(TicketRequestTask(), now)
     survivor.start_tasks(now)
     old.timers_moved()
     survivor.timers_moved()

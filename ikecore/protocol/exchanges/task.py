@@ -27,6 +27,15 @@ class Task:
     def on_response(self, conn, msg, now: float) -> None:
         raise NotImplementedError
 
+    def retransmit_limit(self, conn) -> int:
+        """Retransmissions before the request is given up."""
+        return conn.config.retransmit_tries
+
+    def timed_out(self, conn, now: float) -> bool:
+        """No answer after the last retransmission: True if the task dealt with it
+        (IKE_SESSION_RESUME falls back to a full handshake); else the SA ends."""
+        return False
+
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         """The exchange failed (malformed response, error notify). By default
         an IKE SA cannot go on after a failed exchange it depended on."""
