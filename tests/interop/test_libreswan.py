@@ -11,11 +11,16 @@ What runs today:
   Child SA is refused with TEMPORARY_FAILURE (this kernel has no ESP) and the IKE
   SA stays up on both sides (RFC 7296 §2.21.2), answers a liveness check, and is
   deleted cleanly;
-* a childless pluto (RFC 6023) initiating at an ikecore responder.
+* a childless pluto (RFC 6023) initiating at an ikecore responder, and one asking
+  a childless ikecore for a Child SA (TS_UNACCEPTABLE; the IKE SA stays);
+* resumption (RFC 5723) both ways: ikecore takes a ticket from pluto and resumes
+  with it (also when pluto refused the Child SA), pluto does the same at an
+  ikecore gateway; a stale or forged ticket gets TICKET_NACK and the client falls
+  back to a full exchange; ikecore's RFC form of the resumed AUTH is refused by
+  libreswan (which signs the message alone) and ikecore falls back.
 
-Both sides derive the same SK_e*/SK_a* (pluto logs them). The resumption cases
-against ikecore are prepared at the end of this file and skip until ikecore's
-resumption exchange exists.
+Both sides derive the same SK_e*/SK_a* (pluto logs them), for resumed SAs too,
+which checks ikecore's resumption key schedule against an independent one.
 
 By hand, as root (the root is built on first use too, when mmdebstrap is here):
 
@@ -333,13 +338,12 @@ def test_pluto_asks_childless_ikecore_for_a_child(pluto_and_ikecore):
         side.close()
 
 
-# ------------------------------------- prepared: resumption with ikecore ----
-# These run once ikecore has RFC 5723 (the `resume` branch). Until then they skip, naming
-# what is missing. Every name they need from ikecore is in AssumedResumptionApi: adapt that
-# class, not the tests, if the merged API differs.
+# ------------------------------------------------ resumption with ikecore ----
+# Every name of ikecore's resumption API these tests use is in ResumptionApi; without
+# the resumption exchange they skip, and with a changed API they skip naming what is missing.
 
-class AssumedResumptionApi:
-    """The resumption API of the `resume` branch (docs/resumption.md there), as these tests use it:
+class ResumptionApi:
+    """ikecore's resumption API (docs/resumption.md), as these tests use it:
 
     * ``ikecore.protocol.exchanges.resumption``: the RFC 5723 exchange;
     * ``IkeConfig(resumption=True, wall_clock=...)``; a client's ``resumption_auth="message"``
@@ -375,7 +379,7 @@ class AssumedResumptionApi:
             wanted["ikecore.resumption.TicketAuthority/TicketKeyRing"] = False
         missing = [name for name, ok in wanted.items() if not ok]
         if missing:
-            pytest.skip(f"resumption is there but not the API these tests assume: {', '.join(missing)}")
+            pytest.skip(f"resumption is there but not the API these tests use: {', '.join(missing)}")
 
     @staticmethod
     def _wall_clock(now: float) -> float:
@@ -415,7 +419,7 @@ class AssumedResumptionApi:
 
 @pytest.fixture
 def resumption_api():
-    return AssumedResumptionApi()
+    return ResumptionApi()
 
 
 def resumption_flow(capture) -> tuple[list, list]:
@@ -447,7 +451,7 @@ def restarted_client(side, link):
 
 
 @with_pluto(initiating=False)
-def test_prepared_ikecore_resumes_at_pluto(resumption_api, pluto_and_ikecore):
+def test_ikecore_resumes_at_pluto(resumption_api, pluto_and_ikecore):
     api = resumption_api
     pluto, side, link, expected_suite, capture = pluto_and_ikecore
     ticket = ikecore_gets_ticket(api, pluto, side, link)
@@ -472,7 +476,7 @@ def test_prepared_ikecore_resumes_at_pluto(resumption_api, pluto_and_ikecore):
 
 
 @with_pluto(initiating=False)
-def test_prepared_ticket_and_ike_sa_survive_a_refused_child(resumption_api, pluto_and_ikecore):
+def test_ticket_and_ike_sa_survive_a_refused_child(resumption_api, pluto_and_ikecore):
     """ikecore asks for a Child SA and a ticket in IKE_AUTH; pluto refuses the Child SA
     (TEMPORARY_FAILURE: no ESP here) and grants the ticket. RFC 7296 §2.21.2: the IKE SA
     stands, so the ticket is good, and resuming with it works (the resumed IKE_AUTH's Child
@@ -500,7 +504,7 @@ def test_prepared_ticket_and_ike_sa_survive_a_refused_child(resumption_api, plut
 
 @pytest.mark.parametrize("spoil", ["stale", "forged"])
 @with_pluto(initiating=False)
-def test_prepared_pluto_nacks_bad_ticket_ikecore_falls_back(resumption_api, pluto_and_ikecore, spoil):
+def test_pluto_nacks_bad_ticket_ikecore_falls_back(resumption_api, pluto_and_ikecore, spoil):
     """A stale ticket (pluto restarted: a new ticket key) or a forged one: pluto answers
     IKE_SESSION_RESUME with an unencrypted N(TICKET_NACK); ikecore runs a full exchange."""
     api = resumption_api
@@ -527,7 +531,7 @@ def test_prepared_pluto_nacks_bad_ticket_ikecore_falls_back(resumption_api, plut
 
 
 @with_pluto(initiating=False)
-def test_prepared_rfc_auth_form_refused_by_pluto_ikecore_falls_back(resumption_api, pluto_and_ikecore):
+def test_rfc_auth_form_refused_by_pluto_ikecore_falls_back(resumption_api, pluto_and_ikecore):
     """RFC 5723 §4.3.3 read as RFC 4306 §2.15's signed octets (ikecore's default) is not what
     libreswan 5.2 checks (the message alone): pluto refuses the resumed AUTH and ikecore,
     instead of losing the connection, falls back to a full exchange."""
@@ -552,7 +556,7 @@ def test_prepared_rfc_auth_form_refused_by_pluto_ikecore_falls_back(resumption_a
 
 
 @with_pluto(initiating=True)
-def test_prepared_pluto_resumes_at_ikecore(resumption_api, pluto_and_ikecore):
+def test_pluto_resumes_at_ikecore(resumption_api, pluto_and_ikecore):
     """ikecore as the gateway: it hands pluto a ticket, then accepts pluto's IKE_SESSION_RESUME
     (whose AUTH is libreswan's: prf(SK_pi, message))."""
     api = resumption_api
@@ -585,7 +589,7 @@ def test_prepared_pluto_resumes_at_ikecore(resumption_api, pluto_and_ikecore):
 
 
 @with_pluto(initiating=True)
-def test_prepared_ikecore_nacks_stale_ticket_pluto_falls_back(resumption_api, pluto_and_ikecore):
+def test_ikecore_nacks_stale_ticket_pluto_falls_back(resumption_api, pluto_and_ikecore):
     """ikecore restarts with a new ticket key: pluto's ticket gets an unencrypted TICKET_NACK
     and pluto (revival on) comes back with a full exchange."""
     api = resumption_api
