@@ -138,7 +138,7 @@ def _connect(args: argparse.Namespace) -> int:
                                 [EspProposal.parse(p) for p in args.esp])
             ike = psk_config(args.local_id, args.remote_id, args.psk.encode(), children=[child],
                              proposals=[IkeProposal.parse(p) for p in args.proposal], name="connect",
-                             force_encap=True)
+                             force_encap=True, mobike=args.mobike or bool(args.move_to))
             host = args.remote
             family = ipaddress.ip_address(host).version if _is_ip(host) else 4
             cfg = GatewayConfig(connections={}, listen=args.listen or ["0.0.0.0" if family == 4 else "::"],
@@ -182,6 +182,16 @@ def _connect(args: argparse.Namespace) -> int:
                                                  child)
                 if not args.json:
                     print(f"sent {report['sent']} packets {src} -> {dst} through the Child SA")
+            if args.move_to:
+                # MOBIKE (RFC 4555): move the IKE SA and its Child SA to another local address
+                moved = await gw.update_addresses(conn, local=args.move_to)
+                report["moved"] = {"local": list(moved.local), "remote": list(moved.remote),
+                                   "previous_local": list(moved.previous_local)}
+                if not args.json:
+                    print(f"moved to {moved.local[0]}:{moved.local[1]} (from {moved.previous_local[0]})")
+                if args.send:
+                    report["sent_after_move"] = gw.send_packets(
+                        [udp_packet(src, dst, i, args.size) for i in range(args.send)], child)
             if args.hold:
                 await asyncio.sleep(args.hold)
             state = gw.child_state(child)
@@ -283,6 +293,9 @@ def _add_gateway_commands(sub) -> None:
     c.add_argument("--esp", action="append", default=None, help="ESP proposal, strongSwan style")
     c.add_argument("--send", type=int, default=0, metavar="N", help="send N UDP packets through the Child SA")
     c.add_argument("--size", type=int, default=64, help="payload size of those packets")
+    c.add_argument("--mobike", action="store_true", help="offer MOBIKE (RFC 4555; without --config)")
+    c.add_argument("--move-to", metavar="ADDR",
+                   help="after sending, move the IKE SA to this local address with MOBIKE, send again")
     c.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="stay up this long, then delete")
     c.add_argument("--timeout", type=float, default=15.0, help="give up establishing after this long")
     c.add_argument("--key-export", metavar="DIR", help="write Wireshark/tshark key tables to DIR")

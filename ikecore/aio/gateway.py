@@ -19,6 +19,7 @@ concern is a mixin in its own module:
   with sendmmsg).
 - ``restart``: ``start``/``restart`` connections kept up.
 - ``status``: counters and the operator's snapshot.
+- ``mobility``: MOBIKE (RFC 4555): ``update_addresses``, extra listeners, roaming.
 
 ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
 (bounded), then closes the sockets.
@@ -52,6 +53,7 @@ from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
 from .keylog import KeyLog
+from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
@@ -78,7 +80,7 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
+class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -121,7 +123,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._stopping = False
         self.counters = {"ike_rx": 0, "ike_tx": 0, "natt_rx": 0, "keepalives_rx": 0, "keepalives_tx": 0,
                          "send_errors": 0, "internal_errors": 0, "events_dropped": 0, "packets_dropped": 0,
-                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0}
+                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0,
+                         "ike_sas_moved": 0}
         self.started_at: float | None = None
         self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
         self.keepalives = (KeepaliveScheduler(self, config.keepalive_interval)
@@ -156,6 +159,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self.started_at = now
         if self.keepalives is not None:
             self._spawn(self.keepalives.run())
+        if self.config.roam_interval > 0:
+            self._spawn(self._roam_loop(self.config.roam_interval))     # MOBIKE: mobility.py
         log.info("gateway listening on %s (IKE %d, NAT-T %d)",
                  ", ".join(lst.host for lst in self.listeners), self.port, self.natt_port)
         for spec in self.config.connections.values():
@@ -513,6 +518,11 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             self._restart_if_kept(conn, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
+        elif isinstance(event, ev.IkeSaMoved):
+            self._moved(conn, event)
+        elif isinstance(event, ev.MobikeFailed):
+            log.warning("%s: MOBIKE: %s; staying at %s:%d <-> %s:%d", conn.name, event.reason,
+                        *event.local, *event.remote)
 
     def _log_child(self, conn, child, what: str) -> None:
         log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
@@ -520,7 +530,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                  _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
-        child.release_keys()             # the installed EspSAs hold them now
+        if not (self.keylog and self.keylog.esp and conn.config.mobike):
+            child.release_keys()         # the installed EspSAs hold them now
+        # (MOBIKE with key export: a move writes rows for the new addresses, mobility.py)
 
     def _resolve_init(self, conn, *, result=None, error=None) -> None:
         init = self._initiations.pop(conn, None)

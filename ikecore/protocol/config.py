@@ -310,6 +310,10 @@ class IkeConfig:
     signature_hashes: Sequence[int] = (2, 3, 4, 5)  # RFC 7427/8420: SHA2-256/384/512, Identity (EdDSA)
     cookie_threshold: int = 100                  # half-open SAs before cookies engage (endpoint)
     window_size: int = 1
+    # MOBIKE (RFC 4555), with ``mobike``: check that the peer is reachable at a new address
+    # before its Child SAs follow (§3.7); our other addresses to announce (ADDITIONAL_*_ADDRESS)
+    mobike_return_routability: bool = True
+    mobike_addresses: Sequence[str] = ()
     # maps the connection's ``now`` to the time certificates are validated at;
     # None: OpenSSL's notion of the current time (the core itself reads no clock)
     certificate_time: Callable[[float], datetime.datetime] | None = None
@@ -332,6 +336,11 @@ class IkeConfig:
             raise ConfigError(f"{self.name}: ticket_lifetime > 0, resume_tries >= 0, reauth_time >= 0")
         if len({c.name for c in self.children}) != len(self.children):
             raise ConfigError(f"{self.name}: child names must be unique")
+        for addr in self.mobike_addresses:
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                raise ConfigError(f"{self.name}: mobike_addresses: not an IP address: {addr!r}") from None
 
     def child(self, name: str | None = None) -> ChildConfig:
         if not self.children:

@@ -122,3 +122,32 @@ class ResumeFailed(Event):
 __all__ = ["Event", "IkeSaEstablished", "IkeSaRekeyed", "IkeSaCloned", "IkeSaDeleted", "ChildSaInstalled",
            "ChildSaRekeyed", "ChildSaDeleted", "ChildSaFailed", "PeerAlive", "TicketReceived", "TicketRefused",
            "TicketIssued", "ResumeFailed"]
+
+
+@dataclass(frozen=True)
+class IkeSaMoved(Event):
+    """MOBIKE (RFC 4555): the IKE SA and its Child SAs now use this address pair
+    (each ``(host, port)``); ESP follows."""
+    spi_i: bytes
+    spi_r: bytes
+    local: tuple
+    remote: tuple
+    previous_local: tuple
+    previous_remote: tuple
+    nat_local: bool = False
+    nat_remote: bool = False
+
+
+@dataclass(frozen=True)
+class MobikeFailed(Event):
+    """An address update (ours, or the peer's return-routability check) did not
+    succeed; the IKE SA stays on ``local``/``remote``."""
+    spi_i: bytes
+    spi_r: bytes
+    reason: str
+    local: tuple
+    remote: tuple
+    notify_type: int | None = None
+
+
+__all__ += ["IkeSaMoved", "MobikeFailed"]

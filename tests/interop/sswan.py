@@ -63,20 +63,30 @@ class Peer:
 
     def __post_init__(self) -> None:
         tag = unique_tag(self.index)
+        self.ns, self.host_if, self.peer_if = f"ikc{tag}", f"ikh{tag}", f"ikp{tag}"
         subnet = 100 + (os.getpid() + self.index) % 100
-        self.link = VethLink(ns=f"ikc{tag}", near=f"ikh{tag}", far=f"ikp{tag}",
-                             near_addr=f"10.77.{subnet}.1", far_addr=f"10.77.{subnet}.2",
-                             loopback=(INNER_REMOTE,))
-        self.ns, self.host_if, self.peer_if = self.link.ns, self.link.near, self.link.far
-        self.host_addr, self.peer_addr = self.link.near_addr, self.link.far_addr
+        self.host_addr, self.peer_addr = f"10.77.{subnet}.1", f"10.77.{subnet}.2"
+        self.link: VethLink | None = None
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ network ----
     def netns_up(self) -> None:
+        # built here, from the names and addresses as they are now (subclasses may change them)
+        self.link = VethLink(ns=self.ns, near=self.host_if, far=self.peer_if, near_addr=self.host_addr,
+                             far_addr=self.peer_addr, loopback=(INNER_REMOTE,))
         self.link.up()
+        try:
+            self._wire_up()
+        except BaseException:
+            self.netns_down()      # never leave a half-built namespace behind
+            raise
+
+    def _wire_up(self) -> None:
+        """More wiring after the namespace and the veth pair are up (for subclasses)."""
 
     def netns_down(self) -> None:
-        self.link.down()
+        if self.link is not None:
+            self.link.down()
 
     # ------------------------------------------------------------- charon ----
     @property

@@ -363,7 +363,9 @@ def complete_child_initiator(conn, msg: Message, cfg: ChildConfig, offer, spi_in
 def _feature_notifies(cfg) -> list:
     out = []
     if cfg.mobike:
+        from .mobike import auth_notifies
         out.append(NotifyPayload(notify_type=NotifyType.MOBIKE_SUPPORTED))
+        out += auth_notifies(cfg)
     if cfg.clone:
         out.append(NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA_SUPPORTED))
     return out
@@ -371,6 +373,9 @@ def _feature_notifies(cfg) -> list:
 
 def _take_features(conn, msg: Message) -> None:
     conn.peer_mobike = msg.has_notify(NotifyType.MOBIKE_SUPPORTED)
+    if conn.peer_mobike and conn.config.mobike:
+        from .mobike import take_addresses
+        take_addresses(conn, msg)
     conn.peer_clone = msg.has_notify(NotifyType.CLONE_IKE_SA_SUPPORTED)
     window = msg.notify(NotifyType.SET_WINDOW_SIZE)
     if window is not None and len(window.data) == 4:
