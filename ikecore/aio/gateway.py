@@ -376,6 +376,12 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._kept_up.pop(self._kept_name(conn), None)
         self._command(conn, lambda c, now: c.delete(now))
 
+    def suspend(self, conn: IkeConnection) -> None:
+        """Forget the IKE SA without a Delete, keeping its resumption ticket
+        (the peer is gone: what DPD concludes, or a client about to resume
+        elsewhere)."""
+        self._command(conn, lambda c, now: c.suspend(now))
+
     def check_liveness(self, conn: IkeConnection) -> None:
         self._command(conn, lambda c, now: c.check_liveness(now))
 
