@@ -525,6 +525,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
             self._restart_if_kept(conn, event.reason)
+        elif isinstance(event, ev.IkeSaCloneFailed):
+            log.info("%s: clone refused: %s", conn.name, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
         elif isinstance(event, ev.IkeSaMoved):
