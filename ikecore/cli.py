@@ -150,7 +150,7 @@ def _connect(args: argparse.Namespace) -> int:
                                 [EspProposal.parse(p) for p in args.esp])
             ike = psk_config(args.local_id, args.remote_id, args.psk.encode(), children=[child],
                              proposals=[IkeProposal.parse(p) for p in args.proposal], name="connect",
-                             force_encap=True)
+                             force_encap=True, mobike=args.mobike or bool(args.move_to))
             host = args.remote
             family = ipaddress.ip_address(host).version if _is_ip(host) else 4
             cfg = GatewayConfig(connections={}, listen=args.listen or ["0.0.0.0" if family == 4 else "::"],
@@ -194,6 +194,16 @@ def _connect(args: argparse.Namespace) -> int:
                                                  child)
                 if not args.json:
                     print(f"sent {report['sent']} packets {src} -> {dst} through the Child SA")
+            if args.move_to:
+                # MOBIKE (RFC 4555): move the IKE SA and its Child SA to another local address
+                moved = await gw.update_addresses(conn, local=args.move_to)
+                report["moved"] = {"local": list(moved.local), "remote": list(moved.remote),
+                                   "previous_local": list(moved.previous_local)}
+                if not args.json:
+                    print(f"moved to {moved.local[0]}:{moved.local[1]} (from {moved.previous_local[0]})")
+                if args.send:
+                    report["sent_after_move"] = gw.send_packets(
+                        [udp_packet(src, dst, i, args.size) for i in range(args.send)], child)
             if args.hold:
                 await asyncio.sleep(args.hold)
             state = gw.child_state(child)
@@ -248,7 +258,8 @@ def _demo(args: argparse.Namespace) -> int:
         import logging
         logging.getLogger("ikecore").setLevel(logging.ERROR)   # the summary is the output
     summary = asyncio.run(run_demo(packets=args.packets, size=args.size, family=6 if args.ipv6 else 4,
-                                   ike=args.ike, esp=args.esp, key_export=args.key_export, pcap=args.pcap))
+                                   ike=args.ike, esp=args.esp, key_export=args.key_export, pcap=args.pcap,
+                                   redis_url=args.redis))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -295,6 +306,9 @@ def _add_gateway_commands(sub) -> None:
     c.add_argument("--esp", action="append", default=None, help="ESP proposal, strongSwan style")
     c.add_argument("--send", type=int, default=0, metavar="N", help="send N UDP packets through the Child SA")
     c.add_argument("--size", type=int, default=64, help="payload size of those packets")
+    c.add_argument("--mobike", action="store_true", help="offer MOBIKE (RFC 4555; without --config)")
+    c.add_argument("--move-to", metavar="ADDR",
+                   help="after sending, move the IKE SA to this local address with MOBIKE, send again")
     c.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="stay up this long, then delete")
     c.add_argument("--timeout", type=float, default=15.0, help="give up establishing after this long")
     c.add_argument("--key-export", metavar="DIR", help="write Wireshark/tshark key tables to DIR")
@@ -311,6 +325,8 @@ def _add_gateway_commands(sub) -> None:
     d.add_argument("--esp", default="aes256gcm16", help="ESP proposal")
     d.add_argument("--key-export", metavar="DIR", help="write the keys for tshark/Wireshark to DIR")
     d.add_argument("--pcap", metavar="FILE", help="record the demo's datagrams to FILE")
+    d.add_argument("--redis", metavar="URL",
+                   help="the resumption steps' gateways share this Redis (redis://host:port/db) as ticket store")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.set_defaults(func=_demo)
 

@@ -118,6 +118,7 @@ class GatewayConfig:
     natt_port: int = DEFAULT_NATT_PORT     # 0: an ephemeral port
     cookie_threshold: int = 100            # half-open IKE SAs before cookies are required
     keepalive_interval: float = 20.0       # NAT keepalives (RFC 3948 §2.3), 0: off
+    roam_interval: float = 5.0             # MOBIKE: check our SAs' local addresses this often, 0: off
     batch_size: int = 64                   # packets per ESP batch (PacketVector capacity)
     socket_buffer: int = 4 << 20           # SO_RCVBUF/SO_SNDBUF of every socket (0: the system's)
     key_export: KeyExportSpec | None = None
@@ -388,14 +389,26 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
     for key, attr, kind in (("retransmit_base", "retransmit_base", (int, float)),
                             ("retransmit_tries", "retransmit_tries", int),
                             ("mobike", "mobike", bool), ("clone", "clone", bool),
+                            ("clone_limit", "clone_limit", int),
                             ("resumption", "resumption", bool), ("fragmentation", "fragmentation", bool),
                             ("fragment_size", "fragment_size", int),
                             ("initial_contact", "initial_contact", bool),
                             ("request_virtual_ip", "request_virtual_ip", bool),
-                            ("encap", "force_encap", bool), ("window_size", "window_size", int)):
+                            ("encap", "force_encap", bool), ("window_size", "window_size", int),
+                            ("mobike_return_routability", "mobike_return_routability", bool)):
         value = r.get(key, kind)
         if value is not None:
             kw[attr] = value
+    mobike_addrs = r.string_list("mobike_addresses")
+    for i, a in enumerate(mobike_addrs):
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise r.error(f"mobike_addresses[{i}]", f"not an IP address: {a!r}") from None
+    if mobike_addrs:
+        if not kw.get("mobike"):
+            raise r.error("mobike_addresses", "needs mobike = true")
+        kw["mobike_addresses"] = mobike_addrs
     kw.setdefault("force_encap", True)      # ESP-in-UDP always: the only ESP path without kernel ESP
     pools = r.string_list("pools")
     if pools:
@@ -458,6 +471,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
     if cfg.cookie_threshold < 0:
         raise gw.error("cookie_threshold", "must not be negative")
     cfg.keepalive_interval = gw.duration("keepalive_interval", 20.0)
+    cfg.roam_interval = gw.duration("roam_interval", 5.0)
     cfg.batch_size = gw.get("batch_size", int, 64)
     if not 1 <= cfg.batch_size <= 1024:
         raise gw.error("batch_size", "must be 1..1024")

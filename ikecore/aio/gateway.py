@@ -19,6 +19,8 @@ concern is a mixin in its own module:
   with sendmmsg).
 - ``restart``: ``start``/``restart`` connections kept up.
 - ``status``: counters and the operator's snapshot.
+- ``cloning``: ``clone`` (RFC 7791).
+- ``mobility``: MOBIKE (RFC 4555): ``update_addresses``, extra listeners, roaming.
 
 ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
 (bounded), then closes the sockets.
@@ -48,10 +50,12 @@ from ..protocol import events as ev
 from ..protocol.config import IkeConfig
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
+from .cloning import GatewayCloning
 from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
 from .keylog import KeyLog
+from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
@@ -78,7 +82,8 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
+class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility,
+              GatewayCloning):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -121,7 +126,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._stopping = False
         self.counters = {"ike_rx": 0, "ike_tx": 0, "natt_rx": 0, "keepalives_rx": 0, "keepalives_tx": 0,
                          "send_errors": 0, "internal_errors": 0, "events_dropped": 0, "packets_dropped": 0,
-                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0}
+                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0,
+                         "ike_sas_moved": 0}
         self.started_at: float | None = None
         self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
         self.keepalives = (KeepaliveScheduler(self, config.keepalive_interval)
@@ -156,6 +162,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self.started_at = now
         if self.keepalives is not None:
             self._spawn(self.keepalives.run())
+        if self.config.roam_interval > 0:
+            self._spawn(self._roam_loop(self.config.roam_interval))     # MOBIKE: mobility.py
         log.info("gateway listening on %s (IKE %d, NAT-T %d)",
                  ", ".join(lst.host for lst in self.listeners), self.port, self.natt_port)
         for spec in self.config.connections.values():
@@ -368,6 +376,12 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._kept_up.pop(self._kept_name(conn), None)
         self._command(conn, lambda c, now: c.delete(now))
 
+    def suspend(self, conn: IkeConnection) -> None:
+        """Forget the IKE SA without a Delete, keeping its resumption ticket
+        (the peer is gone: what DPD concludes, or a client about to resume
+        elsewhere)."""
+        self._command(conn, lambda c, now: c.suspend(now))
+
     def check_liveness(self, conn: IkeConnection) -> None:
         self._command(conn, lambda c, now: c.check_liveness(now))
 
@@ -511,8 +525,15 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
             self._restart_if_kept(conn, event.reason)
+        elif isinstance(event, ev.IkeSaCloneFailed):
+            log.info("%s: clone refused: %s", conn.name, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
+        elif isinstance(event, ev.IkeSaMoved):
+            self._moved(conn, event)
+        elif isinstance(event, ev.MobikeFailed):
+            log.warning("%s: MOBIKE: %s; staying at %s:%d <-> %s:%d", conn.name, event.reason,
+                        *event.local, *event.remote)
 
     def _log_child(self, conn, child, what: str) -> None:
         log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
@@ -520,7 +541,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                  _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
-        child.release_keys()             # the installed EspSAs hold them now
+        if not (self.keylog and self.keylog.esp and conn.config.mobike):
+            child.release_keys()         # the installed EspSAs hold them now
+        # (MOBIKE with key export: a move writes rows for the new addresses, mobility.py)
 
     def _resolve_init(self, conn, *, result=None, error=None) -> None:
         init = self._initiations.pop(conn, None)

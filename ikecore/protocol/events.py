@@ -43,6 +43,16 @@ class IkeSaCloned(Event):
 
 
 @dataclass(frozen=True)
+class IkeSaCloneFailed(Event):
+    """Our clone request for the IKE SA (``spi_i``, ``spi_r``) was refused or its
+    answer was unusable; the IKE SA itself stays as it was."""
+    spi_i: bytes
+    spi_r: bytes
+    notify_type: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class IkeSaDeleted(Event):
     spi_i: bytes
     spi_r: bytes
@@ -119,6 +129,35 @@ class ResumeFailed(Event):
     notify_type: int | None = None
 
 
-__all__ = ["Event", "IkeSaEstablished", "IkeSaRekeyed", "IkeSaCloned", "IkeSaDeleted", "ChildSaInstalled",
+__all__ = ["Event", "IkeSaEstablished", "IkeSaRekeyed", "IkeSaCloned", "IkeSaCloneFailed", "IkeSaDeleted", "ChildSaInstalled",
            "ChildSaRekeyed", "ChildSaDeleted", "ChildSaFailed", "PeerAlive", "TicketReceived", "TicketRefused",
            "TicketIssued", "ResumeFailed"]
+
+
+@dataclass(frozen=True)
+class IkeSaMoved(Event):
+    """MOBIKE (RFC 4555): the IKE SA and its Child SAs now use this address pair
+    (each ``(host, port)``); ESP follows."""
+    spi_i: bytes
+    spi_r: bytes
+    local: tuple
+    remote: tuple
+    previous_local: tuple
+    previous_remote: tuple
+    nat_local: bool = False
+    nat_remote: bool = False
+
+
+@dataclass(frozen=True)
+class MobikeFailed(Event):
+    """An address update (ours, or the peer's return-routability check) did not
+    succeed; the IKE SA stays on ``local``/``remote``."""
+    spi_i: bytes
+    spi_r: bytes
+    reason: str
+    local: tuple
+    remote: tuple
+    notify_type: int | None = None
+
+
+__all__ += ["IkeSaMoved", "MobikeFailed"]

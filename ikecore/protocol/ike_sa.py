@@ -112,6 +112,7 @@ class _Outstanding:
     sent_at: float
     deadline: float
     tries: int = 0
+    path: tuple | None = None   # (remote, local) it is bound to; None: the SA's addresses at each send
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
@@ -134,6 +135,8 @@ class IkeConnection:
                  "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
                  "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
+                 "auth_expires_at", "cloned",
+                 "request_path",
                  # session resumption (exchanges/resumption.py)
                  "resumed", "ticket_client", "peer_auth_method", "reauth_at")
 
@@ -149,6 +152,7 @@ class IkeConnection:
         self.natt_port = natt_port
         # the peer's NAT-T port: 4500 in the field, but a test or a peer may use another
         self.remote_natt_port = remote_natt_port or natt_port
+        self.request_path: tuple | None = None   # (remote, local) of the request being answered
         self.created_at = now
         self.spi_i = spi_i if spi_i is not None else self.new_spi()
         self.spi_r = spi_r if spi_r is not None else bytes(8)
@@ -169,6 +173,10 @@ class IkeConnection:
         self.peer_signature_hashes: list[int] = []
         self.peer_mobike = False
         self.peer_clone = False
+        # RFC 7791: the peer's authentication ends here (inherited by rekeys and clones);
+        # a clone (or a rekey of one) never outlives it
+        self.auth_expires_at = float("inf")
+        self.cloned = False
         self.peer_window = 1                  # raised by the peer's SET_WINDOW_SIZE (RFC 7296 §2.3)
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
@@ -286,6 +294,8 @@ class IkeConnection:
         jitter = (self.rng(1)[0] / 255.0) * 0.1 * cfg.rekey_time
         self.rekey_at = now + cfg.rekey_time - jitter
         self.expire_at = now + cfg.life_time
+        if self.auth_expires_at == float("inf"):
+            self.auth_expires_at = self.expire_at     # the first lifetime starts at authentication
 
     def float_to_natt(self) -> None:
         """Move IKE (and ESP) to the NAT-T ports (RFC 7296 §2.23, RFC 3948)."""
@@ -401,12 +411,30 @@ class IkeConnection:
             raise IkeError("no such Child SA")
         self.queue(RekeyChildTask(child), now)
 
+    def update_addresses(self, now: float, *, local: Address | None = None,
+                         remote: Address | None = None) -> None:
+        """MOBIKE (RFC 4555 §3.5): move this IKE SA and its Child SAs to a new address pair."""
+        from .exchanges.mobike import update_addresses
+        update_addresses(self, now, local=local, remote=remote)
+
     def rekey(self, now: float) -> None:
         from .exchanges.ike_rekey import RekeyIkeTask
         self._require_established()
         if any(isinstance(t, RekeyIkeTask) for t in self.tasks) or self.rekey_in_flight:
             return
         self.queue(RekeyIkeTask(), now)
+
+    def clone(self, now: float) -> None:
+        """Clone this IKE SA (RFC 7791): a sibling IKE SA with new SPIs and keys and no
+        Child SAs; this one stays. The outcome is ``IkeSaCloned`` (with the clone) or
+        ``IkeSaCloneFailed``."""
+        from .exchanges.ike_clone import CloneIkeTask
+        self._require_established()
+        if not (self.config.clone and self.peer_clone):
+            raise IkeError("cloning was not negotiated with this peer (RFC 7791 §5.1)")
+        if now >= min(self.auth_expires_at, self.reauth_at):
+            raise IkeError("the peer's authentication has expired: no more clones of this IKE SA")
+        self.queue(CloneIkeTask(), now)
 
     def delete_child_sa(self, now: float, spi_in: bytes, *, reason: str = "deleted") -> None:
         from .exchanges.informational import DeleteChildTask
@@ -505,9 +533,12 @@ class IkeConnection:
         if message_id is None:
             self.next_request_id += 1
         timeout = self.config.retransmit_timeout
-        self.outstanding[mid] = _Outstanding(task, mid, msg.exchange_type, datagrams, now, now + timeout)
+        path = task.destination(self)
+        self.outstanding[mid] = _Outstanding(task, mid, msg.exchange_type, datagrams, now, now + timeout,
+                                             path=path)
+        remote, local = path or (self.remote, self.local)
         for d in datagrams:
-            self._datagrams.append((d, self.remote, self.local))
+            self._datagrams.append((d, remote, local))
         task.sent(self, msg, datagrams)
 
     def resend_request(self, mid: int, msg: Message, now: float) -> None:
@@ -526,8 +557,9 @@ class IkeConnection:
         # keep one window's worth of responses (RFC 7296 §2.3)
         for old in [m for m in self.response_cache if m <= request.message_id - self.config.window_size]:
             del self.response_cache[old]
+        remote, local = self.request_path or (self.remote, self.local)
         for d in datagrams:
-            self._datagrams.append((d, self.remote, self.local))
+            self._datagrams.append((d, remote, local))
 
     # ---------------------------------------------------------- receiving path --
     def receive_datagram(self, data: bytes, remote: Address, now: float) -> None:
@@ -601,11 +633,29 @@ class IkeConnection:
             return          # another IKE_SA_INIT under the same SPI is not a retransmission
         if msg.is_fragment and msg.sk.fragment_number != 1:
             return          # answer a fragmented retransmission once, not per fragment (RFC 7383 §2.6.1)
+        remote, local = self.request_path or (self.remote, self.local)
+        if remote != self.remote and not self._authentic(msg):
+            # a copy from elsewhere that does not authenticate: no reflecting answers to
+            # whatever source a forger writes; the SA's own peer gets it
+            remote, local = self.remote, self.local
         for d in cached:
-            self._datagrams.append((d, self.remote, self.local))
+            self._datagrams.append((d, remote, local))
+
+    def _authentic(self, msg: Message) -> bool:
+        """Whether a (whole, protected) message passes our ICV; used where a
+        retransmission would otherwise be answered unchecked."""
+        if msg.sk is None or msg.is_fragment or self.sk_in is None:
+            return False
+        try:
+            msg.decrypt(self.sk_in)
+            return True
+        except (IntegrityCheckFailed, ParseError):
+            return False
 
     def _on_request(self, msg: Message, remote: Address, local: Address | None, now: float) -> None:
         mid = msg.message_id
+        # answers go where the request came from (RFC 7296 §2.11): a MOBIKE peer may have moved
+        self.request_path = (tuple(remote), tuple(local) if local is not None else self.local)
         if self._answered(mid):
             self._replay_response(msg)
             return
@@ -682,7 +732,9 @@ class IkeConnection:
         remote = tuple(remote)
         if local is not None and local[1] == self.natt_port != self.local[1]:
             self.local, self.remote = tuple(local), remote     # the initiator floated to 4500
-        elif remote != self.remote and self.nat_remote and self.state != State.INIT_SENT:
+        elif (remote != self.remote and self.nat_remote and self.state != State.INIT_SENT
+              and not (self.config.mobike and self.peer_mobike)):
+            # with MOBIKE only an authenticated UPDATE_SA_ADDRESSES moves the SA (RFC 4555 §3.5)
             self.remote = remote
 
     # -------------------------------------------------------------------- timers --
@@ -693,7 +745,8 @@ class IkeConnection:
         for mid, out in list(self.outstanding.items()):
             if out.deadline > now:
                 continue
-            if out.tries >= out.task.retransmit_limit(self):
+            # give_up: the task tries elsewhere (a MOBIKE check falls back to the old path)
+            if out.tries >= out.task.retransmit_limit(self) and not out.task.give_up(self, out, now):
                 if out.task.timed_out(self, now):
                     return            # the task took over (a resumption falls back)
                 log.info("%s: no answer to request %d after %d retransmissions", self.name, mid, out.tries)
@@ -702,8 +755,9 @@ class IkeConnection:
                 return
             out.tries += 1
             out.deadline = now + cfg.retransmit_timeout * cfg.retransmit_base ** out.tries
+            remote, local = out.path or (self.remote, self.local)
             for d in out.datagrams:
-                self._datagrams.append((d, self.remote, self.local))
+                self._datagrams.append((d, remote, local))
         if now >= self.expire_at:
             if self.state == State.ESTABLISHED:
                 # hard lifetime: a Delete, which the retransmission limit bounds

@@ -363,7 +363,9 @@ def complete_child_initiator(conn, msg: Message, cfg: ChildConfig, offer, spi_in
 def _feature_notifies(cfg) -> list:
     out = []
     if cfg.mobike:
+        from .mobike import auth_notifies
         out.append(NotifyPayload(notify_type=NotifyType.MOBIKE_SUPPORTED))
+        out += auth_notifies(cfg)
     if cfg.clone:
         out.append(NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA_SUPPORTED))
     return out
@@ -371,6 +373,9 @@ def _feature_notifies(cfg) -> list:
 
 def _take_features(conn, msg: Message) -> None:
     conn.peer_mobike = msg.has_notify(NotifyType.MOBIKE_SUPPORTED)
+    if conn.peer_mobike and conn.config.mobike:
+        from .mobike import take_addresses
+        take_addresses(conn, msg)
     conn.peer_clone = msg.has_notify(NotifyType.CLONE_IKE_SA_SUPPORTED)
     window = msg.notify(NotifyType.SET_WINDOW_SIZE)
     if window is not None and len(window.data) == 4:
@@ -432,6 +437,14 @@ def respond(conn, msg: Message, now: float) -> list | None:
                                   resumed=conn.resumed is not None))
     if msg.has_notify(NotifyType.TICKET_REQUEST):
         payloads.append(resumption.answer_ticket_request(conn, now))
+    if msg.find(PayloadType.SA) is not None and not cfg.children:
+        # a childless responder still answers the Child SA request (RFC 7296 §2.21.2: the IKE
+        # SA stands, the Child SA gets an error notify); with no notify at all libreswan 5.2
+        # takes the response as malformed and tears the IKE SA down. After the ticket answer,
+        # so that a childless gateway still issues tickets
+        payloads.append(NotifyPayload(notify_type=NotifyType.TS_UNACCEPTABLE))
+        conn.emit(ev.ChildSaFailed("", NotifyType.TS_UNACCEPTABLE, "no Child SA is configured"))
+        return payloads
     if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
         try:
             child_cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, assigned_ip=assigned,
