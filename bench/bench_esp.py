@@ -56,7 +56,8 @@ def test_esp_throughput(benchmark, record_ratio, suite, size, direction):
     where = f"{suite} {size}{' B' if size.isdigit() else ''} {direction}"
     batch_target = BATCH_TARGETS.get((SUITES[suite][0], size))
     if batch_target:
-        record_ratio(f"ESP batch vs cryptography, {where}", pps["batch"], pps["crypto"], batch_target)
+        record_ratio(f"ESP batch vs cryptography, {where}", pps["batch"], pps["crypto"], batch_target,
+                     "cryptography")
     if "crypto_bare" in pps:
         record_ratio(f"ESP single vs bare AEAD, {where}", pps["single"], pps["crypto_bare"], 1.0,
                      "cryptography bare AEAD")

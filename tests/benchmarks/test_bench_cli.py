@@ -50,7 +50,7 @@ def test_json_has_pytest_benchmark_layout_and_every_group(quick_run):
     assert "cryptography" in machine["baselines"]
     groups = {b["group"] for b in data["benchmarks"]}
     assert {"esp-single", "esp-batch", "esp-threads", "sk", "keyschedule", "handshake", "child-rekey",
-            "ticket", "resumption"} <= groups
+            "ticket", "resumption", "clone"} <= groups
     sizes = {b["params"]["size"] for b in data["benchmarks"] if b["group"] == "esp-single"}
     assert sizes == {64, 512, 1400}
     names = [b["name"] for b in data["benchmarks"]]
@@ -65,7 +65,7 @@ def test_json_has_pytest_benchmark_layout_and_every_group(quick_run):
         if b["group"].startswith("esp"):
             assert info["unit"] == "packets"
             assert info["gbit_s"] == pytest.approx(info["ours_per_s"] * b["params"]["size"] * 8 / 1e9)
-        if b["group"] in ("handshake", "child-rekey", "resumption"):
+        if b["group"] in ("handshake", "child-rekey", "resumption", "clone"):
             assert info["unit"] == "SAs"
 
 
@@ -113,7 +113,7 @@ def test_compare_exit_status(tmp_path, quick_run):
 
 def test_every_suite_module_loads_and_lists_cases():
     found = suites()
-    assert {"esp", "crypto", "ike", "tickets", "resumption"} <= {s.name for s in found if s.cases}
+    assert {"esp", "crypto", "ike", "tickets", "resumption", "clone"} <= {s.name for s in found if s.cases}
     for suite in found:
         if suite.cases:
             assert suite.cases(Options.make(quick=True, threads=1)), suite.name
