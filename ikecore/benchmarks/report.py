@@ -4,7 +4,6 @@ packet size, and the comparison with an earlier run's JSON."""
 from __future__ import annotations
 
 import datetime
-import json
 import statistics
 from pathlib import Path
 
