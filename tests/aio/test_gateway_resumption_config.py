@@ -500,3 +500,47 @@ def _redis_get(port: int, key: bytes) -> bytes | None:
         return None
     header, _, rest = data.partition(b"\r\n")
     return rest[:int(header[1:])]
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+def test_daemon_with_a_stalled_redis_answers_within_its_deadline(tmp_path):
+    """Redis stopped with SIGSTOP (accepts, never answers): the daemon answers
+    TICKET_NACK once its store deadline passes, the client completes a full
+    handshake; after SIGCONT resumptions work again."""
+    server = RedisServer().start()
+    key = key_file(tmp_path)
+    b = Daemon(tmp_path, "b", f'[resumption]\nstore = "{server.url}"\nwrapping_key_file = "{key}"\n'
+                              'store_deadline = "300ms"\n')
+
+    async def body():
+        await b.ready()
+        gi = await _client(b.port, b.natt_port)
+        try:
+            conn = await gi.initiate("to-r", timeout=20)
+            await _ticket(gi, conn)
+            _lose(gi, conn)
+            server.signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                conn2, failed = await _initiate_watching(gi, b.port, b.natt_port)
+                elapsed = time.monotonic() - t0
+            finally:
+                server.signal(signal.SIGCONT)
+            assert failed is not None and failed.notify_type == NotifyType.TICKET_NACK, failed
+            assert conn2.established and conn2.resumed is None
+            assert elapsed < 10, elapsed
+            await _ticket(gi, conn2)
+            _lose(gi, conn2)
+            conn3, failed = await _initiate_watching(gi, b.port, b.natt_port)
+            assert failed is None and conn3.resumed is not None, failed
+            await _send_esp(gi, conn3, b)
+        finally:
+            await gi.stop()
+
+    try:
+        run(body(), timeout=120)
+        assert b.stop() == 0
+        assert "no answer within 0.3 s" in b.log.read_text()
+    finally:
+        b.kill()
+        server.stop()
