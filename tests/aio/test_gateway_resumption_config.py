@@ -544,3 +544,37 @@ def test_daemon_with_a_stalled_redis_answers_within_its_deadline(tmp_path):
     finally:
         b.kill()
         server.stop()
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+def test_store_down_at_start_delays_only_the_ring(tmp_path):
+    """The gateway starts without its store (TICKET_NACK, no tickets), and
+    loads the ring by itself once the store answers."""
+    server = RedisServer()                     # a port, nothing listening yet
+    key = key_file(tmp_path)
+    cfg = load_config(write(tmp_path, responder_toml(
+        f'[resumption]\nstore = "{server.url}"\nwrapping_key_file = "{key}"\nstore_deadline = "200ms"\n')))
+
+    async def body():
+        gr = await Gateway(cfg).start()
+        try:
+            assert gr.running and gr.ticket_authority is None and gr.ticket_ring.ring is None
+            assert cfg.connection("from-i").ike.ticket_authority is None
+            server.start()
+            await _until(lambda: gr.ticket_authority is not None, timeout=15)   # retried every 2 s
+            assert cfg.connection("from-i").ike.ticket_authority is gr.ticket_authority
+            assert gr.counters["ticket_ring_sync_errors"] >= 1
+            assert _redis_get(server.port, b"ikecore:tickets:{ring}:latest") == b"1"
+        finally:
+            await gr.stop()
+    try:
+        run(body())
+    finally:
+        server.stop()
+
+
+def test_store_url_password_stays_out_of_logs():
+    from ikecore.aio.resumption import _safe_url
+    assert _safe_url("redis://ike:s3cret@10.0.0.5:6379/0") == "redis://ike:***@10.0.0.5:6379/0"
+    assert _safe_url("rediss://:s3cret@cache/1") == "rediss://:***@cache/1"
+    assert _safe_url("redis://10.0.0.5:6379/0") == "redis://10.0.0.5:6379/0"
