@@ -484,6 +484,7 @@ def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = Non
     for key, attr, kind in (("retransmit_base", "retransmit_base", (int, float)),
                             ("retransmit_tries", "retransmit_tries", int),
                             ("mobike", "mobike", bool), ("clone", "clone", bool),
+                            ("clone_limit", "clone_limit", int),
                             ("resumption", "resumption", bool), ("resume_tries", "resume_tries", int),
                             ("fragmentation", "fragmentation", bool),
                             ("fragment_size", "fragment_size", int),
