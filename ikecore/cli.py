@@ -53,7 +53,10 @@ def _gateway(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
-        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)})")
+        res = cfg.resumption
+        tickets = ("" if res is None or not res.enabled else
+                   f"; tickets by {res.mode} in {_redacted(res.store)}")
+        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)}){tickets}")
         return 0
     if args.log_level:
         cfg.logging.level = args.log_level
@@ -88,6 +91,11 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _redacted(url: str) -> str:
+    from .aio.resumption import _safe_url
+    return _safe_url(url)
 
 
 def _keygen(args: argparse.Namespace) -> int:

@@ -213,6 +213,7 @@ def test_cli_keygen_and_check(tmp_path):
     argv, env = ikecore_command("gateway", "--config", str(cfg), "--check")
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    assert "tickets by value in redis://127.0.0.1:1/0" in r.stdout
     os.chmod(key, 0o644)
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and f"{cfg}: resumption.wrapping_key_file:" in r.stderr
