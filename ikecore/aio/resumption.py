@@ -115,7 +115,7 @@ class GatewayResumption:
         shared, stop, kick = self.ticket_ring, self._ring_stop, self._ring_kick
         while not stop.is_set():
             kick.clear()
-            ok = False
+            ok = False                  # False: the store failed, retry soon
             try:
                 await shared.sync(time.time())
                 ok = True
@@ -125,7 +125,8 @@ class GatewayResumption:
             except StoreError as exc:
                 self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
                 log.warning("ticket key ring sync failed: %s", exc)
-            except KeyRingError as exc:
+            except KeyRingError as exc:         # not the store's fault: retrying soon would not help
+                ok = True
                 self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
                 log.error("ticket key ring: %s (is the wrapping key the cluster's?)", exc)
             # after a failure only the retry period counts (failing resumptions must not
