@@ -29,7 +29,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..esp import DUMMY, EMPTY, OK, PENDING, EspSA, InboundSATable, PacketVector, SelectorTable
+from ..esp import DUMMY, EMPTY, OK, PENDING, EspSA, PacketVector, SelectorTable
 from ..esp import batch as _b
 from ..esp.policy import ERR_POLICY, tally_count
 
@@ -149,7 +149,6 @@ class DataPlane:
         self.tap: Callable | None = None       # tap(datagram, src, dst): a capture of sent ESP
         self.tun: TunDevice | None = None
         self.batch_size = batch_size
-        self.inbound = InboundSATable()
         self.policy = SelectorTable()                # selectors by inbound SPI, in C
         self.states: dict[int, ChildState] = {}      # by inbound SPI
         self._by_child: dict[int, ChildState] = {}   # id(ChildSa) -> state
@@ -178,7 +177,7 @@ class DataPlane:
         self.states[in_sa.spi] = state
         self._by_child[id(child)] = state
         self._by_conn.setdefault(conn, {})[id(child)] = state
-        self.inbound.add(in_sa)
+        self.policy.bind(in_sa.spi, in_sa)     # inbound packets find it by SPI hash
         log.info("%s: ESP SAs installed for child %s: in 0x%08x, out 0x%08x (%s)", getattr(conn, "name", "?"),
                  child.name, in_sa.spi, out_sa.spi, "ESP-in-UDP" if child.udp_encap else "ESP")
         return state
@@ -205,7 +204,6 @@ class DataPlane:
             if not siblings:
                 del self._by_conn[state.conn]
         self.states.pop(state.spi_in, None)
-        self.inbound.remove(state.spi_in)
         self.policy.remove(state.spi_in)
         log.info("%s: ESP SAs removed for child %s (in 0x%08x)", getattr(state.conn, "name", "?"),
                  child.name, state.spi_in)
@@ -253,7 +251,7 @@ class DataPlane:
         good ones. Returns how many were delivered."""
         spis, _ = self._arrays(vec)
         tally = self._tally
-        self.policy.receive(vec, self.inbound, spis, tally)
+        self.policy.receive(vec, None, spis, tally)
         total = sum(tally)
         if not total:
             return 0
