@@ -48,8 +48,10 @@ def _gateway(args: argparse.Namespace) -> int:
     from .aio.config import KeyExportSpec
     from .errors import ConfigError
 
+    from .aio.control import DEFAULT_CONTROL_SOCKET, ControlServer, read_config, reload_config
+
     try:
-        cfg = load_config(args.config)
+        cfg, fingerprints = read_config(args.config)
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
@@ -63,6 +65,7 @@ def _gateway(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         gw = Gateway(cfg)
+        gw.config_fingerprints = fingerprints
         writer = None
         if args.pcap:
             from .aio.pcap import PcapWriter
@@ -74,18 +77,38 @@ def _gateway(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         if hasattr(signal, "SIGUSR1"):
             loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
+        if hasattr(signal, "SIGHUP"):
+            loop.add_signal_handler(signal.SIGHUP, _reload, gw, args.config, reload_config)
+        control = ControlServer(gw, args.control_socket or cfg.control_socket or DEFAULT_CONTROL_SOCKET,
+                                config_path=args.config)
         try:
             await gw.start()
+            await control.start()
         except OSError as exc:
             print(f"ikecore: cannot start the gateway: {exc}", file=sys.stderr)
+            await gw.stop(timeout=0)
             return 1
         await stop.wait()
+        await control.close()
         await gw.stop(timeout=args.shutdown_timeout)
         if writer is not None:
             writer.close()
         return 0
 
     return asyncio.run(run())
+
+
+def _reload(gw, path: str, reload_config) -> None:
+    """SIGHUP: read the configuration again; a broken file leaves the old one in force."""
+    import logging
+    from .errors import ConfigError
+    log = logging.getLogger("ikecore.control")
+    try:
+        reload_config(gw, path)
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays: %s", exc)
+    except Exception:            # a reload must never take the daemon down
+        log.exception("reload failed")
 
 
 def _report_status(gw, path: str | None) -> None:
@@ -271,6 +294,8 @@ def _add_gateway_commands(sub) -> None:
     gw.add_argument("--pcap", metavar="FILE", help="record every datagram sent and received to FILE")
     gw.add_argument("--status-file", metavar="FILE",
                     help="on SIGUSR1, write the IKE and Child SAs and the counters to FILE as JSON")
+    gw.add_argument("--control-socket", metavar="PATH",
+                    help="the control socket (default [gateway] control_socket, else /run/ikecore/ikecore.sock)")
     gw.add_argument("--shutdown-timeout", type=float, default=5.0,
                     help="seconds to wait for the peers to answer our Deletes on SIGTERM/SIGINT")
     gw.set_defaults(func=_gateway)
@@ -330,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
     _add_gateway_commands(sub)
+    from .cli_control import add_control_commands
+    add_control_commands(sub)
     return parser
 
 

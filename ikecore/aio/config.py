@@ -124,6 +124,7 @@ class GatewayConfig:
     key_export: KeyExportSpec | None = None
     tun: TunSpec | None = None
     logging: LoggingSpec = field(default_factory=LoggingSpec)
+    control_socket: str | None = None      # the daemon's control socket (aio/control.py); "" or None: the default
     source: str = "<config>"               # where it came from (error messages)
 
     def connection(self, name: str) -> ConnectionSpec:
@@ -474,6 +475,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
     cfg.batch_size = gw.get("batch_size", int, 64)
     if not 1 <= cfg.batch_size <= 1024:
         raise gw.error("batch_size", "must be 1..1024")
+    cfg.control_socket = gw.get("control_socket", str)
     cfg.socket_buffer = gw.get("socket_buffer", int, 4 << 20)
     if cfg.socket_buffer < 0:
         raise gw.error("socket_buffer", "must not be negative")

@@ -117,6 +117,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._waiters: list[_Waiter] = []
         self._initiations: dict[IkeConnection, _Initiation] = {}
         self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> IKE SA
+        self.connection_failures: dict[str, dict] = {}   # name -> the last failure (status.py)
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -485,6 +486,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                      event.child.spi_in.hex(), event.reason)
         elif isinstance(event, ev.ChildSaFailed):
             log.warning("%s: Child SA %s failed: %s", conn.name, event.name, event.reason)
+            self.note_failure(conn.config.name, f"Child SA {event.name}: {event.reason}")
             if init is not None and not init.future.done():
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: Child SA {event.name or ''} not created: {event.reason}", conn,
@@ -510,6 +512,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             if self.keepalives is not None:
                 self.keepalives.discard(conn)
             log.info("%s: IKE SA deleted: %s", conn.name, event.reason)
+            if conn.replaced_by is None and event.reason not in ("deleted", "gateway shutdown"):
+                self.note_failure(conn.config.name, f"IKE SA: {event.reason}")
             for s in self.dataplane.states_of(conn):
                 self.dataplane.remove(s.child)
             if init is not None:

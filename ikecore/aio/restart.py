@@ -24,12 +24,15 @@ class RestartPolicy:
         """``start = true`` (and ``restart``): initiate, and try again (backing off)
         while it fails."""
         delay = RESTART_FIRST_DELAY
-        while self.running and not self._stopping:
+        # a reload that removed or replaced the connection ends the loop
+        while self.running and not self._stopping and self.config.connections.get(spec.name) is spec:
             try:
                 await self.initiate(spec.name)
+                self.connection_failures.pop(spec.name, None)
                 return
             except (GatewayError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("%s: initiation failed: %s; retrying in %.0f s", spec.name, exc, delay)
+                self.note_failure(spec.name, str(exc), retry_at=self.loop.time() + delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_DELAY)
 
