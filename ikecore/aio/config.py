@@ -42,6 +42,7 @@ class ConnectionSpec:
     start: bool = False                 # initiate when the gateway starts
     start_child: str | None = None      # the child the initial exchange creates (default: first)
     restart: bool | None = None         # initiate again when the IKE SA ends; None: as ``start``
+    start_children: list[str] | None = None   # children brought up with the IKE SA (None: the first only)
 
     @property
     def keep_up(self) -> bool:
@@ -353,6 +354,7 @@ def _child(r: _Reader, name: str, defaults: dict) -> ChildConfig:
     if not 0 <= kw["replay_window"] <= 1 << 20:
         raise r.error("replay_window", "must be 0 .. 1048576")
     child = r.wrap("", lambda: ChildConfig(name, **kw))
+    defaults.setdefault("started", []).append(name) if r.get("start", bool, True) else None
     r.done()
     return child
 
@@ -375,9 +377,10 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
 
     children_r = r.sub("children", {})
     children = []
+    child_flags: dict = {}
     for cname, ctable in children_r.table.items():
         children_r.used.add(cname)
-        children.append(_child(_Reader(r.source, children_r.key(cname), ctable, r.base_dir), cname, {}))
+        children.append(_child(_Reader(r.source, children_r.key(cname), ctable, r.base_dir), cname, child_flags))
 
     kw: dict[str, Any] = {}
     for key, attr in (("rekey_time", "rekey_time"), ("life_time", "life_time"),
@@ -442,7 +445,7 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
         remote_natt_port=r.port("remote_natt_port", DEFAULT_NATT_PORT),
         local_addr=r.get("local_addr", str),
         start=r.get("start", bool, False), start_child=r.get("start_child", str),
-        restart=r.get("restart", bool))
+        restart=r.get("restart", bool), start_children=child_flags.get("started", []))
     for key in ("start", "restart"):
         if getattr(spec, key) and spec.initiator_target is None:
             raise r.error(key, "an initiating connection needs one host in remote_addrs")

@@ -297,7 +297,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                             child=child or spec.start_child, local_host=spec.local_addr)
         if spec.keep_up:
             self._initiations[conn].keep_up = name
-        return await self.established(conn, timeout=timeout)
+        conn = await self.established(conn, timeout=timeout)
+        self._start_other_children(conn, spec)        # every child marked to start (restart.py)
+        return conn
 
     def connect(self, config: IkeConfig, remote: tuple[str, int], *, remote_natt_port: int = 4500,
                 child: str | None = None, local_host: str | None = None) -> IkeConnection:

@@ -36,6 +36,18 @@ class RestartPolicy:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_DELAY)
 
+    def _start_other_children(self, conn: IkeConnection, spec: ConnectionSpec) -> None:
+        """The IKE SA is up with its first Child SA: create the connection's
+        other children marked ``start`` (CREATE_CHILD_SA each; the window
+        queues them). They come back with the IKE SA when ``restart`` does."""
+        if not spec.start_children:
+            return
+        have = {c.name for c in self.child_sas(conn)}
+        for name in spec.start_children:
+            if name not in have:
+                log.info("%s: starting Child SA %s", spec.name, name)
+                self.create_child(conn, name)
+
     def _restart_if_kept(self, conn: IkeConnection, reason: str) -> None:
         """The IKE SA of a ``restart`` connection ended: initiate it again, unless
         it was replaced (IKE rekey) or the gateway is stopping. (``delete``
