@@ -35,6 +35,17 @@ def _info(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ gateway --
 
+# the largest UDP payload the demo sends: inner IP + UDP headers and ESP-in-UDP overhead must fit the
+# data plane's 2048-byte packet slots
+DEMO_MAX_SIZE = 1800
+
+
+def _option_error(command: str, option: str, problem) -> int:
+    """A command-line error in the configuration errors' style: one line, the option, exit 2."""
+    print(f"ikecore {command}: {option}: {problem}", file=sys.stderr)
+    return 2
+
+
 def _config_error(exc: Exception) -> int:
     print(f"ikecore: configuration error: {exc}", file=sys.stderr)
     return 2
@@ -85,8 +96,10 @@ def _gateway(args: argparse.Namespace) -> int:
             await gw.start()
             await control.start()
         except OSError as exc:
-            print(f"ikecore: cannot start the gateway: {exc}", file=sys.stderr)
             await gw.stop(timeout=0)
+            if str(exc.strerror or "").startswith("TUN device"):     # the [tun] section cannot be honoured
+                return _config_error(f"{args.config}: tun.name: {exc.strerror}")
+            print(f"ikecore: cannot start the gateway: {exc.strerror or exc}", file=sys.stderr)
             return 1
         await stop.wait()
         await control.close()
@@ -150,18 +163,24 @@ def _connect(args: argparse.Namespace) -> int:
             if not args.name:
                 raise ConfigError(f"{args.config}: name the connection to initiate")
             spec = cfg.connection(args.name)
+            if args.initial_contact != spec.ike.initial_contact:
+                import dataclasses
+                spec.ike = dataclasses.replace(spec.ike, initial_contact=args.initial_contact)
             if args.remote:
                 spec.remote_addrs = [args.remote]
             name = args.name
         else:
-            if not (args.remote and args.psk and args.local_ts and args.remote_ts):
-                raise ConfigError("without --config, give REMOTE, --psk, --local-ts and --remote-ts")
+            psk = _connect_psk(args)
+            if not (args.remote and psk and args.local_ts and args.remote_ts):
+                raise ConfigError("without --config, give REMOTE, a PSK (--psk-file, $IKECORE_PSK), "
+                                  "--local-ts and --remote-ts")
             child = ChildConfig("net", [TrafficSelectorSpec.parse(t) for t in args.local_ts],
                                 [TrafficSelectorSpec.parse(t) for t in args.remote_ts],
                                 [EspProposal.parse(p) for p in args.esp])
-            ike = psk_config(args.local_id, args.remote_id, args.psk.encode(), children=[child],
+            ike = psk_config(args.local_id, args.remote_id, psk, children=[child],
                              proposals=[IkeProposal.parse(p) for p in args.proposal], name="connect",
-                             force_encap=True, mobike=args.mobike or bool(args.move_to))
+                             force_encap=True, mobike=args.mobike or bool(args.move_to),
+                             initial_contact=args.initial_contact)
             host = args.remote
             family = ipaddress.ip_address(host).version if _is_ip(host) else 4
             cfg = GatewayConfig(connections={}, listen=args.listen or ["0.0.0.0" if family == 4 else "::"],
@@ -176,6 +195,10 @@ def _connect(args: argparse.Namespace) -> int:
         cfg.key_export = KeyExportSpec(args.key_export)
     cfg.logging = LoggingSpec(level=args.log_level or "warning")
     setup_logging(cfg.logging)
+    if args.initial_contact and not args.json:
+        # RFC 7296 §2.4: the peer deletes every other IKE SA between these identities
+        print("ikecore connect: sending INITIAL_CONTACT: the peer will delete any other tunnel it has "
+              f"with {args.local_id if not args.config else 'this identity'}", file=sys.stderr)
 
     async def run() -> int:
         import time
@@ -241,6 +264,32 @@ def _connect(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _connect_psk(args) -> bytes | None:
+    """The PSK for ``connect``: --psk-file, else $IKECORE_PSK, else --psk (visible
+    to every user in the process list: warned about)."""
+    import os
+    if args.psk_file:
+        try:
+            with open(args.psk_file, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                data = f.read().strip()
+        except OSError as exc:
+            raise ValueError(f"--psk-file: cannot read {args.psk_file!r}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise ValueError(f"--psk-file: {args.psk_file!r} is readable by group or others "
+                             f"(mode {mode & 0o777:04o}): chmod 600 it")
+        if not data:
+            raise ValueError(f"--psk-file: {args.psk_file!r} is empty")
+        return data
+    if os.environ.get("IKECORE_PSK"):
+        return os.environ["IKECORE_PSK"].encode()
+    if args.psk:
+        print("ikecore connect: warning: --psk puts the key in the process list; "
+              "use --psk-file or $IKECORE_PSK", file=sys.stderr)
+        return args.psk.encode()
+    return None
+
+
 def _first_host(ts) -> str:
     """The first usable address of a selector (skips a network address)."""
     import ipaddress
@@ -261,6 +310,22 @@ def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
     from .aio.demo import format_summary, run_demo
+    from .errors import ConfigError
+    from .protocol.config import EspProposal, IkeProposal
+
+    try:
+        IkeProposal.parse(args.ike)
+    except ConfigError as exc:
+        return _option_error("demo", "--ike", exc)
+    try:
+        EspProposal.parse(args.esp)
+    except ConfigError as exc:
+        return _option_error("demo", "--esp", exc)
+    if args.packets < 1:
+        return _option_error("demo", "--packets", f"must be at least 1 (got {args.packets})")
+    if not 8 <= args.size <= DEMO_MAX_SIZE:
+        return _option_error("demo", "--size", f"must be 8..{DEMO_MAX_SIZE} bytes (got {args.size}): "
+                             "each packet must fit one ESP slot")
 
     if args.log_level:
         import logging
@@ -309,7 +374,12 @@ def _add_gateway_commands(sub) -> None:
     c.add_argument("--listen", action="append", help="local address to bind (default: any)")
     c.add_argument("--local-port", type=int, default=0, help="local IKE port (default: ephemeral)")
     c.add_argument("--local-natt-port", type=int, default=0, help="local NAT-T port (default: ephemeral)")
-    c.add_argument("--psk", help="pre-shared key")
+    c.add_argument("--psk-file", metavar="FILE", help="read the pre-shared key from FILE (mode 0600)")
+    c.add_argument("--psk", help="pre-shared key (deprecated: visible in the process list; "
+                                 "use --psk-file or $IKECORE_PSK)")
+    c.add_argument("--initial-contact", action="store_true",
+                   help="send INITIAL_CONTACT: the peer deletes every other IKE SA with our identity "
+                        "(a running tunnel included)")
     c.add_argument("--local-id", default="ikecore-connect", help="our identity")
     c.add_argument("--remote-id", help="the peer's identity (default: any)")
     c.add_argument("--local-ts", action="append", help="local traffic selector (repeatable)")

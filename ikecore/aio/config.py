@@ -221,6 +221,21 @@ class _Reader:
         except OSError as exc:
             raise self.error(name, f"cannot read {str(path)!r}: {exc.strerror}") from None
 
+    def secret_file(self, name: str, value: str) -> bytes:
+        """A file holding a secret (psk_file, a private key): refused when the
+        group or others may read it, as ssh refuses such a key."""
+        path = Path(value)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise self.error(name, f"cannot read {str(path)!r}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise self.error(name, f"{str(path)!r} holds a secret but is readable by group or others "
+                                   f"(mode {mode & 0o777:04o}): chmod 600 it")
+        return self.file(name, value)
+
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
@@ -239,7 +254,7 @@ def _psk(r: _Reader) -> bytes | None:
         raise r.error("psk_file", "give psk or psk_file, not both")
     text = r.get("psk", str)
     if text is None and r.has("psk_file"):
-        text = r.file("psk_file", r.get("psk_file", str)).decode("utf-8", "replace").strip()
+        text = r.secret_file("psk_file", r.get("psk_file", str)).decode("utf-8", "replace").strip()
     if text is None:
         return None
     name = "psk" if r.has("psk") else "psk_file"
@@ -257,7 +272,7 @@ def _psk(r: _Reader) -> bytes | None:
 
 def _private_key(r: _Reader, name: str):
     from cryptography.hazmat.primitives import serialization
-    data = r.file(name, r.get(name, str))
+    data = r.secret_file(name, r.get(name, str))
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return serialization.load_pem_private_key(data, password=None)
@@ -546,7 +561,22 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
         raise ConfigError(f"{path}: not UTF-8: {exc}") from None
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax: {exc}") from None
-    return parse_config(data, source=str(path), base_dir=path.parent)
+    cfg = parse_config(data, source=str(path), base_dir=path.parent)
+    warn_if_exposed(path, raw)
+    return cfg
+
+
+def warn_if_exposed(path: Path, raw: bytes) -> None:
+    """A configuration with a PSK in it that others may read: warn (the key
+    belongs in a 0600 psk_file, or the file should be 0600)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077 and re.search(rb"(?m)^\s*psk\s*=", raw):
+        logging.getLogger("ikecore.config").warning(
+            "%s holds a pre-shared key and is readable by group or others (mode %04o): chmod 600 it, "
+            "or move the key to a psk_file", path, mode & 0o777)
 
 
 def setup_logging(spec: LoggingSpec) -> None:

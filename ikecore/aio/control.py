@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, IkeError
 from ..protocol import events as ev
-from .config import GatewayConfig, parse_config
+from .config import GatewayConfig, parse_config, warn_if_exposed
 from .errors import GatewayError
 
 try:
@@ -71,6 +71,7 @@ def read_config(path: str | os.PathLike) -> tuple[GatewayConfig, dict]:
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax: {exc}") from None
     cfg = parse_config(data, source=str(path), base_dir=path.parent)
+    warn_if_exposed(path, raw)
     prints = {name: _fingerprint(table, path.parent)
               for name, table in (data.get("connections") or {}).items()}
     return cfg, {"connections": prints, "gateway": json.dumps(data.get("gateway") or {}, sort_keys=True,
