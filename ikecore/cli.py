@@ -53,6 +53,7 @@ def _config_error(exc: Exception) -> int:
 
 def _gateway(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import signal
 
     from .aio import Gateway, load_config, setup_logging
@@ -90,11 +91,18 @@ def _gateway(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
         if hasattr(signal, "SIGHUP"):
             loop.add_signal_handler(signal.SIGHUP, _reload, gw, args.config, reload_config)
-        control = ControlServer(gw, args.control_socket or cfg.control_socket or DEFAULT_CONTROL_SOCKET,
-                                config_path=args.config)
+        explicit = args.control_socket or cfg.control_socket
+        control = ControlServer(gw, explicit or DEFAULT_CONTROL_SOCKET, config_path=args.config)
         try:
             await gw.start()
-            await control.start()
+            try:
+                await control.start()
+            except OSError as exc:
+                if explicit:
+                    raise
+                # the default path is taken (another daemon) or not writable: run without
+                logging.getLogger("ikecore.control").warning(
+                    "no control socket: %s (set [gateway] control_socket or --control-socket)", exc)
         except OSError as exc:
             await gw.stop(timeout=0)
             if str(exc.strerror or "").startswith("TUN device"):     # the [tun] section cannot be honoured

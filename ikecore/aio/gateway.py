@@ -47,6 +47,7 @@ from ..errors import ConfigError, IkeError
 from ..esp import PacketVector
 from ..protocol import events as ev
 from ..protocol.config import IkeConfig
+from ..protocol.describe import esp_suite_text, ike_suite_text
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
 from .config import GatewayConfig
@@ -464,8 +465,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             self.counters["ike_sas_established"] += 1
             if self.keepalives is not None:
                 self.keepalives.add(conn)
-            log.info("%s: IKE SA established with %s (%s), %s:%d", conn.name, event.remote_id,
-                     "initiator" if event.initiator else "responder", *conn.remote)
+            log.info("%s: IKE SA established with %s (%s), %s:%d, %s", conn.name, event.remote_id,
+                     "initiator" if event.initiator else "responder", *conn.remote, ike_suite_text(conn.suite))
             if self.keylog:
                 self.keylog.ike_sa(conn)
             conn.release_session_keys()
@@ -531,9 +532,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                         *event.local, *event.remote)
 
     def _log_child(self, conn, child, what: str) -> None:
-        log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
+        log.info("%s: Child SA %s %s: in %s out %s, %s, %s, %s <=> %s", conn.name, child.name, what,
                  child.spi_in.hex(), child.spi_out.hex(), "ESP-in-UDP" if child.udp_encap else "ESP",
-                 _ts_text(child.local_ts), _ts_text(child.remote_ts))
+                 esp_suite_text(child.suite), _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
         if not (self.keylog and self.keylog.esp and conn.config.mobike):

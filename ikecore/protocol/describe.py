@@ -103,3 +103,80 @@ def config_proposals_text(proposals) -> str:
 
 __all__ = ["ike_suite_text", "esp_suite_text", "proposal_text", "sa_text", "config_proposals_text",
            "encr_text", "prf_text", "integ_text", "dh_text"]
+
+
+def notify_name(notify_type) -> str:
+    """``NO_PROPOSAL_CHOSEN`` for 14; the number for a type we have no name for."""
+    from .constants import NotifyType
+    if notify_type is None:
+        return "no notify"
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return f"notify {notify_type}"
+
+
+def selectors_text(selectors) -> str:
+    """Traffic selectors (payload selectors or TrafficSelectorSpec) as ``10.1.0.0/16 10.9.0.1[udp/53]``."""
+    import ipaddress
+    out = []
+    for ts in selectors or ():
+        try:
+            if hasattr(ts, "start_addr"):
+                a, b = ipaddress.ip_address(ts.start_addr), ipaddress.ip_address(ts.end_addr)
+            else:
+                a, b = ipaddress.ip_address(ts.start), ipaddress.ip_address(ts.end)
+            nets = list(ipaddress.summarize_address_range(a, b))
+            text = ",".join(str(n) for n in nets) if len(nets) <= 2 else f"{a}-{b}"
+        except (ValueError, TypeError, AttributeError):
+            text = "?"
+        proto = getattr(ts, "ip_protocol", 0)
+        if proto:
+            text += f"[{proto}/{ts.start_port}-{ts.end_port}]"
+        out.append(text)
+    return " ".join(out) or "(none)"
+
+
+def refusal_text(notify_type, *, offered: str | None = None, ours: str | None = None) -> str:
+    """``NO_PROPOSAL_CHOSEN (peer offered ...; we offered ...)``: a refusal
+    received, named, with what we proposed."""
+    text = notify_name(notify_type)
+    detail = "; ".join(x for x in (offered, ours) if x)
+    return f"{text} ({detail})" if detail else text
+
+
+__all__ += ["notify_name", "selectors_text", "refusal_text"]
+
+
+# strongSwan's short names, so that debug logs of both read alike
+_PAYLOAD_SHORT = {33: "SA", 34: "KE", 35: "IDi", 36: "IDr", 37: "CERT", 38: "CERTREQ", 39: "AUTH", 40: "No",
+                  42: "D", 43: "V", 44: "TSi", 45: "TSr", 46: "SK", 47: "CP", 48: "EAP", 53: "SKF"}
+_NOTIFY_SHORT = {"INITIAL_CONTACT": "INIT_CONTACT", "NAT_DETECTION_SOURCE_IP": "NATD_S_IP",
+                 "NAT_DETECTION_DESTINATION_IP": "NATD_D_IP", "IKEV2_FRAGMENTATION_SUPPORTED": "FRAG_SUP",
+                 "SIGNATURE_HASH_ALGORITHMS": "HASH_ALG", "MOBIKE_SUPPORTED": "MOBIKE_SUP"}
+
+
+def message_summary(msg) -> str:
+    """``IKE_AUTH request 1 [ IDi AUTH SA TSi TSr N(INIT_CONTACT) ]``: payload
+    types only (for a protected message, the inner ones), never their content."""
+    from .constants import ExchangeType
+    try:
+        exchange = ExchangeType(msg.exchange_type).name
+    except ValueError:
+        exchange = f"exchange {msg.exchange_type}"
+    words = []
+    payloads = msg.payloads + msg.inner if msg.inner is not None else msg.payloads
+    for p in payloads:
+        t = p.payload_type
+        if t == 41:
+            name = notify_name(p.notify_type)
+            words.append(f"N({_NOTIFY_SHORT.get(name, name)})")
+        elif t == 42 and getattr(p, "protocol_id", None) == 1:
+            words.append("D(IKE)")
+        else:
+            words.append(_PAYLOAD_SHORT.get(t, str(t)))
+    kind = "response" if msg.is_response else "request"
+    return f"{exchange} {kind} {msg.message_id} [ {' '.join(words)} ]"
+
+
+__all__ += ["message_summary"]

@@ -35,6 +35,7 @@ from .fragments import Reassembler, fragment_message
 from .message import Message, parse_message
 from .negotiation import IkeSuite
 from .payloads import NotifyPayload
+from .describe import message_summary
 from .rules import check_rules
 
 log = logging.getLogger("ikecore.ike")
@@ -511,6 +512,9 @@ class IkeConnection:
         msg.flags = Flags.INITIATOR if self.initiator else Flags.NONE
         msg.spi_i, msg.spi_r = self.spi_i, self.spi_r
         datagrams = self.encode(msg)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: sending %s to %s", self.name, message_summary(msg), (task.destination(self)
+                                                                             or (self.remote,))[0][0])
         if message_id is None:
             self.next_request_id += 1
         timeout = self.config.retransmit_timeout
@@ -534,6 +538,9 @@ class IkeConnection:
         msg = Message(self.spi_i, self.spi_r, request.exchange_type, flags, request.message_id,
                       payloads=[] if encrypted else payloads, inner=payloads if encrypted else None)
         datagrams = self.encode(msg)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: sending %s to %s", self.name, message_summary(msg),
+                      (self.request_path or (self.remote,))[0][0])
         self.response_cache[request.message_id] = datagrams
         # keep one window's worth of responses (RFC 7296 §2.3)
         for old in [m for m in self.response_cache if m <= request.message_id - self.config.window_size]:
@@ -648,6 +655,8 @@ class IkeConnection:
         if opened is None:
             return
         msg = opened
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: received %s from %s", self.name, message_summary(msg), remote[0])
         action = admit_request(self.state, msg.exchange_type, initiator=self.initiator)
         if action is Admit.DROP:
             log.info("%s: dropping %s request %d in state %s", self.name,
@@ -694,6 +703,8 @@ class IkeConnection:
         if opened is None:
             return
         msg = opened
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: received %s from %s", self.name, message_summary(msg), remote[0])
         self.last_heard = now
         self._follow_peer(remote, local)
         del self.outstanding[msg.message_id]
