@@ -35,6 +35,9 @@ def _info(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ gateway --
 
+DEFAULT_CONFIG_PATH = "/etc/ikecore/ikecore.toml"
+DEFAULT_CONFIG = __import__("os").environ.get("IKECORE_CONFIG", DEFAULT_CONFIG_PATH)
+
 # the largest UDP payload the demo sends: inner IP + UDP headers and ESP-in-UDP overhead must fit the
 # data plane's 2048-byte packet slots
 DEMO_MAX_SIZE = 1800
@@ -71,9 +74,17 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
     if args.log_level:
         cfg.logging.level = args.log_level
+    if args.log_file:
+        cfg.logging.file = args.log_file
     if args.key_export:
         cfg.key_export = KeyExportSpec(args.key_export)
-    setup_logging(cfg.logging)
+    try:
+        setup_logging(cfg.logging)
+        if args.syslog:
+            _log_to_syslog()
+    except OSError as exc:
+        return _option_error("gateway", "--syslog" if args.syslog else "--log-file",
+                             f"cannot log there: {exc.strerror or exc}")
 
     async def run() -> int:
         gw = Gateway(cfg)
@@ -117,6 +128,15 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _log_to_syslog() -> None:
+    import logging
+    import logging.handlers
+    handler = logging.handlers.SysLogHandler(address="/dev/log",
+                                             facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    handler.setFormatter(logging.Formatter("ikecore[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("ikecore").handlers[:] = [handler]
 
 
 def _reload(gw, path: str, reload_config) -> None:
@@ -361,7 +381,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _add_gateway_commands(sub) -> None:
     gw = sub.add_parser("gateway", help="run the IKEv2 gateway daemon from a TOML configuration")
-    gw.add_argument("--config", "-c", required=True, help="the TOML configuration file")
+    gw.add_argument("--config", "-c", default=DEFAULT_CONFIG,
+                    help=f"the TOML configuration file (default $IKECORE_CONFIG or {DEFAULT_CONFIG_PATH})")
+    gw.add_argument("--log-file", metavar="FILE", help="log to FILE (overrides [logging] file)")
+    gw.add_argument("--syslog", action="store_true", help="log to syslog (/dev/log, facility daemon)")
     gw.add_argument("--check", action="store_true", help="check the configuration and exit")
     gw.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override [logging] level")
     gw.add_argument("--key-export", metavar="DIR", help="write Wireshark/tshark key tables to DIR (secrets!)")

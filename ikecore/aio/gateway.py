@@ -60,6 +60,7 @@ from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
+from .virtual_ip import VirtualIps
 from .status import GatewayStatus, _ts_text
 from .timers import GatewayTimers, KeepaliveScheduler
 
@@ -122,6 +123,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._initiations: dict[IkeConnection, _Initiation] = {}
         self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> IKE SA
         self.connection_failures: dict[str, dict] = {}   # name -> the last failure (status.py)
+        self.virtual_ips = VirtualIps(self)             # road-warrior client addresses on the TUN device
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -479,6 +481,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             if self.keylog:
                 self.keylog.ike_sa(conn)
             conn.release_session_keys()
+            self.virtual_ips.established(conn)
             if init is not None:
                 init.established = True
                 if not init.want_child:
@@ -510,6 +513,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 self.keepalives.add(new)
             if isinstance(event, ev.IkeSaRekeyed):
                 self.dataplane.rehome(conn, new)
+                self.virtual_ips.rekeyed(conn, new)
                 name = self._kept_name(conn)
                 if name is not None and new is not None:
                     self._kept_up[name] = new      # hold the live SA, not the rekeyed-away chain
@@ -528,6 +532,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 self.note_failure(conn.config.name, f"IKE SA: {event.reason}")
             for s in self.dataplane.states_of(conn):
                 self.dataplane.remove(s.child)
+            self.virtual_ips.deleted(conn)
             if init is not None:
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
