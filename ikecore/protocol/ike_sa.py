@@ -31,7 +31,7 @@ from . import events as ev
 from .child_sa import ChildSa
 from .config import IkeConfig
 from .constants import ExchangeType, Flags, NotifyType
-from .fragments import Reassembler, fragment_message
+from .fragments import Reassembler, fragment_message, message_budget
 from .message import Message, parse_message
 from .negotiation import IkeSuite
 from .payloads import NotifyPayload
@@ -515,10 +515,10 @@ class IkeConnection:
         if msg.inner is None:
             return [msg.encode()]
         data = msg.encode(self.sk_out)
-        if (len(data) > self.config.fragment_size and self.peer_fragmentation
-                and self.config.fragmentation):
+        budget = message_budget(self.config.fragment_size, self.remote[0], self.local[1] == self.natt_port)
+        if len(data) > budget and self.peer_fragmentation and self.config.fragmentation:
             return [f.encode() if isinstance(f, Message) else f
-                    for f in fragment_message(msg, self.sk_out, self.config.fragment_size)]
+                    for f in fragment_message(msg, self.sk_out, budget)]
         return [data]
 
     def send_request(self, task, msg: Message, now: float, *, message_id: int | None = None) -> None:
