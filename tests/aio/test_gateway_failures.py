@@ -97,3 +97,22 @@ def test_debug_summaries_and_algorithms(caplog):
     assert "aes256gcm16-prfsha256-x25519" in text
     assert "aes256gcm16-noesn, 10.1.0.0/16 <=> 10.2.0.0/16" in text
     assert PSK.hex() not in text and PSK.decode() not in text
+
+
+def test_legacy_sha1_suite_when_configured():
+    """PRF_HMAC_SHA1 / AUTH_HMAC_SHA1_96 (configured on both sides): the SAs come
+    up, carry traffic, and name their algorithms."""
+    from aio_helpers import exchange_traffic, pair
+
+    async def body():
+        ci, cr = ike_configs(ike="aes128-sha1-x25519", esp="aes128-sha1")
+        gi, gr, conn = await pair(ci=ci, cr=cr)
+        try:
+            await exchange_traffic(gi, gr, "127.0.0.1", n=10)
+            [sa] = gi.status()["ike_sas"]
+            assert sa["algorithms"] == "aes128-sha1-prfsha1-x25519"
+            assert sa["child_sas"][0]["algorithms"] == "aes128-sha1-noesn"
+        finally:
+            await gi.stop(timeout=1)
+            await gr.stop(timeout=1)
+    run(body())
