@@ -500,7 +500,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             log.info("%s: Child SA %s %s deleted: %s", conn.name, event.child.name,
                      event.child.spi_in.hex(), event.reason)
         elif isinstance(event, ev.ChildSaFailed):
-            log.warning("%s: Child SA %s failed: %s", conn.name, event.name, event.reason)
+            # a responder's refusal (no child name) was logged by the core when it was sent
+            log.log(logging.DEBUG if not event.name else logging.WARNING,
+                    "%s: Child SA %s failed: %s", conn.name, event.name, event.reason)
             self.note_failure(conn.config.name, f"Child SA {event.name}: {event.reason}")
             if init is not None and not init.future.done():
                 self._resolve_init(conn, error=GatewayError(
