@@ -173,9 +173,6 @@ class DataPlane:
     def install(self, conn, child) -> ChildState | None:
         if id(child) in self._by_child:
             return self._by_child[id(child)]
-        if not child.udp_encap:
-            log.warning("%s: Child SA %s without UDP encapsulation: plain ESP (IP protocol 50) is not "
-                        "carried by this gateway; set encap = true", getattr(conn, "name", "?"), child.spi_in.hex())
         out_sa, in_sa = child.esp_sas()
         state = ChildState(child, conn, out_sa, in_sa, policy=self.policy)
         tunnel = child.mode == "tunnel"     # transport mode: neither checked nor routed here

@@ -61,6 +61,7 @@ from .restart import RestartPolicy
 from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
 from .virtual_ip import VirtualIps
+from .plain_esp import PlainEsp
 from .status import GatewayStatus, _ts_text
 from .timers import GatewayTimers, KeepaliveScheduler
 
@@ -124,6 +125,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> IKE SA
         self.connection_failures: dict[str, dict] = {}   # name -> the last failure (status.py)
         self.virtual_ips = VirtualIps(self)             # road-warrior client addresses on the TUN device
+        self.plain_esp = PlainEsp(self)                 # raw ESP sockets for Child SAs without NAT-T
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -165,6 +167,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 lambda lst=lst: _IkeProtocol(self, lst), sock=lst.ike_sock)
             lst.transport = transport
             self.loop.add_reader(lst.natt_sock.fileno(), self._natt_readable, lst)
+        if any(not spec.ike.force_encap for spec in self.config.connections.values()):
+            self.plain_esp.open()                       # only where a connection may use plain ESP
         if self.config.tun is not None:
             self._open_tun()
         self.running = True
@@ -261,6 +265,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 lst.transport.abort()
             lst.natt_sock.close()
             lst.ike_sock.close()
+        self.plain_esp.close()
         self.listeners = []
         if self.tun is not None:
             try:
