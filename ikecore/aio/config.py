@@ -537,7 +537,7 @@ def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = Non
         if not kw.get("mobike"):
             raise r.error("mobike_addresses", "needs mobike = true")
         kw["mobike_addresses"] = mobike_addrs
-    kw.setdefault("force_encap", True)      # ESP-in-UDP always: the only ESP path without kernel ESP
+    kw.setdefault("force_encap", True)      # ESP-in-UDP unless encap = false (then plain ESP without NAT: plain_esp.py)
     pools = r.string_list("pools")
     if pools:
         addrs = []
