@@ -32,6 +32,7 @@
 #define IKC_ERR_STATE        -14   /* call not valid in this object's state */
 
 /* IANA transform ids (RFC 7296 §3.3.2) */
+#define IKC_PRF_HMAC_SHA1       2   /* legacy peers only (RFC 8247 §2.3: MUST) */
 #define IKC_PRF_HMAC_SHA2_256   5
 #define IKC_PRF_HMAC_SHA2_384   6
 #define IKC_PRF_HMAC_SHA2_512   7
@@ -45,6 +46,7 @@
 #define IKC_ENCR_CHACHA20_POLY1305 28
 
 #define IKC_INTEG_NONE                  0
+#define IKC_INTEG_HMAC_SHA1_96          2   /* RFC 2404; legacy peers only (RFC 8247 §2.4) */
 #define IKC_INTEG_HMAC_SHA2_256_128    12
 #define IKC_INTEG_HMAC_SHA2_384_192    13
 #define IKC_INTEG_HMAC_SHA2_512_256    14

@@ -52,13 +52,18 @@ class TunDevice:
     """A Linux TUN device (IFF_TUN | IFF_NO_PI): one IP packet per read()/write()."""
 
     def __init__(self, name: str = "ikc0") -> None:
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OSError(exc.errno, f"TUN device {name}: cannot open /dev/net/tun: {exc.strerror}"
+                          + (" (needs CAP_NET_ADMIN)" if exc.errno in (1, 13) else "")) from None
         try:
             ifr = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI)
             res = fcntl.ioctl(fd, TUNSETIFF, ifr)
-        except OSError:
+        except OSError as exc:
             os.close(fd)
-            raise
+            hint = " (needs CAP_NET_ADMIN)" if exc.errno in (1, 13) else ""
+            raise OSError(exc.errno, f"TUN device {name}: cannot create it: {exc.strerror}{hint}") from None
         self.fd = fd
         self.name = res[:16].rstrip(b"\0").decode()
 
@@ -167,9 +172,6 @@ class DataPlane:
     def install(self, conn, child) -> ChildState | None:
         if id(child) in self._by_child:
             return self._by_child[id(child)]
-        if not child.udp_encap:
-            log.warning("%s: Child SA %s without UDP encapsulation: plain ESP (IP protocol 50) is not "
-                        "carried by this gateway; set encap = true", getattr(conn, "name", "?"), child.spi_in.hex())
         out_sa, in_sa = child.esp_sas()
         state = ChildState(child, conn, out_sa, in_sa, policy=self.policy)
         tunnel = child.mode == "tunnel"     # transport mode: neither checked nor routed here
