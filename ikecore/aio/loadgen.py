@@ -310,10 +310,11 @@ class LoadGenerator:
         return await self._run(phase, count, start_one, rate=self.spec.rate if rate is None else rate,
                                concurrency=concurrency or self.spec.concurrency, timeout=timeout)
 
-    async def rekey_children(self, window: float, *, timeout: float | None = None) -> PhaseResult:
-        """Rekey the Child SA of every held IKE SA, the starts spread evenly over
-        ``window`` seconds (a rekey storm)."""
-        targets = list(self.held.items())
+    async def rekey_children(self, window: float, *, count: int | None = None,
+                             timeout: float | None = None) -> PhaseResult:
+        """Rekey the Child SA of every held IKE SA (or of the first ``count``),
+        the starts spread evenly over ``window`` seconds (a rekey storm)."""
+        targets = list(self.held.items())[:count]
         phase = PhaseResult("rekey", len(targets))
         it = iter(targets)
 
