@@ -153,6 +153,7 @@ class DataPlane:
         self.policy = SelectorTable()                # selectors by inbound SPI, in C
         self.states: dict[int, ChildState] = {}      # by inbound SPI
         self._by_child: dict[int, ChildState] = {}   # id(ChildSa) -> state
+        self._by_conn: dict[object, dict[int, ChildState]] = {}   # IKE SA -> its states, by id(ChildSa)
         self.tx = PacketVector(batch_size, slot_size)
         self.tun_rx = PacketVector(batch_size, slot_size)
         self._probe = PacketVector(1, slot_size)     # route(): one packet
@@ -176,6 +177,7 @@ class DataPlane:
         self.policy.set(in_sa.spi, child.local_ts, child.remote_ts, check=tunnel, route=tunnel)
         self.states[in_sa.spi] = state
         self._by_child[id(child)] = state
+        self._by_conn.setdefault(conn, {})[id(child)] = state
         self.inbound.add(in_sa)
         log.info("%s: ESP SAs installed for child %s: in 0x%08x, out 0x%08x (%s)", getattr(conn, "name", "?"),
                  child.name, in_sa.spi, out_sa.spi, "ESP-in-UDP" if child.udp_encap else "ESP")
@@ -197,6 +199,11 @@ class DataPlane:
             return None
         state.removed = True
         state._drops_at_removal = state.policy_drops
+        siblings = self._by_conn.get(state.conn)
+        if siblings is not None:
+            siblings.pop(id(child), None)
+            if not siblings:
+                del self._by_conn[state.conn]
         self.states.pop(state.spi_in, None)
         self.inbound.remove(state.spi_in)
         self.policy.remove(state.spi_in)
@@ -206,15 +213,19 @@ class DataPlane:
 
     def rehome(self, old_conn, new_conn) -> None:
         """An IKE rekey moved the Child SAs to a new IKE SA."""
-        for s in self._by_child.values():
-            if s.conn is old_conn:
-                s.conn = new_conn
+        moved = self._by_conn.pop(old_conn, None)
+        if not moved:
+            return
+        for s in moved.values():
+            s.conn = new_conn
+        self._by_conn.setdefault(new_conn, {}).update(moved)
 
     def state_of(self, child) -> ChildState | None:
         return self._by_child.get(id(child))
 
     def states_of(self, conn) -> list[ChildState]:
-        return [s for s in self._by_child.values() if s.conn is conn]
+        """The Child SAs' states of one IKE SA, oldest first, without a table walk."""
+        return list(self._by_conn.get(conn, {}).values())
 
     # ----------------------------------------------------------- routing --
     def route(self, pkt) -> ChildState | None:

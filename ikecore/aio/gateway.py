@@ -1,18 +1,27 @@
 """The asyncio gateway: UDP sockets and timers around the sans-I/O core.
 
-One :class:`~ikecore.protocol.endpoint.IkeEndpoint` holds every IKE SA; this
-module feeds it datagrams from the IKE port (500) and the NAT-T port (4500), on
+One :class:`~ikecore.protocol.endpoint.IkeEndpoint` holds every IKE SA; the
+gateway feeds it datagrams from the IKE port (500) and the NAT-T port (4500), on
 IPv4 and IPv6, sends what it produces, runs its timer on the event loop's
 clock, and installs the ESP SAs of every Child SA in a
 :class:`~ikecore.aio.dataplane.DataPlane`.
 
-- IKE port: an asyncio ``DatagramProtocol``.
-- NAT-T port (RFC 3948): read in batches with recvmmsg into a
-  :class:`~ikecore.esp.PacketVector`, classified in C: IKE (non-ESP marker) to
-  the endpoint, 0xFF keepalives counted, ESP decrypted by SPI in one C call.
-- NAT keepalives go out every ``keepalive_interval`` on SAs that use NAT-T.
-- ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the
-  answers (bounded), then closes the sockets.
+This module holds the lifecycle, the public API and event handling; each other
+concern is a mixin in its own module:
+
+- ``sockets``: the listeners and datagram I/O. IKE port: an asyncio
+  ``DatagramProtocol``. NAT-T port (RFC 3948): read in batches with recvmmsg
+  into a :class:`~ikecore.esp.PacketVector`, classified in C: IKE (non-ESP
+  marker) to the endpoint, 0xFF keepalives counted, ESP decrypted by SPI in one
+  C call.
+- ``timers``: one event-loop timer at the endpoint's earliest deadline, and NAT
+  keepalives (every ``keepalive_interval``, spread over the interval and sent
+  with sendmmsg).
+- ``restart``: ``start``/``restart`` connections kept up.
+- ``status``: counters and the operator's snapshot.
+
+``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
+(bounded), then closes the sockets.
 
 Scripting::
 
@@ -27,53 +36,28 @@ Scripting::
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ConfigError, IkeError
-from ..esp import IKE as PKT_IKE, KEEPALIVE as PKT_KEEPALIVE, PacketVector
+from ..esp import PacketVector
 from ..protocol import events as ev
 from ..protocol.config import IkeConfig
-from ..protocol.endpoint import NON_ESP_MARKER, Classification, IkeEndpoint
+from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
-from .config import ConnectionSpec, GatewayConfig
+from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
+from .errors import GatewayError
 from .keylog import KeyLog
+from .restart import RestartPolicy
+from .sockets import GatewaySockets, _IkeProtocol, _Listener
+from .status import GatewayStatus, _ts_text
+from .timers import GatewayTimers, KeepaliveScheduler
 
 log = logging.getLogger("ikecore.gateway")
-
-# start/restart connections: the first retry after a failed initiation, and the
-# most the back-off grows to (seconds)
-RESTART_FIRST_DELAY = 2.0
-RESTART_MAX_DELAY = 60.0
-
-
-class GatewayError(IkeError):
-    """An initiation failed (``connection`` is the IKE SA it concerned, if any)."""
-
-    def __init__(self, message: str, connection: IkeConnection | None = None,
-                 notify_type: int | None = None) -> None:
-        super().__init__(message)
-        self.connection = connection
-        self.notify_type = notify_type
-
-
-@dataclass(eq=False)
-class _Listener:
-    host: str                       # as configured (may be a wildcard)
-    family: int
-    ike_sock: socket.socket
-    natt_sock: socket.socket
-    transport: asyncio.DatagramTransport | None = None
-
-    @property
-    def wildcard(self) -> bool:
-        return ipaddress.ip_address(self.host).is_unspecified
 
 
 @dataclass(eq=False)
@@ -93,41 +77,7 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-def _grow_buffers(s: socket.socket, size: int) -> None:
-    """Room for bursts of ESP: SO_RCVBUFFORCE when allowed (root), else up to rmem_max."""
-    if size <= 0:
-        return
-    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
-        for opt in (force, plain):
-            if opt is None:
-                continue
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, size)
-                break
-            except OSError:
-                continue
-
-
-def _norm(addr) -> tuple[str, int]:
-    host = addr[0]
-    if "%" in host:
-        host = host.split("%")[0]
-    return host, addr[1]
-
-
-class _IkeProtocol(asyncio.DatagramProtocol):
-    def __init__(self, gw: "Gateway", listener: _Listener) -> None:
-        self.gw, self.listener = gw, listener
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.gw._ike_port_datagram(data, _norm(addr), self.listener)
-
-    def error_received(self, exc: Exception) -> None:   # ICMP errors on a UDP socket
-        log.debug("IKE socket %s: %s", self.listener.host, exc)
-
-
-class Gateway:
+class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -169,6 +119,8 @@ class Gateway:
                          "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0}
         self.started_at: float | None = None
         self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
+        self.keepalives = (KeepaliveScheduler(self, config.keepalive_interval)
+                           if config.keepalive_interval > 0 else None)
 
     def set_capture(self, writer) -> None:
         """Record every datagram sent and received (``writer.write(payload, src, dst)``)."""
@@ -196,8 +148,8 @@ class Gateway:
             self._open_tun()
         self.running = True
         self.started_at = now
-        if self.config.keepalive_interval > 0:
-            self._spawn(self._keepalive_loop())
+        if self.keepalives is not None:
+            self._spawn(self.keepalives.run())
         log.info("gateway listening on %s (IKE %d, NAT-T %d)",
                  ", ".join(lst.host for lst in self.listeners), self.port, self.natt_port)
         for spec in self.config.connections.values():
@@ -210,55 +162,6 @@ class Gateway:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
-
-    def _bind(self) -> None:
-        hosts = self.config.listen
-        if not hosts:
-            raise ConfigError(f"{self.config.source}: gateway.listen: no address to listen on")
-        last: OSError | None = None
-        for _attempt in range(8):
-            port, natt = self.config.port, self.config.natt_port
-            opened: list[_Listener] = []
-            try:
-                for host in hosts:
-                    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-                    socks = []
-                    for p in (port, natt):
-                        s = socket.socket(family, socket.SOCK_DGRAM)
-                        socks.append(s)
-                        if family == socket.AF_INET6:
-                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                        s.setblocking(False)
-                        _grow_buffers(s, self.config.socket_buffer)
-                        try:
-                            s.bind((host, p))
-                        except OSError:
-                            for x in socks:
-                                x.close()
-                            raise
-                    port, natt = socks[0].getsockname()[1], socks[1].getsockname()[1]
-                    opened.append(_Listener(host, family, socks[0], socks[1]))
-            except OSError as exc:
-                if (len(hosts) > 1 and ipaddress.ip_address(host).is_unspecified
-                        and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)):
-                    log.warning("not listening on %s: %s", host, exc.strerror)   # e.g. no IPv6
-                    hosts = [h for h in hosts if h != host]
-                    for lst in opened:
-                        lst.ike_sock.close()
-                        lst.natt_sock.close()
-                    continue
-                for lst in opened:
-                    lst.ike_sock.close()
-                    lst.natt_sock.close()
-                last = exc
-                if self.config.port and self.config.natt_port:
-                    break                   # fixed ports: retrying cannot help
-                continue
-            self.listeners = opened
-            self.port, self.natt_port = port, natt
-            return
-        raise OSError(last.errno if last else 0,
-                      f"cannot bind {hosts} ports {self.config.port}/{self.config.natt_port}: {last}")
 
     def _open_tun(self) -> None:
         spec = self.config.tun
@@ -356,40 +259,6 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start_connection(self, spec: ConnectionSpec) -> None:
-        """``start = true`` (and ``restart``): initiate, and try again (backing off)
-        while it fails."""
-        delay = RESTART_FIRST_DELAY
-        while self.running and not self._stopping:
-            try:
-                await self.initiate(spec.name)
-                return
-            except (GatewayError, OSError, asyncio.TimeoutError) as exc:
-                log.warning("%s: initiation failed: %s; retrying in %.0f s", spec.name, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX_DELAY)
-
-    def _restart_if_kept(self, conn: IkeConnection, reason: str) -> None:
-        """The IKE SA of a ``restart`` connection ended: initiate it again, unless
-        it was replaced (IKE rekey) or the gateway is stopping. (``delete``
-        forgets the connection first: an operator's delete is no failure.)"""
-        name = self._kept_name(conn) if conn.replaced_by is None else None
-        if name is None:
-            return
-        del self._kept_up[name]
-        spec = self.config.connections.get(name)
-        if spec is not None and spec.keep_up and self.running and not self._stopping:
-            log.info("%s: IKE SA ended (%s); initiating again", name, reason)
-            self._spawn(self._start_connection(spec))
-
-    def _kept_name(self, conn: IkeConnection) -> str | None:
-        """The restart connection whose IKE SA ``conn`` is now, if any."""
-        current = self.current(conn)
-        for name, kept in self._kept_up.items():
-            if self.current(kept) is current:
-                return name
-        return None
-
     # ============================================================ public API ==
     @property
     def addresses(self) -> list[tuple[str, int, int]]:
@@ -442,7 +311,7 @@ class Gateway:
             return await asyncio.wait_for(asyncio.shield(init.future), timeout)
         except asyncio.TimeoutError:
             self._initiations.pop(conn, None)
-            self._safe(lambda: self.current(conn).delete(self.loop.time()))
+            self._safe(self.current(conn), lambda target: target.delete(self.loop.time()))
             raise GatewayError(f"{conn.name}: not established within {timeout:g} s", conn) from None
 
     def current(self, conn: IkeConnection) -> IkeConnection:
@@ -462,10 +331,10 @@ class Gateway:
 
     def child_sas(self, conn: IkeConnection | None = None) -> list:
         """Installed Child SAs (of one IKE SA, or all), newest last; rekeyed-away ones left out."""
-        states = self.dataplane._by_child.values()
         if conn is not None:
-            target = self.current(conn)
-            states = [s for s in states if self.current(s.conn) is target]
+            states = self.dataplane.states_of(self.current(conn))
+        else:
+            states = self.dataplane._by_child.values()
         return [s.child for s in states if s.replaced_by is None]
 
     def child_state(self, child) -> ChildState | None:
@@ -506,8 +375,9 @@ class Gateway:
 
     def _command(self, conn: IkeConnection, fn) -> None:
         self._require_running()
-        fn(self.current(conn), self.loop.time())
-        self.endpoint.collect_all()
+        target = self.current(conn)
+        fn(target, self.loop.time())
+        self.endpoint.collect(target)
         self._flush()
 
     def _require_running(self) -> None:
@@ -531,240 +401,6 @@ class Gateway:
         """ESP-protect and send IP packets: through ``child`` (or the SA that
         rekeyed it), else each routed by the Child SAs' traffic selectors."""
         return self.dataplane.send_packets(packets, child, next_header)
-
-    def stats(self) -> dict:
-        ep = self.endpoint
-        return {"gateway": dict(self.counters),
-                "endpoint": dict(ep.stats) if ep else {},
-                "half_open": ep.half_open if ep else 0,
-                "ike_sas": len(self.connections),
-                "dataplane": self.dataplane.stats()}
-
-    def status(self) -> dict:
-        """A JSON-ready snapshot for operators: every established IKE SA with its
-        Child SAs and their traffic, and the gateway's counters. No keys."""
-        now = self.loop.time() if self.loop is not None else 0.0
-        sas = []
-        for conn in self.connections:
-            children = []
-            for child in self.child_sas(conn):
-                state = self.dataplane.state_of(child)
-                entry = {"name": child.name, "mode": child.mode, "spi_in": child.spi_in.hex(),
-                         "spi_out": child.spi_out.hex(), "encap": child.udp_encap,
-                         "local_ts": _ts_text(child.local_ts), "remote_ts": _ts_text(child.remote_ts)}
-                if state is not None:
-                    entry.update({k: v for k, v in state.stats().items() if k not in entry and k != "name"})
-                children.append(entry)
-            sas.append({"name": conn.config.name, "role": "initiator" if conn.initiator else "responder",
-                        "spi_i": conn.spi_i.hex(), "spi_r": conn.spi_r.hex(),
-                        "local": f"{conn.local[0]}:{conn.local[1]}", "remote": f"{conn.remote[0]}:{conn.remote[1]}",
-                        "remote_id": str(conn.remote_id) if conn.remote_id is not None else None,
-                        "virtual_ip": conn.virtual_ip, "assigned_ip": conn.assigned_ip,
-                        "age_s": round(now - conn.created_at, 1), "child_sas": children})
-        return {"ike_sas": sas, "counters": dict(self.counters), "dataplane": dict(self.dataplane.counters),
-                "half_open": self.endpoint.half_open if self.endpoint else 0}
-
-    # ============================================================ I/O: input ==
-    def _ike_port_datagram(self, data: bytes, remote, lst: _Listener) -> None:
-        self.counters["ike_rx"] += 1
-        if self.capture is not None:
-            self.capture.write(data, remote, (self._local_host(lst, remote[0]), self.port))
-        self._input(data, remote, (self._local_host(lst, remote[0]), self.port))
-
-    def _natt_readable(self, lst: _Listener) -> None:
-        rx = self._rx
-        try:
-            for _ in range(16):
-                n = rx.recv(lst.natt_sock, wait=False)
-                if n == 0:
-                    break
-                self.counters["natt_rx"] += n
-                if self.capture is not None:
-                    for i in range(n):
-                        src = rx.address(i)
-                        self.capture.write(bytes(rx.packet(i)), src,
-                                           (self._local_host(lst, src[0]), self.natt_port))
-                rx.classify_udpencap()
-                st = rx.status
-
-                def other(i: int, lst=lst) -> None:
-                    if st[i] == PKT_IKE:
-                        remote = rx.address(i)
-                        # flushed at once: an SA this message installs or deletes applies from here on
-                        self._input(NON_ESP_MARKER + bytes(rx.packet(i)), remote,
-                                    (self._local_host(lst, remote[0]), self.natt_port))
-                    elif st[i] == PKT_KEEPALIVE:
-                        self.counters["keepalives_rx"] += 1
-                    else:
-                        self.dataplane.counters["malformed"] += 1
-
-                self.dataplane.receive_in_order(rx, n, other)
-                if n < rx.capacity:
-                    break
-        except OSError as exc:
-            if self.running:
-                log.warning("NAT-T socket %s: %s", lst.host, exc)
-        except Exception:        # never let one bad datagram stop the gateway
-            self.counters["internal_errors"] += 1
-            log.exception("error on the NAT-T path")
-        self._flush()
-
-    def _input(self, data: bytes, remote, local, *, flush: bool = True) -> None:
-        now = self.loop.time()
-        try:
-            kind = self.endpoint.receive_datagram(data, remote, local, now)
-            if kind == Classification.KEEPALIVE:
-                self.counters["keepalives_rx"] += 1
-        except Exception:
-            self.counters["internal_errors"] += 1
-            log.exception("error handling a datagram from %s", remote)
-        if flush:
-            self._flush()
-
-    # =========================================================== I/O: output ==
-    def _flush(self) -> None:
-        """Send what the endpoint produced, handle its events, re-arm the timer."""
-        if self.endpoint is None:
-            return
-        for _ in range(100):
-            out = self.endpoint.datagrams_to_send()
-            for data, remote, local in out:
-                self._send(data, remote, local)
-            handled = self._process_events()
-            if not out and not handled:
-                break
-        self._arm_timer()
-
-    def _listener_for(self, local) -> _Listener | None:
-        host = local[0]
-        try:
-            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        except ValueError:
-            family = socket.AF_INET
-        same = [lst for lst in self.listeners if lst.family == family]
-        for lst in same:
-            if lst.host == host:
-                return lst
-        wild = [lst for lst in same if lst.wildcard]
-        return (wild or same or [None])[0]
-
-    def _send(self, data: bytes, remote, local) -> None:
-        lst = self._listener_for(local)
-        if lst is None:
-            self.counters["send_errors"] += 1
-            log.debug("no socket for local address %s", local)
-            return
-        self.counters["ike_tx"] += 1
-        if self.capture is not None:
-            self.capture.write(data, local, remote)
-        try:
-            if local[1] == self.natt_port:
-                lst.natt_sock.sendto(data, tuple(remote))
-            elif lst.transport is not None:
-                lst.transport.sendto(data, tuple(remote))
-        except OSError as exc:
-            self.counters["send_errors"] += 1
-            log.debug("sending to %s: %s", remote, exc)
-
-    def _esp_target(self, state: ChildState):
-        conn = self.current(state.conn)
-        if conn.local[1] != self.natt_port:
-            return None                  # plain ESP is not carried (see DataPlane.install)
-        lst = self._listener_for(conn.local)
-        if lst is None:
-            return None
-        return lst.natt_sock, tuple(conn.remote), tuple(conn.local)
-
-    def _local_host(self, lst: _Listener, remote_host: str) -> str:
-        return self._local_address(remote_host) if lst.wildcard else lst.host
-
-    def _local_address(self, remote_host: str) -> str:
-        """The source address the kernel picks toward ``remote_host``, if we listen on it."""
-        cached = self._local_cache.get(remote_host)
-        if cached is not None:
-            return cached
-        family = socket.AF_INET6 if ipaddress.ip_address(remote_host).version == 6 else socket.AF_INET
-        bound = [lst.host for lst in self.listeners if lst.family == family]
-        if not bound:
-            raise IkeError(f"not listening on any IPv{6 if family == socket.AF_INET6 else 4} address")
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as s:
-                s.connect((remote_host, 9))
-                src = _norm(s.getsockname())[0]
-        except OSError:
-            src = None
-        specific = [h for h in bound if not ipaddress.ip_address(h).is_unspecified]
-        if src is None or (specific and src not in specific and len(specific) == len(bound)):
-            src = specific[0] if specific else src
-        if src is None:
-            raise IkeError(f"no route to {remote_host}")
-        if len(self._local_cache) > 4096:
-            self._local_cache.clear()
-        self._local_cache[remote_host] = src
-        return src
-
-    async def _resolve(self, host: str) -> str:
-        try:
-            ipaddress.ip_address(host)
-            return host
-        except ValueError:
-            pass
-        infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
-        families = {lst.family for lst in self.listeners}
-        for family, _, _, _, addr in infos:
-            if family in families:
-                return _norm(addr)[0]
-        raise GatewayError(f"{host}: no address of a family we listen on")
-
-    def _queue_packet(self, child, packet: bytes, next_header: int) -> None:
-        try:
-            self.packets.put_nowait((child, packet))
-        except asyncio.QueueFull:
-            self.counters["packets_dropped"] += 1
-
-    # ================================================================ timers ==
-    def _arm_timer(self) -> None:
-        if not self.running:
-            return
-        t = self.endpoint.get_timer()
-        if t == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = t
-        if t is not None:
-            self._timer = self.loop.call_at(max(t, self.loop.time()), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        try:
-            self.endpoint.handle_timer(self.loop.time())
-        except Exception:
-            self.counters["internal_errors"] += 1
-            log.exception("error in the IKE timers")
-        self._flush()
-
-    async def _keepalive_loop(self) -> None:
-        """NAT keepalives (RFC 3948 §2.3): one 0xFF octet to each peer on NAT-T
-        when we are behind a NAT (or force encapsulation)."""
-        interval = self.config.keepalive_interval
-        while self.running:
-            await asyncio.sleep(interval)
-            for conn in self.connections:
-                if conn.local[1] != self.natt_port or not (conn.nat_local or conn.config.force_encap):
-                    continue
-                lst = self._listener_for(conn.local)
-                if lst is None:
-                    continue
-                if self.capture is not None:
-                    self.capture.write(b"\xff", conn.local, conn.remote)
-                try:
-                    lst.natt_sock.sendto(b"\xff", tuple(conn.remote))
-                    self.counters["keepalives_tx"] += 1
-                except OSError as exc:
-                    log.debug("keepalive to %s: %s", conn.remote, exc)
 
     # ================================================================ events ==
     def _process_events(self) -> int:
@@ -799,18 +435,21 @@ class Gateway:
             self._changed.set()
         return n
 
-    def _safe(self, fn) -> None:
+    def _safe(self, conn: IkeConnection, fn) -> None:
+        """Run a command on ``conn`` that may fail harmlessly (it may be gone already)."""
         try:
-            fn()
+            fn(conn)
         except IkeError as exc:
             log.debug("%s", exc)
         if self.endpoint is not None:
-            self.endpoint.collect_all()
+            self.endpoint.collect(conn)
 
     def _handle_event(self, conn: IkeConnection, event) -> None:
         init = self._initiations.get(conn)
         if isinstance(event, ev.IkeSaEstablished):
             self.counters["ike_sas_established"] += 1
+            if self.keepalives is not None:
+                self.keepalives.add(conn)
             log.info("%s: IKE SA established with %s (%s), %s:%d", conn.name, event.remote_id,
                      "initiator" if event.initiator else "responder", *conn.remote)
             if self.keylog:
@@ -838,9 +477,11 @@ class Gateway:
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: Child SA {event.name or ''} not created: {event.reason}", conn,
                     event.notify_type))
-                self._safe(lambda: conn.delete(self.loop.time()))
+                self._safe(conn, lambda target: target.delete(self.loop.time()))
         elif isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)):
             new = event.connection
+            if self.keepalives is not None and new is not None:
+                self.keepalives.add(new)
             if isinstance(event, ev.IkeSaRekeyed):
                 self.dataplane.rehome(conn, new)
                 name = self._kept_name(conn)
@@ -852,6 +493,8 @@ class Gateway:
                 self.keylog.ike_sa(new)
         elif isinstance(event, ev.IkeSaDeleted):
             self.counters["ike_sas_deleted"] += 1
+            if self.keepalives is not None:
+                self.keepalives.discard(conn)
             log.info("%s: IKE SA deleted: %s", conn.name, event.reason)
             for s in self.dataplane.states_of(conn):
                 self.dataplane.remove(s.child)
@@ -889,21 +532,6 @@ class Gateway:
                 return spec.ike
         log.info("no connection accepts a peer at %s", remote[0])
         return None
-
-
-def _ts_text(selectors) -> str:
-    out = []
-    for ts in selectors:
-        try:
-            a, b = ipaddress.ip_address(ts.start_addr), ipaddress.ip_address(ts.end_addr)
-            nets = list(ipaddress.summarize_address_range(a, b))
-            text = ",".join(str(n) for n in nets) if len(nets) <= 2 else f"{a}-{b}"
-        except (ValueError, TypeError):
-            text = "?"
-        if ts.ip_protocol:
-            text += f"[{ts.ip_protocol}/{ts.start_port}-{ts.end_port}]"
-        out.append(text)
-    return " ".join(out)
 
 
 __all__ = ["Gateway", "GatewayError"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import heapq
 import hmac
+import itertools
 import logging
 from collections import deque
 from typing import Callable
@@ -59,6 +61,11 @@ class IkeEndpoint:
         self.leases: set = set()
         self._events: deque = deque()
         self._datagrams: deque = deque()
+        self.timers = TimerQueue()
+        # established SAs by (our identity, the peer's identity) and by the peer's host,
+        # for INITIAL_CONTACT and "already have an SA with it" without a table walk
+        self._by_identity: dict[tuple, dict[bytes, IkeConnection]] = {}
+        self._by_host: dict[str, dict[bytes, IkeConnection]] = {}
         self.stats = {"dropped": 0, "cookies_sent": 0, "cookie_rejects": 0, "init_refused": 0}
 
     # ---------------------------------------------------------------- commands --
@@ -78,22 +85,42 @@ class IkeEndpoint:
     def _has_sa_with(self, config: IkeConfig, remote: Address) -> bool:
         """An established SA with this peer: by identity when the config names
         one, else by address. A new SA to it must not say INITIAL_CONTACT."""
-        for c in self.connections.values():
-            if c.state not in (State.ESTABLISHED, State.REKEYED):
-                continue
-            if config.remote_id is not None:
-                if c.remote_id == config.remote_id and c.config.local_id == config.local_id:
-                    return True
-            elif c.remote[0] == remote[0]:
-                return True
-        return False
+        if config.remote_id is not None:
+            candidates = self._by_identity.get((config.local_id, config.remote_id), {})
+        else:
+            candidates = self._by_host.get(remote[0], {})
+        return any(c.state in (State.ESTABLISHED, State.REKEYED) for c in candidates.values())
+
+    def _index(self, conn: IkeConnection) -> None:
+        """File an authenticated SA under its identities and its peer's host (idempotent)."""
+        if conn.remote_id is None or conn.state is State.DELETED:
+            return
+        own = conn.spi_i if conn.initiator else conn.spi_r
+        key = (conn.config.local_id, conn.remote_id)
+        conn.index_keys = (key, conn.remote[0])
+        self._by_identity.setdefault(key, {})[own] = conn
+        self._by_host.setdefault(conn.remote[0], {})[own] = conn
+
+    def _unindex(self, conn: IkeConnection, own: bytes) -> None:
+        keys = getattr(conn, "index_keys", None)
+        if keys is None:
+            return
+        for table, key in ((self._by_identity, keys[0]), (self._by_host, keys[1])):
+            bucket = table.get(key)
+            if bucket is not None and bucket.get(own) is conn:
+                del bucket[own]
+                if not bucket:
+                    del table[key]
 
     def _adopt(self, conn: IkeConnection) -> None:
         conn.leases = self.leases
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
         conn.exchange_state["initial_contact"] = self._initial_contact
+        conn.timers_changed = self.timers.touch
         own = conn.spi_i if conn.initiator else conn.spi_r
         self.connections[own] = conn
+        self._index(conn)
+        self.timers.touch(conn)
 
     @property
     def half_open(self) -> int:
@@ -202,15 +229,14 @@ class IkeEndpoint:
 
     # ----------------------------------------------------------------- timers --
     def handle_timer(self, now: float) -> None:
-        for conn in list(self.connections.values()):
-            t = conn.get_timer()
-            if t is not None and t <= now:
-                conn.handle_timer(now)
-                self._collect(conn, now)
+        """Run the timers of the SAs that are due, and only those."""
+        for conn in self.timers.pop_due(now):
+            conn.handle_timer(now)
+            self._collect(conn, now)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (c.get_timer() for c in self.connections.values()) if t is not None]
-        return min(times) if times else None
+        """The earliest deadline of any SA: O(1) plus the SAs changed since the last call."""
+        return self.timers.next_deadline()
 
     # ----------------------------------------------------------------- output --
     def _send(self, data: bytes, remote: Address, local: Address) -> None:
@@ -229,9 +255,13 @@ class IkeEndpoint:
                 self._adopt(event.connection)
                 self._collect(event.connection, now)
             self._events.append((conn, event))
+            if isinstance(event, ev.IkeSaEstablished):
+                self._index(conn)
         self._forget_half_open(conn)
+        self.timers.touch(conn)
         if conn.state == State.DELETED:
             own = conn.spi_i if conn.initiator else conn.spi_r
+            self._unindex(conn, own)
             if self.connections.get(own) is conn:
                 del self.connections[own]
 
@@ -239,9 +269,9 @@ class IkeEndpoint:
         """The peer of ``conn`` says it holds no other SA with us (it restarted):
         forget, without a Delete nobody would answer, every older SA between
         the same two identities (RFC 7296 §2.4)."""
-        for other in list(self.connections.values()):
-            if (other is conn or other.state is State.DELETED or other.remote_id is None
-                    or other.remote_id != conn.remote_id or other.config.local_id != conn.config.local_id):
+        same_peer = self._by_identity.get((conn.config.local_id, conn.remote_id), {})
+        for other in list(same_peer.values()):
+            if other is conn or other.state is State.DELETED:
                 continue
             log.info("%s: replaced by %s (INITIAL_CONTACT)", other.name, conn.name)
             other.terminate("peer restarted (INITIAL_CONTACT)", now)
@@ -256,10 +286,91 @@ class IkeEndpoint:
     def next_event(self) -> tuple[IkeConnection, ev.Event] | None:
         return self._events.popleft() if self._events else None
 
+    def collect(self, conn: IkeConnection, now: float | None = None) -> None:
+        """Gather the output of one connection a caller drove directly (a command)."""
+        self._collect(conn, now)
+
     def collect_all(self) -> None:
-        """Gather output a caller produced by driving connections directly (commands)."""
+        """Gather output a caller produced by driving many connections directly
+        (shutdown); a single command should use :meth:`collect`."""
         for conn in list(self.connections.values()):
             self._collect(conn)
 
 
-__all__ = ["IkeEndpoint", "Classification", "NON_ESP_MARKER"]
+class TimerQueue:
+    """Deadlines of many IKE SAs: a heap keyed by deadline, with lazy cancellation.
+
+    ``touch(conn)`` marks an SA whose timers may have changed; its deadline is
+    recomputed (``conn.get_timer()``, which is per-SA work) at the next
+    ``next_deadline()`` or ``pop_due()``. A heap entry stays valid while it
+    matches the deadline recorded for its SA; others are dropped when they reach
+    the top, and the heap is rebuilt when stale entries outnumber live ones.
+    ``sas_touched`` counts every per-SA deadline computation: the work per
+    datagram, which must not grow with the number of SAs held.
+    """
+
+    __slots__ = ("_heap", "_scheduled", "_dirty", "_seq", "sas_touched")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, IkeConnection]] = []
+        self._scheduled: dict[IkeConnection, float] = {}    # SA -> the deadline its live entry has
+        self._dirty: dict[IkeConnection, None] = {}         # insertion-ordered set
+        self._seq = itertools.count()
+        self.sas_touched = 0
+
+    def __len__(self) -> int:
+        return len(self._scheduled)
+
+    def touch(self, conn: IkeConnection) -> None:
+        self._dirty[conn] = None
+
+    def promised(self, conn: IkeConnection) -> float | None:
+        """When the queue will next run ``conn``'s timers: -inf while it waits to
+        be recomputed, None when it is not scheduled at all (a check for tests)."""
+        return float("-inf") if conn in self._dirty else self._scheduled.get(conn)
+
+    def _refresh(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        for conn in dirty:
+            self.sas_touched += 1
+            deadline = conn.get_timer()
+            if deadline is None:
+                self._scheduled.pop(conn, None)
+            elif self._scheduled.get(conn) != deadline:
+                self._scheduled[conn] = deadline
+                heapq.heappush(self._heap, (deadline, next(self._seq), conn))
+        if len(self._heap) > 2 * len(self._scheduled) + 64:
+            self._heap = [(d, next(self._seq), c) for c, d in self._scheduled.items()]
+            heapq.heapify(self._heap)
+
+    def _live_top(self) -> tuple[float, int, IkeConnection] | None:
+        heap, scheduled = self._heap, self._scheduled
+        while heap:
+            top = heap[0]
+            if scheduled.get(top[2]) == top[0]:
+                return top
+            heapq.heappop(heap)
+        return None
+
+    def next_deadline(self) -> float | None:
+        self._refresh()
+        top = self._live_top()
+        return top[0] if top is not None else None
+
+    def pop_due(self, now: float) -> list[IkeConnection]:
+        """The SAs whose deadline has come, each once, earliest first; they count
+        as changed (their handler reschedules them)."""
+        self._refresh()
+        due = []
+        while (top := self._live_top()) is not None and top[0] <= now:
+            heapq.heappop(self._heap)
+            conn = top[2]
+            del self._scheduled[conn]
+            self._dirty[conn] = None
+            due.append(conn)
+        return due
+
+
+__all__ = ["IkeEndpoint", "TimerQueue", "Classification", "NON_ESP_MARKER"]

@@ -179,6 +179,9 @@ class IkeConnection:
         self.rekey_collision = None
         self.silent = False                   # made by a rekey and not (yet) the survivor
         self.exchange_state: dict = {}      # per-exchange scratch owned by exchanges/*
+        # set by the endpoint that holds this SA: told when another SA's work moved
+        # this one's deadlines (its own input and commands are seen by the endpoint)
+        self.timers_changed: Callable[["IkeConnection"], None] | None = None
 
     # ------------------------------------------------------------------ helpers --
     def new_spi(self) -> bytes:
@@ -208,6 +211,11 @@ class IkeConnection:
         """How long a request is retransmitted before its sender gives up."""
         cfg = self.config
         return cfg.retransmit_timeout * sum(cfg.retransmit_base ** k for k in range(cfg.retransmit_tries + 1))
+
+    def timers_moved(self) -> None:
+        """Our deadlines changed outside our own input (a sibling SA's rekey did it)."""
+        if self.timers_changed is not None:
+            self.timers_changed(self)
 
     def emit(self, event: ev.Event) -> None:
         self._events.append(event)
@@ -667,6 +675,7 @@ class IkeConnection:
         if pending is not None and pending.alive:
             # the peer's new SA was waiting on this one's rekey: let it expire at once
             pending.sa.expire_at = now
+            pending.sa.timers_moved()
         self.rekey_collision = None
         self.state = State.DELETED
         self.deleted_reason = reason

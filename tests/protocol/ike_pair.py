@@ -72,6 +72,18 @@ class Nat:
         self.back.clear()
 
 
+def check_timer_queue(ep) -> None:
+    """The endpoint's timer heap never runs an SA later than that SA's real
+    deadline (earlier is allowed: lazy entries). Run after every input the
+    endpoint itself routes, so an SA whose deadline moved without the
+    endpoint hearing of it fails the test that caused it."""
+    for conn in ep.connections.values():
+        real = conn.get_timer()
+        if real is not None:
+            promised = ep.timers.promised(conn)
+            assert promised is not None and promised <= real, (conn.name, promised, real)
+
+
 class Pair:
     def __init__(self, cfg_i, cfg_r, *, seed: int = 1, wire: Wire | None = None, now: float = 1000.0,
                  addr_i=ADDR_I, addr_r=ADDR_R, nat: Nat | None = None):
@@ -128,6 +140,7 @@ class Pair:
             self.trace.append((tag, data))
             self.wire.delivered += 1
             dst.receive_datagram(data, src_addr, dst_addr, self.now)
+            check_timer_queue(dst)
             self._gather()
             return True
         timers = [t for t in (self.ei.get_timer(), self.er.get_timer()) if t is not None]
@@ -136,6 +149,8 @@ class Pair:
         self.now = max(self.now, min(timers))
         self.ei.handle_timer(self.now)
         self.er.handle_timer(self.now)
+        check_timer_queue(self.ei)
+        check_timer_queue(self.er)
         self._gather()
         return True
 

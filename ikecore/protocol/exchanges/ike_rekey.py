@@ -243,6 +243,8 @@ def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
     if delete_old:
         old.queue(DeleteIkeTask(), now)   # the last request on the old SA (§2.18)
     survivor.start_tasks(now)
+    old.timers_moved()
+    survivor.timers_moved()
 
 
 def retire(sa, now: float, *, delete: bool) -> None:
@@ -253,6 +255,7 @@ def retire(sa, now: float, *, delete: bool) -> None:
     sa.expire_at = now + sa.retransmit_span()
     if delete:
         sa.queue(DeleteIkeTask("redundant after a simultaneous rekey"), now)
+    sa.timers_moved()
 
 
 __all__ = ["RekeyIkeTask", "respond", "successor", "conclude", "retire", "peer_deleted_old_sa",

@@ -1,0 +1,282 @@
+"""The gateway's sockets: the IKE and NAT-T listeners, datagram input (the
+NAT-T port read in batches and classified in C) and output, and the choice of
+local address. A mixin of :class:`~ikecore.aio.gateway.Gateway`, whose state
+(``endpoint``, ``dataplane``, ``listeners``, ``counters``...) it uses."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, IkeError
+from ..esp import IKE as PKT_IKE, KEEPALIVE as PKT_KEEPALIVE
+from ..protocol.endpoint import NON_ESP_MARKER, Classification
+from .dataplane import ChildState
+from .errors import GatewayError
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+log = logging.getLogger("ikecore.gateway")
+
+
+@dataclass(eq=False)
+class _Listener:
+    host: str                       # as configured (may be a wildcard)
+    family: int
+    ike_sock: socket.socket
+    natt_sock: socket.socket
+    transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def wildcard(self) -> bool:
+        return ipaddress.ip_address(self.host).is_unspecified
+
+
+def _grow_buffers(s: socket.socket, size: int) -> None:
+    """Room for bursts of ESP: SO_RCVBUFFORCE when allowed (root), else up to rmem_max."""
+    if size <= 0:
+        return
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+        for opt in (force, plain):
+            if opt is None:
+                continue
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, size)
+                break
+            except OSError:
+                continue
+
+
+def _norm(addr) -> tuple[str, int]:
+    host = addr[0]
+    if "%" in host:
+        host = host.split("%")[0]
+    return host, addr[1]
+
+
+class _IkeProtocol(asyncio.DatagramProtocol):
+    def __init__(self, gw: "Gateway", listener: _Listener) -> None:
+        self.gw, self.listener = gw, listener
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.gw._ike_port_datagram(data, _norm(addr), self.listener)
+
+    def error_received(self, exc: Exception) -> None:   # ICMP errors on a UDP socket
+        log.debug("IKE socket %s: %s", self.listener.host, exc)
+
+
+class GatewaySockets:
+    """Sockets and datagram I/O of the gateway (mixin)."""
+
+    def _bind(self) -> None:
+        hosts = self.config.listen
+        if not hosts:
+            raise ConfigError(f"{self.config.source}: gateway.listen: no address to listen on")
+        last: OSError | None = None
+        for _attempt in range(8):
+            port, natt = self.config.port, self.config.natt_port
+            opened: list[_Listener] = []
+            try:
+                for host in hosts:
+                    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+                    socks = []
+                    for p in (port, natt):
+                        s = socket.socket(family, socket.SOCK_DGRAM)
+                        socks.append(s)
+                        if family == socket.AF_INET6:
+                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        s.setblocking(False)
+                        _grow_buffers(s, self.config.socket_buffer)
+                        try:
+                            s.bind((host, p))
+                        except OSError:
+                            for x in socks:
+                                x.close()
+                            raise
+                    port, natt = socks[0].getsockname()[1], socks[1].getsockname()[1]
+                    opened.append(_Listener(host, family, socks[0], socks[1]))
+            except OSError as exc:
+                if (len(hosts) > 1 and ipaddress.ip_address(host).is_unspecified
+                        and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)):
+                    log.warning("not listening on %s: %s", host, exc.strerror)   # e.g. no IPv6
+                    hosts = [h for h in hosts if h != host]
+                    for lst in opened:
+                        lst.ike_sock.close()
+                        lst.natt_sock.close()
+                    continue
+                for lst in opened:
+                    lst.ike_sock.close()
+                    lst.natt_sock.close()
+                last = exc
+                if self.config.port and self.config.natt_port:
+                    break                   # fixed ports: retrying cannot help
+                continue
+            self.listeners = opened
+            self.port, self.natt_port = port, natt
+            return
+        raise OSError(last.errno if last else 0,
+                      f"cannot bind {hosts} ports {self.config.port}/{self.config.natt_port}: {last}")
+
+    # ============================================================ I/O: input ==
+    def _ike_port_datagram(self, data: bytes, remote, lst: _Listener) -> None:
+        self.counters["ike_rx"] += 1
+        if self.capture is not None:
+            self.capture.write(data, remote, (self._local_host(lst, remote[0]), self.port))
+        self._input(data, remote, (self._local_host(lst, remote[0]), self.port))
+
+    def _natt_readable(self, lst: _Listener) -> None:
+        rx = self._rx
+        try:
+            for _ in range(16):
+                n = rx.recv(lst.natt_sock, wait=False)
+                if n == 0:
+                    break
+                self.counters["natt_rx"] += n
+                if self.capture is not None:
+                    for i in range(n):
+                        src = rx.address(i)
+                        self.capture.write(bytes(rx.packet(i)), src,
+                                           (self._local_host(lst, src[0]), self.natt_port))
+                rx.classify_udpencap()
+                st = rx.status
+
+                def other(i: int, lst=lst) -> None:
+                    if st[i] == PKT_IKE:
+                        remote = rx.address(i)
+                        # flushed at once: an SA this message installs or deletes applies from here on
+                        self._input(NON_ESP_MARKER + bytes(rx.packet(i)), remote,
+                                    (self._local_host(lst, remote[0]), self.natt_port))
+                    elif st[i] == PKT_KEEPALIVE:
+                        self.counters["keepalives_rx"] += 1
+                    else:
+                        self.dataplane.counters["malformed"] += 1
+
+                self.dataplane.receive_in_order(rx, n, other)
+                if n < rx.capacity:
+                    break
+        except OSError as exc:
+            if self.running:
+                log.warning("NAT-T socket %s: %s", lst.host, exc)
+        except Exception:        # never let one bad datagram stop the gateway
+            self.counters["internal_errors"] += 1
+            log.exception("error on the NAT-T path")
+        self._flush()
+
+    def _input(self, data: bytes, remote, local, *, flush: bool = True) -> None:
+        now = self.loop.time()
+        try:
+            kind = self.endpoint.receive_datagram(data, remote, local, now)
+            if kind == Classification.KEEPALIVE:
+                self.counters["keepalives_rx"] += 1
+        except Exception:
+            self.counters["internal_errors"] += 1
+            log.exception("error handling a datagram from %s", remote)
+        if flush:
+            self._flush()
+
+    # =========================================================== I/O: output ==
+    def _flush(self) -> None:
+        """Send what the endpoint produced, handle its events, re-arm the timer."""
+        if self.endpoint is None:
+            return
+        for _ in range(100):
+            out = self.endpoint.datagrams_to_send()
+            for data, remote, local in out:
+                self._send(data, remote, local)
+            handled = self._process_events()
+            if not out and not handled:
+                break
+        self._arm_timer()
+
+    def _listener_for(self, local) -> _Listener | None:
+        host = local[0]
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        except ValueError:
+            family = socket.AF_INET
+        same = [lst for lst in self.listeners if lst.family == family]
+        for lst in same:
+            if lst.host == host:
+                return lst
+        wild = [lst for lst in same if lst.wildcard]
+        return (wild or same or [None])[0]
+
+    def _send(self, data: bytes, remote, local) -> None:
+        lst = self._listener_for(local)
+        if lst is None:
+            self.counters["send_errors"] += 1
+            log.debug("no socket for local address %s", local)
+            return
+        self.counters["ike_tx"] += 1
+        if self.capture is not None:
+            self.capture.write(data, local, remote)
+        try:
+            if local[1] == self.natt_port:
+                lst.natt_sock.sendto(data, tuple(remote))
+            elif lst.transport is not None:
+                lst.transport.sendto(data, tuple(remote))
+        except OSError as exc:
+            self.counters["send_errors"] += 1
+            log.debug("sending to %s: %s", remote, exc)
+
+    def _esp_target(self, state: ChildState):
+        conn = self.current(state.conn)
+        if conn.local[1] != self.natt_port:
+            return None                  # plain ESP is not carried (see DataPlane.install)
+        lst = self._listener_for(conn.local)
+        if lst is None:
+            return None
+        return lst.natt_sock, tuple(conn.remote), tuple(conn.local)
+
+    def _local_host(self, lst: _Listener, remote_host: str) -> str:
+        return self._local_address(remote_host) if lst.wildcard else lst.host
+
+    def _local_address(self, remote_host: str) -> str:
+        """The source address the kernel picks toward ``remote_host``, if we listen on it."""
+        cached = self._local_cache.get(remote_host)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ipaddress.ip_address(remote_host).version == 6 else socket.AF_INET
+        bound = [lst.host for lst in self.listeners if lst.family == family]
+        if not bound:
+            raise IkeError(f"not listening on any IPv{6 if family == socket.AF_INET6 else 4} address")
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((remote_host, 9))
+                src = _norm(s.getsockname())[0]
+        except OSError:
+            src = None
+        specific = [h for h in bound if not ipaddress.ip_address(h).is_unspecified]
+        if src is None or (specific and src not in specific and len(specific) == len(bound)):
+            src = specific[0] if specific else src
+        if src is None:
+            raise IkeError(f"no route to {remote_host}")
+        if len(self._local_cache) > 4096:
+            self._local_cache.clear()
+        self._local_cache[remote_host] = src
+        return src
+
+    async def _resolve(self, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        families = {lst.family for lst in self.listeners}
+        for family, _, _, _, addr in infos:
+            if family in families:
+                return _norm(addr)[0]
+        raise GatewayError(f"{host}: no address of a family we listen on")
+
+    def _queue_packet(self, child, packet: bytes, next_header: int) -> None:
+        try:
+            self.packets.put_nowait((child, packet))
+        except asyncio.QueueFull:
+            self.counters["packets_dropped"] += 1
