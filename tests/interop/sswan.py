@@ -61,6 +61,7 @@ class Peer:
     dpd_delay: str = "0"
     extra_conn: str = ""
     remote_ts: str = f"{INNER_LOCAL}/32"
+    extra_child: str = ""
     remote_addrs: str | None = None  # default: the host side of the veth pair
     # load tests: extra settings in strongswan.conf's charon section, and quieter logs
     # (the default logs keys, for the key comparison tests)
@@ -160,6 +161,7 @@ connections {{
         mode = tunnel
         rekey_time = 0
         start_action = none
+        {self.extra_child}
       }}
     }}
   }}
