@@ -1,16 +1,21 @@
 """``ikecore load`` against ``ikecore gateway`` and against strongSwan's charon,
 same suite, same machine, same run (needs root and strongSwan, like tests/interop).
 
-Each responder runs alone in a network namespace (the harness of
-tests/interop/sswan.py), the load generator in this process on the host side
-of the veth pair. For each responder, in turn:
+Each responder runs in a network namespace of its own (the harness of
+tests/interop/sswan.py), both at once; a load generator per responder runs in
+this process, on the host side of each veth pair. After a warm-up (WARMUP SAs
+established and deleted), for each SIZE (0 first):
 
-1. fill: establish SAs until it holds SIZE (0 first);
-2. probe: PROBE more handshakes (IKE SA + Child SA each), timed: handshakes/s,
-   and the responder's CPU per handshake (/proc/PID/stat);
-3. memory: responder RSS growth since it held nothing, per IKE SA + Child SA;
-4. after the size STORM_AT: a rekey storm, STORM Child SAs rekeyed, their
-   starts spread over STORM_WINDOW seconds: rekeys/s and failures.
+1. fill: each responder is brought to SIZE held SAs (bounded by FILL_TIMEOUT;
+   a responder that does not get there is reported with what it reached, and
+   measured no further);
+2. memory: responder RSS growth since the warm-up, per IKE SA + Child SA;
+3. probe: PROBE more handshakes (IKE SA + Child SA each), in PROBE_ROUNDS
+   parts that alternate between the responders, so that a busy machine slows
+   both alike: handshakes/s (the median part) and the responder's CPU per
+   handshake (/proc/PID/stat, all parts);
+4. at the size STORM_AT: a rekey storm, STORM Child SAs rekeyed, their starts
+   spread over STORM_WINDOW seconds: rekeys/s and failures.
 
 Ratios go to the session's table (bench/conftest.py): ikecore's rate against
 charon's at each size (target 1.0), ikecore's rate at the largest size against
@@ -33,9 +38,11 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,7 +62,8 @@ def _env_ints(name: str, default: str) -> list[int]:
 
 
 SIZES = sorted(_env_ints("IKECORE_LOAD_SIZES", "0,2000"))
-PROBE = int(os.environ.get("IKECORE_LOAD_PROBE", "500"))
+PROBE = int(os.environ.get("IKECORE_LOAD_PROBE", "600"))      # handshakes timed at each size
+PROBE_ROUNDS = int(os.environ.get("IKECORE_LOAD_PROBE_ROUNDS", "3"))   # split, alternating responders
 STORM = int(os.environ.get("IKECORE_LOAD_STORM", "1000"))
 STORM_AT = int(os.environ.get("IKECORE_LOAD_STORM_AT", str(SIZES[-1])))
 STORM_WINDOW = float(os.environ.get("IKECORE_LOAD_STORM_WINDOW", "10"))
@@ -186,63 +194,116 @@ def _progress(label: str):
     return show
 
 
-async def _measure(peer: sswan.Peer, responder, label: str) -> dict:
-    pid = responder.start()
-    gen = LoadGenerator(LoadSpec(peer.peer_addr, load_template(peer), source=peer.host_addr,
-                                 concurrency=CONCURRENCY, inner_net=LOAD_NET),
-                        responder_pid=pid, progress=_progress(label), progress_interval=1.0)
-    me = ProcessStats(os.getpid())
-    await gen.start()
-    try:
+class Side:
+    """One responder in its namespace and the load generator aimed at it."""
+
+    def __init__(self, name: str, peer: sswan.Peer) -> None:
+        self.name = name
+        self.peer = peer
+        self.responder = IkecoreGateway(peer) if name == "ikecore" else Charon(peer)
+        self.gen: LoadGenerator | None = None
+        self.me = ProcessStats(os.getpid())
+        self.out: dict = {"responder": name, "sizes": {}, "fills": {}}
+        self.active = True
+        self.idle = None
+
+    async def start(self) -> None:
+        pid = self.responder.start()
+        self.out["pid"] = pid
+        self.gen = LoadGenerator(LoadSpec(self.peer.peer_addr, load_template(self.peer), source=self.peer.host_addr,
+                                          concurrency=CONCURRENCY, inner_net=LOAD_NET),
+                                 responder_pid=pid, progress=_progress(self.name), progress_interval=1.0)
+        await self.gen.start()
         # warm both sides up (first-use allocations, caches), then start from nothing held;
         # RSS growth is counted from here, so that start-up costs are not charged to the SAs
         if WARMUP:
-            await gen.establish(WARMUP, timeout=TIMEOUT)
-            await gen.delete_all(timeout=TIMEOUT)
+            await self.gen.establish(WARMUP, timeout=TIMEOUT)
+            await self.gen.delete_all(timeout=TIMEOUT)
             await asyncio.sleep(0.5)
-        idle = ProcessStats(pid).sample()
-        out: dict = {"responder": label, "pid": pid, "rss_kb_idle": idle.rss_kb, "sizes": {}}
-        for size in SIZES:
-            missing = size - len(gen.held)
-            if missing > 0:
-                fill = await gen.establish(missing, timeout=FILL_TIMEOUT)
-                out.setdefault("fills", {})[size] = fill.as_dict()
-                print(f"  [{label}] fill to {size:,}: {fill.completed:,} in {fill.elapsed:.1f} s, "
-                      f"{fill.rate:,.1f} handshakes/s, failures {dict(fill.failures)}", flush=True)
-            held = len(gen.held)
-            if held < size * 0.98:
-                # a responder that slows down with the SAs it holds: say how far it got, go no further
-                out["reached"] = {"size": size, "held": held, "fill_timeout_s": FILL_TIMEOUT}
-                print(f"  [{label}] did not reach {size:,} SAs within {FILL_TIMEOUT:g} s: holds {held:,}",
-                      flush=True)
-                break
-            now = ProcessStats(pid).sample()
-            mine = me.sample()
-            probe = await gen.establish(PROBE, timeout=TIMEOUT)
-            mine_after = me.sample()
-            row = probe.as_dict()
-            row["held"] = held
-            row["rss_kb_per_sa"] = (now.rss_kb - idle.rss_kb) / held if held else None
-            row["generator_cpu_utilization"] = ((mine_after.cpu_s - mine.cpu_s) / probe.elapsed
-                                                if probe.elapsed else None)
-            row["generator_rss_kb"] = mine_after.rss_kb
-            out["sizes"][size] = row
-            print(f"  [{label}] held {held:,}: {probe.rate:,.1f} handshakes/s, responder "
-                  f"{row['responder']['cpu_ms_per_op']} ms CPU/handshake, "
-                  f"{row['rss_kb_per_sa'] or 0:.2f} KB RSS/SA, generator at "
-                  f"{row['generator_cpu_utilization'] * 100:.0f}% of a core, failures {dict(probe.failures)}",
+        self.idle = self.gen.responder.sample()
+        self.out["rss_kb_idle"] = self.idle.rss_kb
+
+    async def fill(self, size: int) -> None:
+        missing = size - len(self.gen.held)
+        if missing > 0:
+            fill = await self.gen.establish(missing, timeout=FILL_TIMEOUT)
+            self.out["fills"][size] = fill.as_dict()
+            print(f"  [{self.name}] fill to {size:,}: {fill.completed:,} in {fill.elapsed:.1f} s, "
+                  f"{fill.rate:,.1f} handshakes/s, responder {fill.as_dict()['responder']['cpu_ms_per_op']} ms "
+                  f"CPU/handshake, failures {dict(fill.failures)}", flush=True)
+        held = len(self.gen.held)
+        if held < size * 0.98:
+            # a responder that slows down with the SAs it holds: say how far it got, go no further
+            self.out["reached"] = {"size": size, "held": held, "fill_timeout_s": FILL_TIMEOUT}
+            print(f"  [{self.name}] did not reach {size:,} SAs within {FILL_TIMEOUT:g} s: holds {held:,}",
                   flush=True)
+            self.active = False
+            return
+        now = self.gen.responder.sample()
+        self.out["sizes"][size] = {"held": held, "rss_kb": now.rss_kb,
+                                   "rss_kb_per_sa": (now.rss_kb - self.idle.rss_kb) / held if held else None,
+                                   "probes": []}
+
+    async def probe(self, size: int, count: int) -> None:
+        mine = self.me.sample()
+        probe = await self.gen.establish(count, timeout=TIMEOUT)
+        mine_after = self.me.sample()
+        row = probe.as_dict()
+        row["generator_cpu_utilization"] = (mine_after.cpu_s - mine.cpu_s) / probe.elapsed if probe.elapsed else None
+        row["generator_rss_kb"] = mine_after.rss_kb
+        self.out["sizes"][size]["probes"].append(row)
+
+    def summarize(self, size: int) -> dict:
+        row = self.out["sizes"][size]
+        probes = row["probes"]
+        done = sum(p["completed"] for p in probes)
+        cpu = sum(p["responder"]["cpu_s"] for p in probes)
+        row.update(per_s=statistics.median(p["per_s"] for p in probes),
+                   per_s_all=[p["per_s"] for p in probes],
+                   cpu_ms_per_handshake=cpu * 1000 / done if done else None,
+                   generator_cpu_utilization=statistics.median(p["generator_cpu_utilization"] for p in probes),
+                   failures=dict(sum((Counter(p["failures"]) for p in probes), Counter())))
+        print(f"  [{self.name}] held {row['held']:,}: {row['per_s']:,.1f} handshakes/s (median of "
+              f"{', '.join(f'{r:,.0f}' for r in row['per_s_all'])}), responder {row['cpu_ms_per_handshake']:.3f} ms "
+              f"CPU/handshake, {row['rss_kb_per_sa'] or 0:.2f} KB RSS/SA, generator at "
+              f"{row['generator_cpu_utilization'] * 100:.0f}% of a core, failures {row['failures']}", flush=True)
+        return row
+
+    async def storm(self) -> None:
+        storm = await self.gen.rekey_children(STORM_WINDOW, count=STORM, timeout=STORM_WINDOW + TIMEOUT)
+        self.out["storm"] = storm.as_dict()
+        print(f"  [{self.name}] rekey storm: {storm.completed:,}/{storm.requested:,} Child SAs in "
+              f"{storm.elapsed:.1f} s, {storm.rate:,.1f} rekeys/s, failures {dict(storm.failures)}", flush=True)
+
+    async def close(self) -> None:
+        if self.gen is not None:
+            self.out["lost"] = dict(self.gen.lost)
+            await self.gen.close()
+        self.responder.stop()
+
+
+async def _compare(sides: list[Side]) -> None:
+    """Both responders up at once; at each size, probes alternate between them
+    (PROBE_ROUNDS each), so that a busy machine slows both alike."""
+    try:
+        for side in sides:
+            await side.start()
+        for size in SIZES:
+            for side in sides:
+                if side.active:
+                    await side.fill(size)
+            active = [side for side in sides if side.active]
+            for _ in range(PROBE_ROUNDS):
+                for side in active:
+                    await side.probe(size, max(1, PROBE // PROBE_ROUNDS))
+            for side in active:
+                side.summarize(size)
             if size == STORM_AT and STORM:
-                storm = await gen.rekey_children(STORM_WINDOW, count=STORM, timeout=STORM_WINDOW + TIMEOUT)
-                out["storm"] = storm.as_dict()
-                print(f"  [{label}] rekey storm: {storm.completed:,}/{storm.requested:,} Child SAs in "
-                      f"{storm.elapsed:.1f} s, {storm.rate:,.1f} rekeys/s, failures {dict(storm.failures)}",
-                      flush=True)
-        out["lost"] = dict(gen.lost)
+                for side in active:
+                    await side.storm()
     finally:
-        await gen.close()
-        responder.stop()
-    return out
+        for side in sides:
+            await side.close()
 
 
 @pytest.fixture
@@ -263,11 +324,10 @@ def namespace(tmp_path):
 
 
 def test_load_ikecore_gateway_vs_charon(namespace, record_ratio, benchmark):
-    results = {}
-    for i, name in enumerate(RESPONDERS, start=1):
-        peer = namespace(i)
-        responder = IkecoreGateway(peer) if name == "ikecore" else Charon(peer)
-        results[name] = asyncio.run(asyncio.wait_for(_measure(peer, responder, name), TIMEOUT * (len(SIZES) + 2) * 2))
+    sides = [Side(name, namespace(i)) for i, name in enumerate(RESPONDERS, start=1)]
+    bound = FILL_TIMEOUT * len(SIZES) * len(sides) + TIMEOUT * (len(SIZES) * 2 + 2) * len(sides)
+    asyncio.run(asyncio.wait_for(_compare(sides), bound))
+    results = {side.name: side.out for side in sides}
     benchmark.extra_info["load"] = results
     out = os.environ.get("IKECORE_LOAD_REPORT")
     if out:
@@ -276,19 +336,19 @@ def test_load_ikecore_gateway_vs_charon(namespace, record_ratio, benchmark):
     for size in SIZES:
         for name, r in results.items():
             row = r["sizes"].get(size)
-            if row is None:
+            if row is None or "per_s" not in row:
                 print(f"{name:>8} @ {size:>7,} held: not reached ({r.get('reached')})")
                 continue
             print(f"{name:>8} @ {size:>7,} held: {row['per_s']:>8,.1f} handshakes/s, "
-                  f"{row['responder']['cpu_ms_per_op']} ms responder CPU/handshake, "
+                  f"{row['cpu_ms_per_handshake']:.3f} ms responder CPU/handshake, "
                   f"{(row['rss_kb_per_sa'] or 0):.2f} KB/SA, failures {row['failures']}")
     if ours and theirs:
         for size in SIZES:
             a, b = ours["sizes"].get(size), theirs["sizes"].get(size)
-            if a is None or b is None:
+            if a is None or b is None or "per_s" not in a or "per_s" not in b:
                 continue
             record_ratio(f"load: handshakes/s holding {size:,} SAs (vs charon)", a["per_s"], b["per_s"], 1.0)
-            ca, cb = a["responder"]["cpu_ms_per_op"], b["responder"]["cpu_ms_per_op"]
+            ca, cb = a["cpu_ms_per_handshake"], b["cpu_ms_per_handshake"]
             if ca and cb:
                 record_ratio(f"load: handshakes per responder CPU-s, {size:,} held (vs charon)",
                              1000 / ca, 1000 / cb, None)
@@ -300,7 +360,7 @@ def test_load_ikecore_gateway_vs_charon(namespace, record_ratio, benchmark):
             record_ratio(f"load: Child SA rekeys/s, storm of {STORM:,} in {STORM_WINDOW:g} s (vs charon)",
                          ours["storm"]["per_s"], theirs["storm"]["per_s"], None)
     for name, r in results.items():
-        done = [size for size in SIZES if size in r["sizes"]]
+        done = [size for size in SIZES if "per_s" in r["sizes"].get(size, {})]
         if len(done) > 1:
             first, last = r["sizes"][done[0]]["per_s"], r["sizes"][done[-1]]["per_s"]
             record_ratio(f"load: {name} handshakes/s at {done[-1]:,} held vs {done[0]:,} (flat)", last, first,
