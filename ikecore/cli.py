@@ -270,7 +270,8 @@ def _load(args: argparse.Namespace) -> int:
     for option, value, low in (("--sas", args.sas, 1), ("--concurrency", args.concurrency, 1)):
         if value < low:
             return fail(option, f"must be at least {low}")
-    for option, value in (("--rate", args.rate), ("--rekey-window", args.rekey_window), ("--hold", args.hold),
+    for option, value in (("--rate", args.rate), ("--rekey-window", args.rekey_window),
+                          ("--rekey-ike-window", args.rekey_ike_window), ("--hold", args.hold),
                           ("--timeout", args.timeout)):
         if value < 0:
             return fail(option, "must not be negative")
@@ -353,6 +354,8 @@ def _load(args: argparse.Namespace) -> int:
             phases.append(await gen.establish(args.sas, timeout=timeout))
             if args.rekey_window and gen.held:
                 phases.append(await gen.rekey_children(args.rekey_window))
+            if args.rekey_ike_window and gen.held:
+                phases.append(await gen.rekey_ike_sas(args.rekey_ike_window))
             if args.hold:
                 await gen.hold(args.hold)
             if not args.keep:
@@ -444,6 +447,8 @@ def _add_gateway_commands(sub) -> None:
     ld.add_argument("--retransmit-timeout", type=float, default=2.0, help="first IKE retransmission (seconds)")
     ld.add_argument("--rekey-window", type=float, default=0.0, metavar="SECONDS",
                     help="once established, rekey every Child SA, spread over this many seconds")
+    ld.add_argument("--rekey-ike-window", type=float, default=0.0, metavar="SECONDS",
+                    help="then rekey every IKE SA, spread over this many seconds")
     ld.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="hold the SAs this long")
     ld.add_argument("--keep", action="store_true", help="do not delete the SAs at the end")
     ld.add_argument("--timeout", type=float, default=0.0, help="bound each phase (seconds, default: none)")

@@ -144,7 +144,7 @@ class PhaseResult:
     """One phase: how many operations it started and completed, in how long,
     what failed (by reason), and what the responder spent meanwhile."""
 
-    name: str                       # "establish", "rekey", "delete" (later: "resume", "clone")
+    name: str                       # "establish", "rekey", "ike-rekey", "delete"
     requested: int
     started: int = 0
     completed: int = 0
@@ -328,6 +328,33 @@ class LoadGenerator:
                 return
             try:
                 conn.rekey_child_sa(now, child.spi_in)
+            except IkeError as exc:
+                phase.failures[f"could not start: {exc}"] += 1
+                return
+            self._tracks[conn] = _Track(phase, n, now)
+            self._collect(conn, now)
+
+        rate = len(targets) / window if window > 0 else 0.0
+        return await self._run(phase, len(targets), start_one, rate=rate,
+                               concurrency=max(1, len(targets)) if rate else self.spec.concurrency,
+                               timeout=timeout if timeout is not None else window + 60.0)
+
+    async def rekey_ike_sas(self, window: float, *, count: int | None = None,
+                            timeout: float | None = None) -> PhaseResult:
+        """Rekey every held IKE SA (or the first ``count``), the starts spread
+        evenly over ``window`` seconds; the new IKE SAs take their Child SAs over."""
+        targets = list(self.held.items())[:count]
+        phase = PhaseResult("ike-rekey", len(targets))
+        it = iter(targets)
+
+        def start_one(now: float) -> None:
+            n, conn = next(it)
+            conn = _current(conn)
+            if conn.state != State.ESTABLISHED:
+                phase.failures["not established when its turn came"] += 1
+                return
+            try:
+                conn.rekey(now)
             except IkeError as exc:
                 phase.failures[f"could not start: {exc}"] += 1
                 return
@@ -549,7 +576,9 @@ class LoadGenerator:
                     self._index_of[new] = n
                     if self.held.get(n) is conn:
                         self.held[n] = new
-                if track is not None:
+                if track is not None and track.phase.name == "ike-rekey":
+                    self._finish(conn, now)
+                elif track is not None:             # the operation carries on with the new SA
                     self._tracks[new] = self._tracks.pop(conn)
         elif isinstance(event, ev.IkeSaDeleted):
             self.counters["ike_sas_deleted"] += 1
@@ -561,7 +590,7 @@ class LoadGenerator:
                 if track.phase.name == "delete":
                     self._finish(conn, now)
                 else:
-                    what = {"establish": "IKE SA", "rekey": "IKE SA lost during rekey"}[track.phase.name]
+                    what = {"establish": "IKE SA"}.get(track.phase.name, f"IKE SA lost during {track.phase.name}")
                     self._finish(conn, now, f"{what}: {event.reason}")
             elif was_held:
                 self.lost[event.reason] += 1
@@ -644,7 +673,7 @@ def format_progress(snap: dict) -> str:
 
 
 _PHASE_WORDS = {"establish": ("IKE SAs + Child SAs", "handshakes"), "rekey": ("Child SA rekeys", "rekeys"),
-                "delete": ("IKE SA deletes", "deletes")}
+                "ike-rekey": ("IKE SA rekeys", "rekeys"), "delete": ("IKE SA deletes", "deletes")}
 
 
 def format_summary(summary: dict) -> str:

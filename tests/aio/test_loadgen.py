@@ -1,6 +1,6 @@
 """``ikecore load`` against a gateway on loopback: a few dozen simulated
 initiators come up (each its own identity and Child SA), their Child SAs
-rekey, and they are deleted; the responder's view is checked, not the
+rekey, half their IKE SAs rekey, and they are deleted; the responder's view is checked, not the
 generator's word. No timing is asserted."""
 from __future__ import annotations
 
@@ -66,13 +66,22 @@ def test_establish_rekey_delete_seen_by_the_responder():
             assert rekeyed.keys() == spis_before.keys()
             assert all(rekeyed[k].isdisjoint(spis_before[k]) for k in rekeyed)   # new inbound SPIs everywhere
 
+            children_before = {k for c in established(gr) for k in c.children}
+            ike_storm = await gen.rekey_ike_sas(0.3, count=SAS // 2, timeout=60)
+            assert (ike_storm.completed, dict(ike_storm.failures)) == (SAS // 2, {})
+            now_up = established(gr)
+            assert len(now_up) == SAS and len({c.spi_r for c in now_up} - set(rekeyed)) == SAS // 2
+            assert {k for c in now_up for k in c.children} == children_before   # the new IKE SAs hold them
+            assert len(gen.held) == SAS and all(c.state == State.ESTABLISHED for c in gen.held.values())
+
             gone = await gen.delete_all(timeout=60)
             assert (gone.completed, dict(gone.failures)) == (SAS, {})
             assert gr.endpoint.connections == {} and not gen.held
-            summary = summarize(gen, [est, storm, gone], suite="test", auth="PSK")
+            summary = summarize(gen, [est, storm, ike_storm, gone], suite="test", auth="PSK")
             assert summary["ok"] and summary["phases"][0]["child_sas"] == SAS
             text = format_summary(summary)
             assert "36 IKE SAs, 36 Child SAs" in text and "36/36 Child SA rekeys" in text
+            assert "18/18 IKE SA rekeys" in text
         finally:
             await gen.close()
             await gr.stop()
