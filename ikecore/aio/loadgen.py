@@ -405,6 +405,7 @@ class LoadGenerator:
         try:
             while True:
                 now = loop.time()
+                self._wake.clear()          # whatever completes from here on ends the wait below
                 in_flight = self._in_flight(phase)
                 while phase.started < total and in_flight < concurrency:
                     if rate > 0 and phase.started >= (now - t0) * rate + 1:
@@ -426,7 +427,6 @@ class LoadGenerator:
                     wait = min(wait, max(0.0, t0 + phase.started / rate - now))
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - now))
-                self._wake.clear()
                 if wait > 0:
                     try:
                         await asyncio.wait_for(self._wake.wait(), wait)
