@@ -212,7 +212,8 @@ class Side:
         self.out["pid"] = pid
         self.gen = LoadGenerator(LoadSpec(self.peer.peer_addr, load_template(self.peer), source=self.peer.host_addr,
                                           concurrency=CONCURRENCY, inner_net=LOAD_NET),
-                                 responder_pid=pid, progress=_progress(self.name), progress_interval=1.0)
+                                 responder_pid=pid, progress=_progress(self.name), progress_interval=1.0,
+                                 freeze_gc=True)
         await self.gen.start()
         # warm both sides up (first-use allocations, caches), then start from nothing held;
         # RSS growth is counted from here, so that start-up costs are not charged to the SAs

@@ -343,7 +343,7 @@ def _load(args: argparse.Namespace) -> int:
 
     async def run() -> dict:
         gen = LoadGenerator(spec, responder_pid=args.responder_pid, progress=None if args.quiet else show,
-                            progress_interval=args.progress_interval)
+                            progress_interval=args.progress_interval, freeze_gc=True)
         phases = []
         try:
             await gen.start()
