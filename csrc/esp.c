@@ -30,7 +30,7 @@ void ikc_esp_free(ikc_esp *sa) {
     EVP_CIPHER_CTX_free(sa->enc);   /* frees and cleanses the key schedules */
     EVP_CIPHER_CTX_free(sa->dec);
     ikc_ivgen_free(&sa->ivgen);
-    if (sa->has_integ) ikc_hmac_free(&sa->integ);
+    ikc_hmac_release(sa->integ);
     if (sa->bitmap) {
         OPENSSL_cleanse(sa->bitmap, (size_t)(sa->wmask + 1) * sizeof(uint64_t));
         free(sa->bitmap);
@@ -107,7 +107,7 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
             if ((rc = ikc_integ_params(integ_id, &want_key, &icv, &md)) != IKC_OK) goto fail;
             if (!integ_key || integ_key_len != want_key) { rc = IKC_ERR_KEYLEN; goto fail; }
             sa->icv_len = icv;
-            if ((rc = ikc_hmac_init(&sa->integ, md, integ_key, integ_key_len)) != IKC_OK) goto fail;
+            if ((rc = ikc_hmac_new(md, integ_key, integ_key_len, &sa->integ)) != IKC_OK) goto fail;
             sa->has_integ = 1;
         }
     }
@@ -231,7 +231,7 @@ static int esp_seal(ikc_esp *sa, uint8_t *pkt, const uint8_t *src, size_t payloa
             ikc_put32(hi, (uint32_t)(seq >> 32));
             const uint8_t *parts[2] = { pkt, hi };
             size_t lens[2] = { sa->hdr_len + body, sa->esn ? 4 : 0 };
-            if (ikc_hmac_oneshot(&sa->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+            if (ikc_hmac_oneshot(sa->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
             memcpy(icv, mac, sa->icv_len);
             OPENSSL_cleanse(mac, sizeof(mac));
         }
@@ -368,7 +368,7 @@ int ikc_esp_open(ikc_esp *sa, uint8_t *pkt, size_t len, uint8_t *out, size_t out
             ikc_put32(hi, (uint32_t)(seq >> 32));
             const uint8_t *parts[2] = { pkt, hi };
             size_t lens[2] = { sa->hdr_len + body, sa->esn ? 4 : 0 };
-            if (ikc_hmac_oneshot(&sa->integ, parts, lens, 2, mac) != IKC_OK) return IKC_ERR_OPENSSL;
+            if (ikc_hmac_oneshot(sa->integ, parts, lens, 2, mac) != IKC_OK) return IKC_ERR_OPENSSL;
             int ok = ikc_ct_equal(mac, icv, sa->icv_len);
             OPENSSL_cleanse(mac, sizeof(mac));
             if (!ok) { sa->stats[IKC_ESP_STAT_AUTH_FAILED]++; return IKC_ERR_TAG; }   /* before decrypting */
@@ -425,15 +425,20 @@ int ikc_esp_decrypt(ikc_esp *sa, const uint8_t *packet, size_t packet_len,
     return IKC_OK;
 }
 
-char *ikc_esp_scratch(ikc_esp *sa) { return sa ? (char *)sa->scratch : NULL; }
+/* The single-packet calls' output: one buffer per thread rather than per SA
+ * (2 KB each, which a gateway holding 100,000 Child SAs cannot afford). A
+ * caller reads it before its thread makes the next call. */
+static _Thread_local uint8_t esp_scratch[IKC_ESP_SCRATCH];
+
+char *ikc_esp_scratch(ikc_esp *sa) { return sa ? (char *)esp_scratch : NULL; }
 uint64_t ikc_esp_last_seq(const ikc_esp *sa) { return sa ? sa->last_seq : 0; }
 
 int ikc_esp_encrypt1(ikc_esp *sa, const char *payload, size_t payload_len, int next_header) {
     size_t out_len;
     if (!sa || (!payload && payload_len)) return IKC_ERR_ARG;
     if (payload_len > IKC_ESP_SCRATCH - sa->hdr_len) return IKC_ERR_BUFFER;
-    if (payload_len) memcpy(sa->scratch + sa->hdr_len, payload, payload_len);
-    int rc = ikc_esp_seal_inplace(sa, sa->scratch, payload_len, next_header, 0, NULL,
+    if (payload_len) memcpy(esp_scratch + sa->hdr_len, payload, payload_len);
+    int rc = ikc_esp_seal_inplace(sa, esp_scratch, payload_len, next_header, 0, NULL,
                                   IKC_ESP_SCRATCH, &out_len);
     return rc == IKC_OK ? (int)out_len : rc;
 }
@@ -443,7 +448,7 @@ int ikc_esp_decrypt1(ikc_esp *sa, const char *packet, size_t packet_len) {
     int nh;
     if (!sa || !packet) return IKC_ERR_ARG;
     if (packet_len > IKC_ESP_SCRATCH) return IKC_ERR_BUFFER;
-    int rc = ikc_esp_open(sa, (uint8_t *)packet, packet_len, sa->scratch, IKC_ESP_SCRATCH,
+    int rc = ikc_esp_open(sa, (uint8_t *)packet, packet_len, esp_scratch, IKC_ESP_SCRATCH,
                           &plen, &nh, &sa->last_seq);
     if (rc < 0) return rc;
     return (int)(plen << 8) | nh;   /* plen < IKC_ESP_SCRATCH: no overflow */

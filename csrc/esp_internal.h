@@ -13,14 +13,13 @@ struct ikc_esp {
     uint8_t salt[4];                          /* AEAD nonce salt */
     EVP_CIPHER_CTX *enc, *dec;                /* keyed once; IV set per packet */
     ikc_ivgen ivgen;                          /* CBC outbound: unpredictable IVs from seq */
-    ikc_hmac integ;
+    ikc_hmac *integ;                          /* CBC only: 688 octets an AEAD SA does without */
     uint64_t seq_out, seq_max;                /* last sequence number sent, its limit */
     uint64_t top;                             /* highest authenticated sequence number */
     uint32_t window, wmask;                   /* replay window (packets), ring words - 1 */
     uint64_t *bitmap;
     uint64_t stats[IKC_ESP_STAT_COUNT];
     uint64_t last_seq;                        /* of the last packet decrypt1 opened */
-    uint8_t scratch[IKC_ESP_SCRATCH];         /* single-packet fast path output */
     /* AEAD parameters built once, pointing at the buffers below: constructing
      * them per packet showed in profiles at 64 octets */
     OSSL_PARAM p_nonce_out[2], p_nonce_in[3], p_tag_out[2];

@@ -130,6 +130,9 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
                int integ_id, const uint8_t *integ_key, size_t integ_key_len,
                ikc_sk **out);
 void ikc_sk_free(ikc_sk *sk);
+/* free the cipher contexts (about 1 KB each) until the next seal or open
+ * keys them again: for an IKE SA between exchanges, which may be hours */
+void ikc_sk_idle(ikc_sk *sk);
 int ikc_sk_params(const ikc_sk *sk, size_t *iv_len, size_t *icv_len, size_t *block_len);
 int ikc_sk_sealed_len(const ikc_sk *sk, size_t plain_len, size_t *sealed_len);
 /* iv may be NULL (fresh IV: counter-based for AEAD, random for CBC) */
@@ -198,8 +201,9 @@ int ikc_esp_encrypt_iv(ikc_esp *sa, const uint8_t *iv, size_t iv_len,
 int ikc_esp_decrypt(ikc_esp *sa, const uint8_t *packet, size_t packet_len,
                     uint8_t *out, size_t out_cap, size_t *out_len, int *next_header, uint64_t *seq);
 /* single-packet fast path (few arguments: the cffi call costs as much as
- * the crypto): results land in the SA's own scratch buffer (ikc_esp_scratch,
- * IKC_ESP_SCRATCH octets; larger packets use the calls above).
+ * the crypto): results land in the calling thread's scratch buffer
+ * (ikc_esp_scratch, IKC_ESP_SCRATCH octets, valid until that thread's next
+ * call; larger packets use the calls above).
  * encrypt1 returns the packet length, decrypt1 (payload length << 8) | next
  * header; both a negative IKC_ERR_* on failure. decrypt1 keeps the packet's
  * full sequence number for ikc_esp_last_seq. */
@@ -327,9 +331,12 @@ uint32_t ikc_spd_count(const ikc_spd *spd);
 #define IKC_TALLY_SIZE     24
 int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *v,
                     uint32_t *spis, uint32_t cap, uint32_t *tally, uint32_t ntally);
-/* groups: the distinct SPIs routed to, in order of first appearance */
+/* spis: cap entries, one per packet; groups: groups_cap entries, receives the
+ * distinct SPIs routed to, in order of first appearance (at most one per
+ * packet, so groups_cap >= the vector's count always suffices; less is
+ * IKC_ERR_ARG) */
 int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uint32_t *groups,
-                  uint32_t *n_groups, uint32_t *n_routed);
+                  uint32_t groups_cap, uint32_t *n_groups, uint32_t *n_routed);
 /* one SA's packets: PENDING or PARKED packets become PENDING where spis[i] ==
  * spi and PARKED elsewhere; n = how many are PENDING */
 int ikc_vec_select(ikc_pktvec *v, const uint32_t *spis, uint32_t cap, uint32_t spi, uint32_t *n);

@@ -58,6 +58,10 @@ int ikc_hmac_end(ikc_hmac *h, uint8_t *out /* out_len bytes */);
 int ikc_hmac_oneshot(ikc_hmac *h, const uint8_t *const *parts, const size_t *lens, size_t nparts,
                      uint8_t *out /* out_len bytes */);
 void ikc_hmac_free(ikc_hmac *h);
+/* a heap-allocated HMAC (for objects that need one only with some transforms);
+ * release frees and wipes it, and takes NULL */
+int ikc_hmac_new(ikc_md_kind md, const uint8_t *key, size_t key_len, ikc_hmac **out);
+void ikc_hmac_release(ikc_hmac *h);
 
 /* ENCR transform facts for a key length (AEAD key material includes the salt) */
 typedef struct {

@@ -160,6 +160,25 @@ void ikc_hmac_free(ikc_hmac *h) {
     h->direct = 0;
 }
 
+int ikc_hmac_new(ikc_md_kind md, const uint8_t *key, size_t key_len, ikc_hmac **out) {
+    ikc_hmac *h = calloc(1, sizeof(*h));
+    if (!h) return IKC_ERR_NOMEM;
+    int rc = ikc_hmac_init(h, md, key, key_len);
+    if (rc != IKC_OK) {
+        ikc_hmac_release(h);
+        return rc;
+    }
+    *out = h;
+    return IKC_OK;
+}
+
+void ikc_hmac_release(ikc_hmac *h) {
+    if (!h) return;
+    ikc_hmac_free(h);
+    ikc_wipe(h, sizeof(*h));
+    free(h);
+}
+
 int ikc_integ_params(int integ_id, size_t *key_len, size_t *icv_len, ikc_md_kind *md) {
     switch (integ_id) {
     case IKC_INTEG_HMAC_SHA2_256_128: *key_len = 32; *icv_len = 16; *md = IKC_MD_SHA256; return IKC_OK;

@@ -17,16 +17,38 @@ struct ikc_sk {
     uint8_t salt[4];
     uint64_t next_iv;            /* IV counter (AEAD: the IV itself, random start) */
     ikc_ivgen ivgen;             /* CBC: unpredictable IVs from the counter */
-    EVP_CIPHER_CTX *enc, *dec;   /* keyed once; IV set per message */
-    ikc_hmac integ;              /* CBC only */
+    /* keyed on first use, then only the IV is set per message: an IKE SA seals
+     * with one direction's keys and opens with the other's, so each ikc_sk
+     * usually needs one context, not two (about 1 KB each) */
+    EVP_CIPHER_CTX *enc, *dec;
+    ikc_cipher_kind kind;
+    uint8_t key[32];             /* the cipher key, for the context not made yet */
+    ikc_hmac *integ;             /* CBC only */
 };
+
+void ikc_sk_idle(ikc_sk *sk) {
+    if (!sk) return;
+    EVP_CIPHER_CTX_free(sk->enc);   /* frees and cleanses the key schedule; the key stays */
+    EVP_CIPHER_CTX_free(sk->dec);
+    sk->enc = sk->dec = NULL;
+}
+
+static int sk_context(ikc_sk *sk, int enc, EVP_CIPHER_CTX **ctx) {
+    EVP_CIPHER_CTX **slot = enc ? &sk->enc : &sk->dec;
+    if (!*slot) {
+        int rc = ikc_keyed_cipher(sk->kind, sk->key, enc, slot);
+        if (rc != IKC_OK) return rc;
+    }
+    *ctx = *slot;
+    return IKC_OK;
+}
 
 void ikc_sk_free(ikc_sk *sk) {
     if (!sk) return;
     EVP_CIPHER_CTX_free(sk->enc);   /* frees (and cleanses) the key schedule */
     EVP_CIPHER_CTX_free(sk->dec);
     if (!sk->aead) {
-        ikc_hmac_free(&sk->integ);
+        ikc_hmac_release(sk->integ);
         ikc_ivgen_free(&sk->ivgen);
     }
     ikc_wipe(sk, sizeof(*sk));
@@ -59,12 +81,13 @@ int ikc_sk_new(int encr_id, const uint8_t *encr_key, size_t encr_key_len,
         sk->iv_len = 16;
         sk->block_len = 16;
         sk->icv_len = icv;
-        if ((rc = ikc_hmac_init(&sk->integ, md, integ_key, integ_key_len)) != IKC_OK) goto fail;
+        if ((rc = ikc_hmac_new(md, integ_key, integ_key_len, &sk->integ)) != IKC_OK) goto fail;
         if ((rc = ikc_ivgen_init(&sk->ivgen)) != IKC_OK) goto fail;
     }
-    rc = ikc_keyed_cipher(info.kind, encr_key, 1, &sk->enc);
-    if (rc == IKC_OK) rc = ikc_keyed_cipher(info.kind, encr_key, 0, &sk->dec);
-    if (rc != IKC_OK) goto fail;
+    if (info.cipher_key_len > sizeof(sk->key)) { rc = IKC_ERR_KEYLEN; goto fail; }
+    sk->kind = info.kind;
+    memcpy(sk->key, encr_key, info.cipher_key_len);
+
     *out = sk;
     return IKC_OK;
 fail:
@@ -107,6 +130,8 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
     if (aad_len > SK_MAX_PLAIN) return IKC_ERR_ARG;
     if (out_len != sealed) return IKC_ERR_BUFFER;
     if (iv && iv_len != sk->iv_len) return IKC_ERR_ARG;
+    EVP_CIPHER_CTX *enc;
+    if ((rc = sk_context(sk, 1, &enc)) != IKC_OK) return rc;
     body = padded_len(sk, plain_len);
     uint8_t *ivp = out, *ct = out + sk->iv_len, *icv = ct + body;
 
@@ -127,20 +152,20 @@ int ikc_sk_seal(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
     if (sk->aead) {
         uint8_t nonce[12];
         aead_nonce(sk, ivp, nonce);
-        if (EVP_EncryptInit_ex2(sk->enc, NULL, NULL, nonce, NULL) != 1 ||
-            (aad_len && EVP_EncryptUpdate(sk->enc, NULL, &n, aad, (int)aad_len) != 1) ||
-            EVP_EncryptUpdate(sk->enc, ct, &n, ct, (int)body) != 1 ||
-            EVP_EncryptFinal_ex(sk->enc, ct + n, &n) != 1 ||
-            ikc_aead_get_tag(sk->enc, icv, sk->icv_len) != IKC_OK)
+        if (EVP_EncryptInit_ex2(enc, NULL, NULL, nonce, NULL) != 1 ||
+            (aad_len && EVP_EncryptUpdate(enc, NULL, &n, aad, (int)aad_len) != 1) ||
+            EVP_EncryptUpdate(enc, ct, &n, ct, (int)body) != 1 ||
+            EVP_EncryptFinal_ex(enc, ct + n, &n) != 1 ||
+            ikc_aead_get_tag(enc, icv, sk->icv_len) != IKC_OK)
             goto openssl_fail;
     } else {
         uint8_t mac[64];
-        if (EVP_EncryptInit_ex2(sk->enc, NULL, NULL, ivp, NULL) != 1 ||
-            EVP_EncryptUpdate(sk->enc, ct, &n, ct, (int)body) != 1 || (size_t)n != body)
+        if (EVP_EncryptInit_ex2(enc, NULL, NULL, ivp, NULL) != 1 ||
+            EVP_EncryptUpdate(enc, ct, &n, ct, (int)body) != 1 || (size_t)n != body)
             goto openssl_fail;
         const uint8_t *parts[2] = { aad, out };
         size_t lens[2] = { aad_len, sk->iv_len + body };
-        if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+        if (ikc_hmac_oneshot(sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
         memcpy(icv, mac, sk->icv_len);
         ikc_wipe(mac, sizeof(mac));
     }
@@ -153,7 +178,8 @@ openssl_fail:
 int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
                 const uint8_t *sealed, size_t sealed_len,
                 uint8_t *out, size_t out_cap, size_t *out_len) {
-    int n;
+    int n, rc;
+    EVP_CIPHER_CTX *dec;
     if (!sk || !sealed || !out || !out_len || (!aad && aad_len)) return IKC_ERR_ARG;
     if (aad_len > SK_MAX_PLAIN || sealed_len > SK_MAX_PLAIN) return IKC_ERR_ARG;
     /* at least IV, one block (pad length octet) and the ICV */
@@ -161,17 +187,18 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
     size_t body = sealed_len - sk->iv_len - sk->icv_len;
     if (body % sk->block_len) return IKC_ERR_PADDING;
     if (out_cap < body) return IKC_ERR_BUFFER;
+    if ((rc = sk_context(sk, 0, &dec)) != IKC_OK) return rc;
     const uint8_t *iv = sealed, *ct = sealed + sk->iv_len, *icv = ct + body;
 
     if (sk->aead) {
         uint8_t nonce[12];
         aead_nonce(sk, iv, nonce);
-        if (EVP_DecryptInit_ex2(sk->dec, NULL, NULL, nonce, NULL) != 1 ||
-            ikc_aead_set_tag(sk->dec, icv, sk->icv_len) != IKC_OK ||
-            (aad_len && EVP_DecryptUpdate(sk->dec, NULL, &n, aad, (int)aad_len) != 1) ||
-            EVP_DecryptUpdate(sk->dec, out, &n, ct, (int)body) != 1)
+        if (EVP_DecryptInit_ex2(dec, NULL, NULL, nonce, NULL) != 1 ||
+            ikc_aead_set_tag(dec, icv, sk->icv_len) != IKC_OK ||
+            (aad_len && EVP_DecryptUpdate(dec, NULL, &n, aad, (int)aad_len) != 1) ||
+            EVP_DecryptUpdate(dec, out, &n, ct, (int)body) != 1)
             goto openssl_fail;
-        if (EVP_DecryptFinal_ex(sk->dec, out + n, &n) != 1) {
+        if (EVP_DecryptFinal_ex(dec, out + n, &n) != 1) {
             /* no plaintext leaves a failed tag check */
             ikc_wipe(out, body);
             return IKC_ERR_TAG;
@@ -180,12 +207,12 @@ int ikc_sk_open(ikc_sk *sk, const uint8_t *aad, size_t aad_len,
         uint8_t mac[64];
         const uint8_t *parts[2] = { aad, sealed };
         size_t lens[2] = { aad_len, sk->iv_len + body };
-        if (ikc_hmac_oneshot(&sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
+        if (ikc_hmac_oneshot(sk->integ, parts, lens, 2, mac) != IKC_OK) goto openssl_fail;
         int ok = ikc_ct_equal(mac, icv, sk->icv_len);
         ikc_wipe(mac, sizeof(mac));
         if (!ok) return IKC_ERR_TAG;   /* MAC checked before anything is decrypted */
-        if (EVP_DecryptInit_ex2(sk->dec, NULL, NULL, iv, NULL) != 1 ||
-            EVP_DecryptUpdate(sk->dec, out, &n, ct, (int)body) != 1 || (size_t)n != body)
+        if (EVP_DecryptInit_ex2(dec, NULL, NULL, iv, NULL) != 1 ||
+            EVP_DecryptUpdate(dec, out, &n, ct, (int)body) != 1 || (size_t)n != body)
             goto openssl_fail;
     }
     size_t pad = out[body - 1];

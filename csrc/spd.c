@@ -314,8 +314,9 @@ static uint32_t route_one(ikc_spd *spd, const flow *f) {
 }
 
 int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uint32_t *groups,
-                  uint32_t *n_groups, uint32_t *n_routed) {
-    if (!spd || !v || !spis || !groups || !n_groups || !n_routed || cap < v->count) return IKC_ERR_ARG;
+                  uint32_t groups_cap, uint32_t *n_groups, uint32_t *n_routed) {
+    if (!spd || !v || !spis || !groups || !n_groups || !n_routed || cap < v->count || groups_cap < v->count)
+        return IKC_ERR_ARG;
     uint32_t routed = 0, ng = 0, last = 0;
     for (uint32_t i = 0; i < v->count; i++) {
         spis[i] = 0;

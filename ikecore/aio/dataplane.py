@@ -88,7 +88,7 @@ class TunDevice:
 
 # ------------------------------------------------------------------ SA table --
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChildState:
     """One installed Child SA: its two EspSA objects and the IKE SA that owns it."""
 

@@ -83,16 +83,20 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
     when no TUN device is configured; without it they go to :attr:`packets`
     (an asyncio.Queue of ``(child, packet)``). ``rng``: randomness for the
-    core (default ``os.urandom``)."""
+    core (default ``os.urandom``). ``event_queue_size``: keep the newest events
+    in :attr:`events` for an application that reads them (0, the default: keep
+    none, since each holds its IKE SA, keys included, until it is read;
+    :meth:`wait_for` needs no queue)."""
 
     def __init__(self, config: GatewayConfig, *, on_packet: Callable | None = None,
-                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 10000,
+                 rng: Callable[[int], bytes] = os.urandom, event_queue_size: int = 0,
                  packet_queue_size: int = 10000) -> None:
         self.config = config
         self.rng = rng
         self.loop: asyncio.AbstractEventLoop | None = None
         self.endpoint: IkeEndpoint | None = None
-        self.events: asyncio.Queue = asyncio.Queue(maxsize=event_queue_size)
+        self.events: asyncio.Queue | None = (asyncio.Queue(maxsize=event_queue_size)
+                                              if event_queue_size > 0 else None)
         self.packets: asyncio.Queue = asyncio.Queue(maxsize=packet_queue_size)
         self._on_packet = on_packet
         self.dataplane = DataPlane(self._esp_target, batch_size=config.batch_size,
@@ -413,15 +417,14 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("error handling %s", type(event).__name__)
-            try:
-                self.events.put_nowait((conn, event))
-            except asyncio.QueueFull:
+            if self.events is None:
+                pass
+            elif self.events.full():
                 self.counters["events_dropped"] += 1
-                try:                          # keep the newest: drop the oldest
-                    self.events.get_nowait()
-                    self.events.put_nowait((conn, event))
-                except (asyncio.QueueEmpty, asyncio.QueueFull):
-                    pass
+                self.events.get_nowait()              # keep the newest: drop the oldest
+                self.events.put_nowait((conn, event))
+            else:
+                self.events.put_nowait((conn, event))
             for w in list(self._waiters):
                 if w.future.done() or not isinstance(event, w.kinds):
                     continue
@@ -454,6 +457,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
                      "initiator" if event.initiator else "responder", *conn.remote)
             if self.keylog:
                 self.keylog.ike_sa(conn)
+            conn.release_session_keys()
             if init is not None:
                 init.established = True
                 if not init.want_child:
@@ -491,6 +495,8 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
                      "rekeyed" if isinstance(event, ev.IkeSaRekeyed) else "cloned", new.name)
             if self.keylog and new is not None:
                 self.keylog.ike_sa(new)
+            if new is not None and new.established:
+                new.release_session_keys()
         elif isinstance(event, ev.IkeSaDeleted):
             self.counters["ike_sas_deleted"] += 1
             if self.keepalives is not None:
@@ -511,6 +517,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
                  _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
+        child.release_keys()             # the installed EspSAs hold them now
 
     def _resolve_init(self, conn, *, result=None, error=None) -> None:
         init = self._initiations.pop(conn, None)

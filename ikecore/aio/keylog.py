@@ -23,9 +23,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import stat
+from collections import OrderedDict
 from pathlib import Path
 
 from ..crypto.transforms import Encr, Integ
+from ..errors import ConfigError
 
 log = logging.getLogger("ikecore.keylog")
 
@@ -95,17 +98,39 @@ def esp_row(src: str, dst: str, spi: bytes | int, suite, encr_key: bytes, integ_
             f'"{integ}","{ikey}"')
 
 
+# SAs recently written, so that a second call for one adds no row; bounded, since
+# a gateway exports keys for as long as it runs
+SEEN_LIMIT = 4096
+
+
+def _private(st: os.stat_result) -> bool:
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
 class KeyLog:
     """Appends rows to ``<directory>/ikev2_decryption_table`` and ``<directory>/esp_sa``.
 
-    The files are created with mode 0600. ``ike``/``esp`` select which tables
-    are written. Safe to call for the same SA twice (rows are not repeated)."""
+    The directory is created with mode 0700 and the files with 0600, opened
+    without following symbolic links; an existing directory or file that
+    others can read (or that another user owns, or that is no regular file) is
+    refused with a ConfigError rather than written to. ``ike``/``esp`` select
+    which tables are written. Safe to call for the same SA twice (rows are not
+    repeated)."""
 
     def __init__(self, directory: str | os.PathLike, *, ike: bool = True, esp: bool = True) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(self.directory)
+        if not stat.S_ISDIR(st.st_mode) or not _private(st):
+            raise ConfigError(f"key export directory {self.directory}: must be a directory of this user "
+                              f"with mode 0700 (it is {stat.filemode(st.st_mode)})")
         self.ike, self.esp = ike, esp
-        self._seen: set = set()
+        self._seen: OrderedDict = OrderedDict()
+        self.refused: set[Path] = set()          # files not written to, for their mode or type
         log.warning("exporting %s keys to %s", " and ".join(
             k for k, on in (("IKE", ike), ("ESP", esp)) if on) or "no", self.directory)
 
@@ -118,30 +143,52 @@ class KeyLog:
         return self.directory / ESP_TABLE
 
     def _append(self, path: Path, line: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:          # ELOOP: a symbolic link stands there
+            raise ConfigError(f"key export file {path}: {exc.strerror}; not written") from None
         with os.fdopen(fd, "a") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or not _private(st):
+                raise ConfigError(f"key export file {path}: must be a regular file of this user with "
+                                  f"mode 0600 (it is {stat.filemode(st.st_mode)}); not written")
             f.write(line + "\n")
+
+    def _write(self, path: Path, line: str) -> None:
+        """Append, or say once per file why not (the gateway keeps running)."""
+        try:
+            self._append(path, line)
+        except ConfigError as exc:
+            if path not in self.refused:
+                self.refused.add(path)
+                log.error("%s", exc)
+
+    def _first_time(self, key: tuple) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > SEEN_LIMIT:
+            self._seen.popitem(last=False)
+        return True
 
     def ike_sa(self, conn) -> None:
         """Record an IKE SA (an ``IkeConnection`` with keys)."""
-        if not self.ike or conn.keys is None or ("ike", conn.spi_i, conn.spi_r) in self._seen:
+        if not self.ike or conn.keys is None or not self._first_time(("ike", conn.spi_i, conn.spi_r)):
             return
-        self._seen.add(("ike", conn.spi_i, conn.spi_r))
         row = ike_row(conn.spi_i, conn.spi_r, conn.suite, conn.keys)
-        self._append(self.ike_path, row if row is not None else
+        self._write(self.ike_path, row if row is not None else
                      f"# {conn.spi_i.hex()},{conn.spi_r.hex()}: encryption {conn.suite.encr_id} "
                      "has no Wireshark name")
 
     def child_sa(self, child, local_host: str, remote_host: str) -> None:
         """Record both ESP SAs of a Child SA (outer addresses as the packets carry them)."""
-        if not self.esp or ("esp", child.spi_in, child.spi_out) in self._seen:
+        if not self.esp or child.keys is None or not self._first_time(("esp", child.spi_in, child.spi_out)):
             return
-        self._seen.add(("esp", child.spi_in, child.spi_out))
         out_k, in_k = child.outbound_keys, child.inbound_keys
         for src, dst, spi, (ek, ik) in ((local_host, remote_host, child.spi_out, out_k),
                                         (remote_host, local_host, child.spi_in, in_k)):
             row = esp_row(src, dst, spi, child.suite, ek, ik)
-            self._append(self.esp_path, row if row is not None else
+            self._write(self.esp_path, row if row is not None else
                          f"# 0x{spi.hex()}: encryption {child.suite.encr_id} has no Wireshark name")
 
 

@@ -6,6 +6,8 @@ start the ICV input, RFC 7296 §3.14). ``seal`` returns IV | ciphertext | ICV.
 """
 from __future__ import annotations
 
+import threading
+
 from .._binding import as_bytes, check, error_for, ffi, lib
 from .transforms import Integ, is_aead
 
@@ -13,10 +15,33 @@ _MAX_MESSAGE = 1 << 20
 _SCRATCH = 2048     # most IKE messages fit; a larger one grows the buffer once
 
 
+class _Scratch(threading.local):
+    """Output buffers reused across calls: allocating one per message costs
+    about a tenth of sealing it, and one per SkCipher costs 2 KB for each
+    direction of every IKE SA a gateway holds. So one per thread; each call
+    copies its result out before returning."""
+
+    def __init__(self) -> None:
+        self.out_len = ffi.new("size_t *")
+        self.grow(_SCRATCH)
+
+    def grow(self, n: int) -> None:
+        self.buf, self.cap = ffi.new("char[]", n), n
+        self.buf8 = ffi.cast("uint8_t *", self.buf)    # the same memory, for the split forms
+
+    def get(self, n: int):
+        if n > self.cap:
+            self.grow(n)
+        return self.buf
+
+
+_scratch = _Scratch()
+
+
 class SkCipher:
     """One key, one direction: SK_ei/SK_ai for the initiator's messages, SK_er/SK_ar for the responder's."""
 
-    __slots__ = ("_handle", "_out_len", "_fixed", "_buf", "_buf8", "_cap", "encr_id", "integ_id", "iv_length", "icv_length", "block_length")
+    __slots__ = ("_handle", "_fixed", "encr_id", "integ_id", "iv_length", "icv_length", "block_length")
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int = Integ.NONE,
                  integ_key: bytes = b"") -> None:
@@ -33,21 +58,13 @@ class SkCipher:
         iv, icv, block = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("size_t *")
         check(lib.ikc_sk_params(self._handle, iv, icv, block))
         self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
-        # reused output buffers: an SkCipher serves one direction of one IKE SA
-        # and is not shared between threads; allocating per message costs
-        # about a tenth of sealing one
-        self._out_len = ffi.new("size_t *")
-        self._grow(_SCRATCH)
         self._fixed = self.iv_length + self.icv_length
 
-    def _grow(self, n: int) -> None:
-        self._buf, self._cap = ffi.new("char[]", n), n
-        self._buf8 = ffi.cast("uint8_t *", self._buf)    # the same memory, for the split forms
-
-    def _out(self, n: int):
-        if n > self._cap:
-            self._grow(n)
-        return self._buf
+    def idle(self) -> None:
+        """Free the cipher contexts until the next call (which keys one again,
+        about a microsecond): an IKE SA holds two SkCiphers for hours and uses
+        them for a few messages an exchange."""
+        lib.ikc_sk_idle(self._handle)
 
     def sealed_length(self, plaintext_length: int) -> int:
         """Octets ``seal`` returns for this much plaintext: the SK payload body
@@ -68,8 +85,9 @@ class SkCipher:
         if len(plaintext) > _MAX_MESSAGE or len(aad) > _MAX_MESSAGE:
             raise ValueError("message too large")
         n = self.sealed_length(len(plaintext))
-        out = self._out(n)
-        out8 = self._buf8
+        scratch = _scratch
+        out = scratch.get(n)
+        out8 = scratch.buf8
         if iv is None:
             iv_ptr, iv_len = ffi.NULL, 0
         else:
@@ -88,12 +106,13 @@ class SkCipher:
             sealed = as_bytes(sealed, "sealed")
         if len(sealed) > _MAX_MESSAGE or len(aad) > _MAX_MESSAGE:
             raise ValueError("message too large")
-        out = self._out(len(sealed) or 1)
-        rc = lib.ikc_sk_open(self._handle, aad, len(aad), sealed, len(sealed), self._buf8, len(sealed),
-                             self._out_len)
+        scratch = _scratch
+        out = scratch.get(len(sealed) or 1)
+        rc = lib.ikc_sk_open(self._handle, aad, len(aad), sealed, len(sealed), scratch.buf8, len(sealed),
+                             scratch.out_len)
         if rc:
             raise error_for(rc, "SK open")
-        return ffi.unpack(out, self._out_len[0])
+        return ffi.unpack(out, scratch.out_len[0])
 
     def seal_message(self, prefix: bytes, inner: bytes) -> bytes:
         """The whole protected message: ``prefix`` is the IKE header, any clear
@@ -105,7 +124,7 @@ class SkCipher:
             inner = as_bytes(inner, "inner")
         block = self.block_length
         n = len(prefix) + self._fixed + (len(inner) + block) // block * block
-        out = self._buf if n <= self._cap else self._out(n)
+        out = _scratch.get(n)
         # the C core bounds every length (message size, 16-bit SK length)
         rc = lib.ikc_sk_seal_message(self._handle, prefix, len(prefix), inner, len(inner), out, n)
         if rc:
@@ -119,9 +138,10 @@ class SkCipher:
             message = as_bytes(message, "message")
         if type(sk_offset) is not int or sk_offset < 0:
             raise ValueError("sk_offset must be a non-negative int")
-        out = self._buf if len(message) <= self._cap else self._out(len(message))
+        scratch = _scratch
+        out = scratch.get(len(message))
         rc = lib.ikc_sk_open_message(self._handle, message, len(message), sk_offset, out, len(message),
-                                     self._out_len)
+                                     scratch.out_len)
         if rc:
             raise error_for(rc, "SK open")
-        return ffi.unpack(out, self._out_len[0])
+        return ffi.unpack(out, scratch.out_len[0])

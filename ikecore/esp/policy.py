@@ -114,7 +114,7 @@ class SelectorTable:
         where no routable SA covers it. ``groups[:n]`` gets the distinct SPIs in
         order of first use. Returns (packets routed, n)."""
         ng = ffi.new("uint32_t *")
-        _check(lib.ikc_spd_route(self._h, vec._v, spis, len(spis), groups, ng, self._n), "route")
+        _check(lib.ikc_spd_route(self._h, vec._v, spis, len(spis), groups, len(groups), ng, self._n), "route")
         return self._n[0], ng[0]
 
     @staticmethod

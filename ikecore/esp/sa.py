@@ -6,6 +6,8 @@ the caller or to :mod:`ikecore.esp.udpencap`.
 """
 from __future__ import annotations
 
+import threading
+
 from .._binding import error_for, ffi, lib
 from ..crypto.transforms import Encr, Integ
 
@@ -21,6 +23,7 @@ _encrypt = lib.ikc_esp_encrypt
 _decrypt = lib.ikc_esp_decrypt
 _encrypt1 = lib.ikc_esp_encrypt1
 _decrypt1 = lib.ikc_esp_decrypt1
+_thread_scratch = lib.ikc_esp_scratch     # the calling thread's buffer: read it right after the call
 _unpack = ffi.unpack
 
 
@@ -73,6 +76,20 @@ _from_buffer = ffi.from_buffer
 _new = ffi.new
 
 
+class _Scratch(threading.local):
+    """The cffi path's output buffer and out-parameters, one set per thread:
+    per SA they cost 2 KB each, and a gateway holds two SAs per Child SA."""
+
+    def __init__(self) -> None:
+        self.out = _new("uint8_t[]", _SCRATCH)
+        self.length = _new("size_t *")
+        self.nh = _new("int *")
+        self.seq = _new("uint64_t *")
+
+
+_scratch = _Scratch()
+
+
 def _c_bytes(value, name):
     """bytes pass to C as they are; other buffers through ffi.from_buffer."""
     if isinstance(value, bytes):
@@ -103,7 +120,7 @@ class EspSA(_SinglePacketBase):
     different SAs may run on different threads concurrently.
     """
 
-    __slots__ = ("_h", "_scratch", "_out", "_len", "_nh", "_seq", "spi", "encr_id", "integ_id", "esn",
+    __slots__ = ("_h", "spi", "encr_id", "integ_id", "esn",
                  "replay_window", "direction", "iv_length", "icv_length", "block_length",
                  "__weakref__")
 
@@ -140,11 +157,6 @@ class EspSA(_SinglePacketBase):
         if rc:
             raise error_for(rc, "ESP SA")
         self._h = ffi.gc(handle[0], lib.ikc_esp_free)
-        self._scratch = lib.ikc_esp_scratch(self._h)   # lives as long as the SA
-        self._out = _new("uint8_t[]", _SCRATCH)
-        self._len = _new("size_t *")
-        self._nh = _new("int *")
-        self._seq = _new("uint64_t *")
         self.spi = spi
         self.encr_id = encr_id
         self.integ_id = iid
@@ -184,16 +196,17 @@ class EspSA(_SinglePacketBase):
                 r = _encrypt1(self._h, payload, n, next_header)
                 if r < 0:
                     raise error_for(r, "ESP encrypt")
-                return _unpack(self._scratch, r)
+                return _unpack(_thread_scratch(self._h), r)
         else:
             payload = _c_bytes(payload, "payload")
         n = len(payload)
         cap = n + tfc_pad + _SLACK
-        out = self._out if cap <= _SCRATCH else _new("uint8_t[]", min(cap, _MAX_PACKET + _SLACK))
-        rc = _encrypt(self._h, payload, n, next_header, tfc_pad, out, len(out), self._len)
+        scratch = _scratch
+        out = scratch.out if cap <= _SCRATCH else _new("uint8_t[]", min(cap, _MAX_PACKET + _SLACK))
+        rc = _encrypt(self._h, payload, n, next_header, tfc_pad, out, len(out), scratch.length)
         if rc:
             raise error_for(rc, "ESP encrypt")
-        return _buffer(out, self._len[0])[:]
+        return _buffer(out, scratch.length[0])[:]
 
     def _decrypt_general(self, packet: bytes) -> tuple[bytes, int]:
         """decrypt through cffi: any buffer."""
@@ -202,15 +215,16 @@ class EspSA(_SinglePacketBase):
                 r = _decrypt1(self._h, packet, len(packet))
                 if r < 0:
                     raise error_for(r, "ESP decrypt")
-                return _unpack(self._scratch, r >> 8), r & 255
+                return _unpack(_thread_scratch(self._h), r >> 8), r & 255
         else:
             packet = _c_bytes(packet, "packet")
         n = len(packet)
-        out = self._out if n <= _SCRATCH else _new("uint8_t[]", n)
-        rc = _decrypt(self._h, packet, n, out, len(out), self._len, self._nh, self._seq)
+        scratch = _scratch
+        out = scratch.out if n <= _SCRATCH else _new("uint8_t[]", n)
+        rc = _decrypt(self._h, packet, n, out, len(out), scratch.length, scratch.nh, scratch.seq)
         if rc:
             raise error_for(rc, "ESP decrypt")
-        return _buffer(out, self._len[0])[:], self._nh[0]
+        return _buffer(out, scratch.length[0])[:], scratch.nh[0]
 
     @property
     def last_decrypted_seq(self) -> int:
@@ -224,10 +238,10 @@ class EspSA(_SinglePacketBase):
         iv = bytes(_c_bytes(iv, "iv"))
         out = _new("uint8_t[]", len(payload) + tfc_pad + _SLACK)
         rc = lib.ikc_esp_encrypt_iv(self._h, iv, len(iv), payload, len(payload), next_header,
-                                    tfc_pad, out, len(out), self._len)
+                                    tfc_pad, out, len(out), _scratch.length)
         if rc:
             raise error_for(rc, "ESP encrypt")
-        return _buffer(out, self._len[0])[:]
+        return _buffer(out, _scratch.length[0])[:]
 
     # ---- sequence numbers and the replay window ----
 

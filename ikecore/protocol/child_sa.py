@@ -15,7 +15,7 @@ class PeerRekey:
     child: "ChildSa"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)      # many live at once: no per-instance dict
 class ChildSa:
     name: str
     mode: str                   # "tunnel" or "transport"
@@ -46,6 +46,11 @@ class ChildSa:
     def inbound_keys(self) -> tuple[bytes, bytes]:
         k = self.keys
         return (k.encr_r, k.integ_r) if self.initiator else (k.encr_i, k.integ_i)
+
+    def release_keys(self) -> None:
+        """The ESP SAs are built and the keys exported (if asked for): the
+        EspSA objects hold them from here on."""
+        self.keys = None
 
     def esp_sas(self):
         """(outbound, inbound) ``ikecore.esp.EspSA`` for this Child SA."""

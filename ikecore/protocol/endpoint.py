@@ -59,6 +59,7 @@ class IkeEndpoint:
         self.connections: dict[bytes, IkeConnection] = {}   # by our own SPI
         self._half_open: dict[tuple, IkeConnection] = {}    # responder SAs by (SPIi, remote)
         self.leases: set = set()
+        self.inbound_spis: set[bytes] = set()     # of every installed Child SA: new ones avoid them
         self._events: deque = deque()
         self._datagrams: deque = deque()
         self.timers = TimerQueue()
@@ -102,7 +103,7 @@ class IkeEndpoint:
         self._by_host.setdefault(conn.remote[0], {})[own] = conn
 
     def _unindex(self, conn: IkeConnection, own: bytes) -> None:
-        keys = getattr(conn, "index_keys", None)
+        keys = conn.index_keys
         if keys is None:
             return
         for table, key in ((self._by_identity, keys[0]), (self._by_host, keys[1])):
@@ -114,6 +115,7 @@ class IkeEndpoint:
 
     def _adopt(self, conn: IkeConnection) -> None:
         conn.leases = self.leases
+        conn.inbound_spis = self.inbound_spis
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
         conn.exchange_state["initial_contact"] = self._initial_contact
         conn.timers_changed = self.timers.touch
@@ -162,9 +164,17 @@ class IkeEndpoint:
         self._collect(conn, now)
 
     def _forget_half_open(self, conn: IkeConnection) -> None:
-        key = conn.exchange_state.get("half_open_key")
-        if key is not None and conn.state != State.INIT_DONE and self._half_open.get(key) is conn:
-            del self._half_open[key]
+        state = conn.exchange_state
+        key = state.get("half_open_key")
+        if key is not None and conn.state != State.INIT_DONE:
+            if self._half_open.get(key) is conn:
+                del self._half_open[key]
+            del state["half_open_key"]
+        if conn.state is State.ESTABLISHED and "initial_contact" in state:
+            # IKE_AUTH is over: the hook and the key are of no more use (memory per SA)
+            del state["initial_contact"]
+            if not state:
+                conn.exchange_state = {}
 
     def _init_request(self, msg: Message, remote: Address, local: Address, now: float) -> None:
         existing = self._half_open.get((msg.spi_i, remote))
@@ -257,8 +267,15 @@ class IkeEndpoint:
             self._events.append((conn, event))
             if isinstance(event, ev.IkeSaEstablished):
                 self._index(conn)
+            elif isinstance(event, ev.ChildSaInstalled):
+                self.inbound_spis.add(event.child.spi_in)
+            elif isinstance(event, ev.ChildSaRekeyed):
+                self.inbound_spis.add(event.new.spi_in)
+            elif isinstance(event, ev.ChildSaDeleted):
+                self.inbound_spis.discard(event.child.spi_in)
         self._forget_half_open(conn)
         self.timers.touch(conn)
+        conn.idle()
         if conn.state == State.DELETED:
             own = conn.spi_i if conn.initiator else conn.spi_r
             self._unindex(conn, own)

@@ -21,7 +21,6 @@ import enum
 import hashlib
 import ipaddress
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -118,6 +117,19 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
 class IkeConnection:
     """One IKE SA and its Child SAs."""
 
+    # many of these live at once (100,000 SAs in a gateway): no per-instance dict
+    __slots__ = ("config", "initiator", "local", "remote", "rng", "natt_port",
+                 "remote_natt_port", "created_at", "spi_i", "spi_r", "state", "suite", "keys",
+                 "sk_out", "sk_in", "ni", "nr", "init_request", "init_response", "remote_id",
+                 "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
+                 "peer_mobike", "peer_clone", "peer_window", "virtual_ip", "assigned_ip",
+                 "leases", "inbound_spis", "next_request_id", "expected_request_id", "_answered_ahead",
+                 "outstanding", "response_cache", "tasks", "deferred", "reassembler",
+                 "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
+                 "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
+                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys")
+
+
     def __init__(self, config: IkeConfig, *, initiator: bool, local: Address, remote: Address,
                  rng: Rng, now: float, spi_i: bytes | None = None, spi_r: bytes | None = None,
                  natt_port: int = 4500, remote_natt_port: int | None = None) -> None:
@@ -153,15 +165,16 @@ class IkeConnection:
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
         self.leases: set = set()              # pool addresses in use (the endpoint shares one set)
+        self.inbound_spis: set = set()        # installed Child SA SPIs (the endpoint shares one set)
         # message ids and retransmission
         self.next_request_id = 0
         self.expected_request_id = 0          # the lowest request ID not yet answered
-        self._answered_ahead: set[int] = set()   # answered IDs above it (window > 1)
+        self._answered_ahead: set[int] | None = None   # answered IDs above it (window > 1)
         self.outstanding: dict[int, _Outstanding] = {}
         self.response_cache: dict[int, list] = {}
-        self.tasks: deque = deque()
+        self.tasks: list = []                 # short: lists cost a tenth of a deque per SA
         self.deferred: list = []              # (when, task): retries that must wait (§2.25)
-        self.reassembler = Reassembler()
+        self.reassembler: Reassembler | None = None    # made by the first fragment (RFC 7383)
         self._window_announced = False
         # children and timers
         self.children: dict[bytes, ChildSa] = {}     # by inbound SPI
@@ -170,9 +183,9 @@ class IkeConnection:
         self.last_heard = now
         self.deleted_reason = ""
         # outputs
-        self._datagrams: deque = deque()
-        self._events: deque = deque()
-        self._spawned: deque = deque()
+        self._datagrams: list = []
+        self._events: list = []
+        self._spawned: list = []
         # IKE rekey (exchanges/ike_rekey.py): the SA that replaced this one; the peer's
         # rekey we answered while ours was in flight; whether the application knows this SA
         self.replaced_by: IkeConnection | None = None
@@ -182,6 +195,7 @@ class IkeConnection:
         # set by the endpoint that holds this SA: told when another SA's work moved
         # this one's deadlines (its own input and commands are seen by the endpoint)
         self.timers_changed: Callable[["IkeConnection"], None] | None = None
+        self.index_keys: tuple | None = None    # the endpoint's lookup keys for this SA
 
     # ------------------------------------------------------------------ helpers --
     def new_spi(self) -> bytes:
@@ -232,6 +246,27 @@ class IkeConnection:
         r_cipher = SkCipher(suite.encr_id, keys.sk_er, integ, keys.sk_ar)
         self.sk_out, self.sk_in = (i_cipher, r_cipher) if self.initiator else (r_cipher, i_cipher)
 
+    def idle(self) -> None:
+        """Nothing of ours is in flight: the SK ciphers' contexts can go until the
+        next message (the endpoint calls this after each input it routed)."""
+        if self.sk_out is not None and not self.outstanding:
+            self.sk_out.idle()
+            self.sk_in.idle()
+
+    def forget_init_messages(self) -> None:
+        """IKE_AUTH is done: the IKE_SA_INIT messages its AUTH payloads signed are
+        not needed any more (about 1 KB an SA)."""
+        self.init_request = self.init_response = b""
+
+    def release_session_keys(self) -> None:
+        """Keep only SK_d (rekeys, clones and tickets derive from it): SK_e/SK_a
+        live on in the SK ciphers, SK_p served AUTH only. For the I/O layer to
+        call once it has exported what it wants (a key log), since an SA that
+        lives for hours should not hold copies of them (about 0.5 KB)."""
+        if self.keys is not None and self.state is State.ESTABLISHED:
+            self.keys = self.keys._replace(sk_ai=b"", sk_ar=b"", sk_ei=b"", sk_er=b"", sk_pi=b"", sk_pr=b"",
+                                           skeyseed=None)
+
     def start_lifetimes(self, now: float) -> None:
         cfg = self.config
         # a little jitter from the RNG keeps both peers from rekeying at the same instant
@@ -257,7 +292,7 @@ class IkeConnection:
         return out
 
     def next_event(self) -> ev.Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def spawned_connections(self) -> list["IkeConnection"]:
         """IKE SAs made by this one (rekeys) since the last call."""
@@ -287,7 +322,7 @@ class IkeConnection:
     def queue(self, task, now: float, *, first: bool = False) -> None:
         """Queue an initiator task; it starts when the window allows."""
         if first:
-            self.tasks.appendleft(task)
+            self.tasks.insert(0, task)
         else:
             self.tasks.append(task)
         self._start_tasks(now)
@@ -385,12 +420,12 @@ class IkeConnection:
             # say how many requests we will take at once (RFC 7296 §2.3)
             self._window_announced = True
             if self.config.window_size > 1:
-                self.tasks.appendleft(WindowSizeTask(self.config.window_size))
+                self.tasks.insert(0, WindowSizeTask(self.config.window_size))
         while self.tasks and self.state != State.DELETED and self._window_open():
             task = self.tasks[0]
             if not task.ready(self):
                 break
-            self.tasks.popleft()
+            del self.tasks[0]
             try:
                 request = task.build_request(self, now)
             except IkeError as exc:
@@ -489,6 +524,8 @@ class IkeConnection:
             return None
         try:
             if msg.is_fragment:
+                if self.reassembler is None:
+                    self.reassembler = Reassembler()
                 return self.reassembler.add(msg, self.sk_in, now)
             msg.decrypt(self.sk_in)
             return msg
@@ -500,9 +537,15 @@ class IkeConnection:
             return None
 
     def _answered(self, mid: int) -> bool:
-        return mid < self.expected_request_id or mid in self._answered_ahead
+        ahead = self._answered_ahead
+        return mid < self.expected_request_id or (ahead is not None and mid in ahead)
 
     def _mark_answered(self, mid: int) -> None:
+        if mid == self.expected_request_id and not self._answered_ahead:
+            self.expected_request_id += 1     # in order, the usual case: no set needed
+            return
+        if self._answered_ahead is None:
+            self._answered_ahead = set()
         self._answered_ahead.add(mid)
         while self.expected_request_id in self._answered_ahead:
             self._answered_ahead.discard(self.expected_request_id)

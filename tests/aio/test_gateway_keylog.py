@@ -11,10 +11,11 @@ import subprocess
 import pytest
 
 from aio_helpers import exchange_traffic, ike_configs, initiator, responder, run
-from ikecore.aio.keylog import IKE_TABLE, ESP_TABLE, esp_row, ike_row, tshark_options
+from ikecore.aio.keylog import IKE_TABLE, ESP_TABLE, KeyLog, esp_row, ike_row, tshark_options
 from ikecore.aio.pcap import PcapWriter, ip_udp_packet
 from ikecore.crypto.keyschedule import IkeKeys
 from ikecore.protocol import events as ev
+from ikecore.errors import ConfigError
 from ikecore.protocol.negotiation import EspSuite, IkeSuite
 
 
@@ -39,12 +40,32 @@ def test_row_formats():
     assert esp_row("192.0.2.1", "192.0.2.2", 1, EspSuite(28, None, 0, False, None), b"k" * 36, b"") is None
 
 
+class KeySnapshots:
+    """The keys each SA had when the gateway exported them: an established SA
+    keeps only SK_d afterwards, and a Child SA none (its EspSAs hold them)."""
+
+    def __init__(self, monkeypatch):
+        self.ike, self.child = {}, {}
+        original_ike, original_child = KeyLog.ike_sa, KeyLog.child_sa
+
+        def ike_sa(log, conn):
+            self.ike[conn.spis] = conn.keys
+            return original_ike(log, conn)
+
+        def child_sa(log, child, *args):
+            self.child[child.spi_in] = (child.outbound_keys, child.inbound_keys, child.keys)
+            return original_child(log, child, *args)
+        monkeypatch.setattr(KeyLog, "ike_sa", ike_sa)
+        monkeypatch.setattr(KeyLog, "child_sa", child_sa)
+
+
 def _ike_suite_rows(path):
     return [line.split(",") for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
-def test_gateway_exports_the_keys_of_every_sa(tmp_path):
+def test_gateway_exports_the_keys_of_every_sa(tmp_path, monkeypatch):
     keydir = tmp_path / "keys"
+    exported = KeySnapshots(monkeypatch)
 
     async def body():
         ci, cr = ike_configs()
@@ -67,26 +88,33 @@ def test_gateway_exports_the_keys_of_every_sa(tmp_path):
     ike = _ike_suite_rows(keydir / IKE_TABLE)
     assert [(r[0], r[1]) for r in ike] == [(conn.spi_i.hex(), conn.spi_r.hex()),
                                            (conn2.spi_i.hex(), conn2.spi_r.hex())]
-    assert ike[0][2] == conn.keys.sk_ei.hex() and ike[0][3] == conn.keys.sk_er.hex()
-    assert ike[1][2] == conn2.keys.sk_ei.hex()
+    keys, keys2 = exported.ike[conn.spis], exported.ike[conn2.spis]
+    assert ike[0][2] == keys.sk_ei.hex() and ike[0][3] == keys.sk_er.hex()
+    assert ike[1][2] == keys2.sk_ei.hex()
+    # once exported, an established SA keeps SK_d alone, a Child SA no key at all
+    assert conn2.keys.sk_d == keys2.sk_d and conn2.keys.sk_ei == conn2.keys.sk_pi == b""
+    assert child.keys is None and child2.keys is None
     esp = [line for line in (keydir / ESP_TABLE).read_text().splitlines()]
     assert len(esp) == 4
-    assert f'"0x{child.spi_out.hex()}","AES-GCM with 16 octet ICV [RFC4106]","0x{child.outbound_keys[0].hex()}"' \
+    outbound, inbound, _ = exported.child[child.spi_in]
+    assert f'"0x{child.spi_out.hex()}","AES-GCM with 16 octet ICV [RFC4106]","0x{outbound[0].hex()}"' \
         in esp[0]
-    assert f'"0x{child.spi_in.hex()}"' in esp[1] and child.inbound_keys[0].hex() in esp[1]
+    assert f'"0x{child.spi_in.hex()}"' in esp[1] and inbound[0].hex() in esp[1]
     assert f'"0x{child2.spi_out.hex()}"' in esp[2]
     for f in (IKE_TABLE, ESP_TABLE):
         assert stat.S_IMODE(os.stat(keydir / f).st_mode) == 0o600
 
 
-def test_keys_are_never_logged(caplog, tmp_path):
+def test_keys_are_never_logged(caplog, tmp_path, monkeypatch):
     import logging
     caplog.set_level(logging.DEBUG, logger="ikecore")
+    exported = KeySnapshots(monkeypatch)
 
     async def body():
         ci, cr = ike_configs()
         gr = await responder(cr)
-        gi = await initiator(ci, gr)
+        gi = await initiator(ci, gr, key_export=__import__("ikecore.aio", fromlist=["KeyExportSpec"])
+                             .KeyExportSpec(str(tmp_path / "keys")))
         try:
             conn = await gi.initiate("to-r", timeout=10)
             await exchange_traffic(gi, gr, "127.0.0.1", 2)
@@ -99,8 +127,9 @@ def test_keys_are_never_logged(caplog, tmp_path):
     conn, children = run(body())
     text = caplog.text
     assert "IKE SA established" in text
-    secrets = [conn.keys.sk_d, conn.keys.sk_ei, conn.keys.sk_er, conn.keys.sk_pi]
-    secrets += [k for c in children for k in (c.keys.encr_i, c.keys.encr_r)]
+    secrets = [k for keys in exported.ike.values() for k in (keys.sk_d, keys.sk_ei, keys.sk_er, keys.sk_pi)]
+    secrets += [k for _, _, keys in exported.child.values() for k in (keys.encr_i, keys.encr_r)]
+    assert len(exported.ike) == 2 and len(exported.child) >= 1
     for s in secrets:
         assert s.hex() not in text and s.hex().upper() not in text
 
@@ -152,3 +181,63 @@ def test_tshark_decrypts_an_ikecore_capture(tmp_path):
     # ... and the IKE_AUTH payloads out of the SK payload (identities in clear text)
     assert "initiator@test" in out and "responder@test" in out
     assert "[correct]" in out
+
+
+# ------------------------------------------------------------ key files on disk --
+
+class _Conn:
+    """Just enough of an IkeConnection for KeyLog.ike_sa."""
+
+    def __init__(self, n: int):
+        from ikecore.crypto.keyschedule import IkeKeys
+        self.spi_i, self.spi_r = n.to_bytes(8, "big"), (n + 1).to_bytes(8, "big")
+        self.suite = IkeSuite(20, 256, 5, 0, 31)
+        self.keys = IkeKeys(5, b"d" * 32, b"", b"", b"e" * 36, b"f" * 36, b"p" * 32, b"q" * 32, None)
+
+
+def test_export_directory_and_files_are_private(tmp_path):
+    keydir = tmp_path / "new" / "keys"
+    log = KeyLog(keydir)
+    log.ike_sa(_Conn(1))
+    assert stat.S_IMODE(os.stat(keydir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(keydir / IKE_TABLE).st_mode) == 0o600
+
+
+def test_a_loose_export_directory_is_refused(tmp_path):
+    keydir = tmp_path / "keys"
+    keydir.mkdir(mode=0o755)
+    os.chmod(keydir, 0o755)
+    with pytest.raises(ConfigError, match="mode 0700"):
+        KeyLog(keydir)
+
+
+def test_an_existing_loose_key_file_is_not_appended_to(tmp_path, caplog):
+    keydir = tmp_path / "keys"
+    log = KeyLog(keydir)
+    (keydir / IKE_TABLE).write_text("old\n")
+    os.chmod(keydir / IKE_TABLE, 0o644)
+    log.ike_sa(_Conn(1))
+    log.ike_sa(_Conn(3))
+    assert (keydir / IKE_TABLE).read_text() == "old\n"          # no key went into it
+    assert [r.levelname for r in caplog.records if "mode 0600" in r.getMessage()] == ["ERROR"]
+
+
+def test_a_symlinked_key_file_is_not_followed(tmp_path):
+    keydir = tmp_path / "keys"
+    log = KeyLog(keydir)
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    os.chmod(target, 0o600)
+    (keydir / IKE_TABLE).symlink_to(target)
+    log.ike_sa(_Conn(1))
+    assert target.read_text() == "" and log.refused == {keydir / IKE_TABLE}
+
+
+def test_the_seen_set_is_bounded(tmp_path):
+    from ikecore.aio import keylog as keylog_module
+    log = KeyLog(tmp_path / "keys")
+    for n in range(0, 2 * (keylog_module.SEEN_LIMIT + 10), 2):
+        log.ike_sa(_Conn(n))
+    assert len(log._seen) == keylog_module.SEEN_LIMIT
+    rows = (tmp_path / "keys" / IKE_TABLE).read_text().splitlines()
+    assert len(rows) == keylog_module.SEEN_LIMIT + 10           # each SA once

@@ -81,7 +81,8 @@ def test_handshake_traffic_rekeys_delete(host):
 
 def test_events_queue_reports_the_lifecycle():
     async def body():
-        gi, gr, conn = await pair()
+        gi, gr, conn = await pair(i_kw={"event_queue_size": 100})
+        assert gr.events is None                    # kept only when asked for
         kinds = []
         while not gi.events.empty():
             c, e = gi.events.get_nowait()

@@ -62,6 +62,21 @@ def test_route_by_selectors_protocol_and_port():
     assert route_one(t, ip4("10.1.0.5", "10.2.0.9", 17, 1234, 53, ihl=4)) is None  # no valid IPv4 header
 
 
+def test_route_refuses_a_groups_array_smaller_than_the_vector():
+    """ikc_spd_route is told the size of its groups array (one group per packet
+    at most) and refuses a smaller one rather than write past it."""
+    from ikecore._binding import ffi
+    t = SelectorTable()
+    t.set(0x1001, [net("0.0.0.0/0")], [net("0.0.0.0/0")])
+    vec = PacketVector(4)
+    vec.load([ip4("10.1.0.5", "10.2.0.9")] * 4)
+    spis = SelectorTable.spi_array(vec)
+    with pytest.raises(ValueError):
+        t.route(vec, spis, ffi.new("uint32_t[]", 3))
+    routed, groups = t.route(vec, spis, ffi.new("uint32_t[]", 4))
+    assert (routed, groups) == (4, 1)
+
+
 def test_newest_routable_sa_wins_and_changes_reach_the_flow_cache():
     t = SelectorTable()
     everything = ([net("0.0.0.0/0")], [net("0.0.0.0/0")])

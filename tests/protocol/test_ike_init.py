@@ -83,8 +83,10 @@ def test_cookie_engages_at_the_half_open_threshold(swap):
     assert retry.find(PayloadType.KE).data == inits[0].find(PayloadType.KE).data
     assert retry.find(PayloadType.NONCE).data == inits[0].find(PayloadType.NONCE).data
     assert p.er.stats["cookies_sent"] == 1 and p.er.stats["cookie_rejects"] == 0
-    # the AUTH covers the retried request (RFC 7296 §2.15): established means both agree
-    assert p.conn("i").init_request == p.conn("r").init_request == retry.raw
+    # the AUTH covers the retried request (RFC 7296 §2.15): established means both
+    # agree; after IKE_AUTH neither side keeps the IKE_SA_INIT messages (memory per SA)
+    assert p.conn("i").init_request == p.conn("r").init_request == b""
+    assert p.conn("i").init_response == p.conn("r").init_response == b""
 
 
 def test_no_cookie_below_the_threshold():

@@ -156,10 +156,13 @@ def new_child(conn, cfg: ChildConfig, suite, *, spi_in: bytes, spi_out: bytes, k
 
 
 def new_child_spi(conn) -> bytes:
+    """A random inbound SPI that no Child SA of this IKE SA, nor any installed
+    one of the endpoint's (``conn.inbound_spis``), uses: with 100,000 Child SAs
+    a random 32-bit SPI collides with one of them about one time in 43."""
     while True:
         spi = conn.rng(4)
         # SPIs 1-255 are reserved by IANA (RFC 4303 §2.1)
-        if int.from_bytes(spi, "big") > 255 and spi not in conn.children:
+        if int.from_bytes(spi, "big") > 255 and spi not in conn.children and spi not in conn.inbound_spis:
             return spi
 
 
@@ -271,6 +274,7 @@ class IkeAuthTask(Task):
                 if a.type == CpAttributeType.INTERNAL_IP4_ADDRESS and len(a.value) >= 4:
                     conn.virtual_ip = str(ipaddress.IPv4Address(a.value[:4]))
         conn.state = State.ESTABLISHED
+        conn.forget_init_messages()
         conn.start_lifetimes(now)
         conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, True, conn.suite, conn.config.local_id,
                                       conn.remote_id, conn.virtual_ip))
@@ -395,6 +399,7 @@ def respond(conn, msg: Message, now: float) -> list | None:
                 CpAttribute(CpAttributeType.INTERNAL_IP4_ADDRESS, ipaddress.IPv4Address(assigned).packed)]))
     payloads += _feature_notifies(cfg)
     conn.state = State.ESTABLISHED
+    conn.forget_init_messages()
     conn.start_lifetimes(now)
     conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id))
     if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
