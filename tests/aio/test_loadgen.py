@@ -130,7 +130,7 @@ def test_process_stats_reads_this_process():
 def test_cli_load_json_against_a_gateway():
     async def body():
         import asyncio
-        gr = await responder(responder_config(), cookie_threshold=1000)
+        gr = await responder(responder_config(), cookie_threshold=1000, event_queue_size=1000)
         try:
             argv, env = ikecore_command("load", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
                                         "--psk", PSK.decode(), "--remote-ts", "10.88.2.1/32", "--sas", "24",
