@@ -239,6 +239,7 @@ class Side:
             print(f"  [{self.name}] did not reach {size:,} SAs within {FILL_TIMEOUT:g} s: holds {held:,}",
                   flush=True)
             self.active = False
+            await self.close()          # its backlog must not take CPU from the other's measurements
             return
         now = self.gen.responder.sample()
         self.out["sizes"][size] = {"held": held, "rss_kb": now.rss_kb,
@@ -276,10 +277,24 @@ class Side:
         print(f"  [{self.name}] rekey storm: {storm.completed:,}/{storm.requested:,} Child SAs in "
               f"{storm.elapsed:.1f} s, {storm.rate:,.1f} rekeys/s, failures {dict(storm.failures)}", flush=True)
 
+    async def settle(self, limit: float = 120.0) -> None:
+        """Wait (bounded) until the responder is idle: a backlog it still works off
+        (retransmissions after a storm, say) must not be charged to the next measurement."""
+        t0 = time.monotonic()
+        prev = self.gen.responder.sample()
+        while prev is not None and time.monotonic() - t0 < limit:
+            await asyncio.sleep(1.0)
+            cur = self.gen.responder.sample()
+            if cur is None or (cur.cpu_s - prev.cpu_s) / (cur.at - prev.at) < 0.05:
+                break
+            prev = cur
+        self.out.setdefault("settle_s", []).append(round(time.monotonic() - t0, 1))
+
     async def close(self) -> None:
         if self.gen is not None:
             self.out["lost"] = dict(self.gen.lost)
             await self.gen.close()
+            self.gen = None
         self.responder.stop()
 
 
@@ -294,6 +309,8 @@ async def _compare(sides: list[Side]) -> None:
                 if side.active:
                     await side.fill(size)
             active = [side for side in sides if side.active]
+            for side in active:
+                await side.settle()
             for _ in range(PROBE_ROUNDS):
                 for side in active:
                     await side.probe(size, max(1, PROBE // PROBE_ROUNDS))
@@ -302,6 +319,7 @@ async def _compare(sides: list[Side]) -> None:
             if size == STORM_AT and STORM:
                 for side in active:
                     await side.storm()
+                    await side.settle()
     finally:
         for side in sides:
             await side.close()
