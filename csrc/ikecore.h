@@ -1,7 +1,7 @@
 /*
  * ikecore.h - the whole FFI contract between the C core and Python.
  *
- * build.py hands everything between the CDEF markers to cffi's cdef, so this
+ * build_ffi.py hands everything between the CDEF markers to cffi's cdef, so this
  * region may only hold what cffi parses: plain integer #defines, opaque
  * typedefs and prototypes. No OpenSSL type crosses this boundary.
  *
@@ -340,6 +340,34 @@ int ikc_spd_route(ikc_spd *spd, ikc_pktvec *v, uint32_t *spis, uint32_t cap, uin
 /* one SA's packets: PENDING or PARKED packets become PENDING where spis[i] ==
  * spi and PARKED elsewhere; n = how many are PENDING */
 int ikc_vec_select(ikc_pktvec *v, const uint32_t *spis, uint32_t cap, uint32_t spi, uint32_t *n);
+/* ---- session resumption tickets (RFC 5723 §6.1, §9.1) ----
+ * One ikc_ticket_key per ticket-protection key: AES-GCM with a 16- or
+ * 32-octet key, keyed once, wiped when freed. A sealed blob is
+ *     header | nonce (12) | ciphertext | tag (16)
+ * and the header (the caller's clear framing: version, key id) is the AAD.
+ * seal: out_len must be header_len + 12 + plain_len + 16; 'header' may lie in
+ * place at the start of 'out'. open: header_len says where the nonce starts;
+ * out_cap >= sealed_len suffices; on any failure 'out' holds no plaintext.
+ * wrap/unwrap seal another ticket key's raw key under this one (a cluster's
+ * shared key ring) so that it never leaves C memory in the clear.
+ * Not thread-safe: one object per key and thread. */
+#define IKC_TICKET_NONCE_LEN   12
+#define IKC_TICKET_TAG_LEN     16
+#define IKC_TICKET_MAX_LEN  65535   /* largest header, plaintext or sealed blob */
+typedef struct ikc_ticket_key ikc_ticket_key;
+int ikc_ticket_key_new(const uint8_t *key, size_t key_len, ikc_ticket_key **out);
+void ikc_ticket_key_free(ikc_ticket_key *k);
+int ikc_ticket_key_len(const ikc_ticket_key *k, size_t *key_len);
+int ikc_ticket_seal(ikc_ticket_key *k, const uint8_t *header, size_t header_len,
+                    const uint8_t *nonce, size_t nonce_len, const uint8_t *plain, size_t plain_len,
+                    char *out, size_t out_len);
+int ikc_ticket_open(ikc_ticket_key *k, const uint8_t *sealed, size_t sealed_len, size_t header_len,
+                    char *out, size_t out_cap, size_t *out_len);
+int ikc_ticket_wrap_key(ikc_ticket_key *wrapper, const ikc_ticket_key *k,
+                        const uint8_t *header, size_t header_len, const uint8_t *nonce, size_t nonce_len,
+                        char *out, size_t out_len);
+int ikc_ticket_unwrap_key(ikc_ticket_key *wrapper, const uint8_t *sealed, size_t sealed_len,
+                          size_t header_len, ikc_ticket_key **out);
 /* CDEF END */
 
 #endif

@@ -13,9 +13,13 @@ def _info(args: argparse.Namespace) -> int:
     from .crypto import backend
 
     rep = backend.report()
+    vaes, vaes_why = backend.aes_gcm_vaes()
     data = {
         "ikecore": __version__,
         "openssl": rep.openssl_version,
+        "libcrypto": backend.loaded_libcrypto(),
+        "aes_gcm_vaes": vaes,
+        "aes_gcm_vaes_reason": vaes_why,
         "providers_loaded": list(rep.loaded_providers),
         "provider_by_class": {"mac": rep.mac_provider, "cipher": rep.cipher_provider,
                               "kdf": rep.kdf_provider},
@@ -26,12 +30,20 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"ikecore {data['ikecore']}")
     print(f"OpenSSL  {data['openssl']}")
+    print(f"libcrypto loaded: {data['libcrypto'] or 'unknown'}")
+    said = {True: "yes", False: "no", None: "unknown"}[vaes]
+    print(f"AES-GCM on VAES (AVX-512): {said} ({vaes_why})")
     print(f"providers loaded: {', '.join(data['providers_loaded'])}")
     for cls, prov in data["provider_by_class"].items():
         print(f"  {cls:<7} served by {prov}")
     flags = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in rep.cpu_features.items())
     print(f"CPU: {flags}")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmarks.runner import run
+    return run(args)
 
 
 # ------------------------------------------------------------------ gateway --
@@ -54,7 +66,10 @@ def _gateway(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
-        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)})")
+        res = cfg.resumption
+        tickets = ("" if res is None or not res.enabled else
+                   f"; tickets by {res.mode} in {_redacted(res.store)}")
+        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)}){tickets}")
         return 0
     if args.log_level:
         cfg.logging.level = args.log_level
@@ -77,6 +92,8 @@ def _gateway(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
         try:
             await gw.start()
+        except ConfigError as exc:          # e.g. the store's key ring does not open with our wrapping key
+            return _config_error(exc)
         except OSError as exc:
             print(f"ikecore: cannot start the gateway: {exc}", file=sys.stderr)
             return 1
@@ -87,6 +104,25 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _redacted(url: str) -> str:
+    from .aio.resumption import _safe_url
+    return _safe_url(url)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """Write a new ticket-ring wrapping key file (mode 0600) for a gateway cluster."""
+    from .errors import ConfigError
+    from .store import create_wrapping_key_file
+    try:
+        create_wrapping_key_file(args.wrapping_key)
+    except ConfigError as exc:
+        print(f"ikecore: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.wrapping_key}: new ticket-ring wrapping key (mode 0600); copy it to every gateway "
+          "of the cluster and name it in [resumption] wrapping_key_file")
+    return 0
 
 
 def _report_status(gw, path: str | None) -> None:
@@ -139,7 +175,7 @@ def _connect(args: argparse.Namespace) -> int:
                                 [EspProposal.parse(p) for p in args.esp])
             ike = psk_config(args.local_id, args.remote_id, args.psk.encode(), children=[child],
                              proposals=[IkeProposal.parse(p) for p in args.proposal], name="connect",
-                             force_encap=True)
+                             force_encap=True, mobike=args.mobike or bool(args.move_to))
             host = args.remote
             family = ipaddress.ip_address(host).version if _is_ip(host) else 4
             cfg = GatewayConfig(connections={}, listen=args.listen or ["0.0.0.0" if family == 4 else "::"],
@@ -183,6 +219,16 @@ def _connect(args: argparse.Namespace) -> int:
                                                  child)
                 if not args.json:
                     print(f"sent {report['sent']} packets {src} -> {dst} through the Child SA")
+            if args.move_to:
+                # MOBIKE (RFC 4555): move the IKE SA and its Child SA to another local address
+                moved = await gw.update_addresses(conn, local=args.move_to)
+                report["moved"] = {"local": list(moved.local), "remote": list(moved.remote),
+                                   "previous_local": list(moved.previous_local)}
+                if not args.json:
+                    print(f"moved to {moved.local[0]}:{moved.local[1]} (from {moved.previous_local[0]})")
+                if args.send:
+                    report["sent_after_move"] = gw.send_packets(
+                        [udp_packet(src, dst, i, args.size) for i in range(args.send)], child)
             if args.hold:
                 await asyncio.sleep(args.hold)
             state = gw.child_state(child)
@@ -237,7 +283,8 @@ def _demo(args: argparse.Namespace) -> int:
         import logging
         logging.getLogger("ikecore").setLevel(logging.ERROR)   # the summary is the output
     summary = asyncio.run(run_demo(packets=args.packets, size=args.size, family=6 if args.ipv6 else 4,
-                                   ike=args.ike, esp=args.esp, key_export=args.key_export, pcap=args.pcap))
+                                   ike=args.ike, esp=args.esp, key_export=args.key_export, pcap=args.pcap,
+                                   redis_url=args.redis))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -387,6 +434,12 @@ def _add_gateway_commands(sub) -> None:
                     help="seconds to wait for the peers to answer our Deletes on SIGTERM/SIGINT")
     gw.set_defaults(func=_gateway)
 
+    kg = sub.add_parser("keygen", help="create key files for the gateway")
+    kg.add_argument("--wrapping-key", metavar="FILE", required=True,
+                    help="a new ticket-ring wrapping key (32 random octets as hex, mode 0600); "
+                         "refuses to overwrite FILE")
+    kg.set_defaults(func=_keygen)
+
     c = sub.add_parser("connect", help="initiate one IKE SA + Child SA, report, optionally send traffic")
     c.add_argument("remote", nargs="?", help="peer address (or, with --config, overrides remote_addrs)")
     c.add_argument("--config", "-c", help="TOML configuration; then NAME picks the connection")
@@ -405,6 +458,9 @@ def _add_gateway_commands(sub) -> None:
     c.add_argument("--esp", action="append", default=None, help="ESP proposal, strongSwan style")
     c.add_argument("--send", type=int, default=0, metavar="N", help="send N UDP packets through the Child SA")
     c.add_argument("--size", type=int, default=64, help="payload size of those packets")
+    c.add_argument("--mobike", action="store_true", help="offer MOBIKE (RFC 4555; without --config)")
+    c.add_argument("--move-to", metavar="ADDR",
+                   help="after sending, move the IKE SA to this local address with MOBIKE, send again")
     c.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="stay up this long, then delete")
     c.add_argument("--timeout", type=float, default=15.0, help="give up establishing after this long")
     c.add_argument("--key-export", metavar="DIR", help="write Wireshark/tshark key tables to DIR")
@@ -421,6 +477,8 @@ def _add_gateway_commands(sub) -> None:
     d.add_argument("--esp", default="aes256gcm16", help="ESP proposal")
     d.add_argument("--key-export", metavar="DIR", help="write the keys for tshark/Wireshark to DIR")
     d.add_argument("--pcap", metavar="FILE", help="record the demo's datagrams to FILE")
+    d.add_argument("--redis", metavar="URL",
+                   help="the resumption steps' gateways share this Redis (redis://host:port/db) as ticket store")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.set_defaults(func=_demo)
 
@@ -480,6 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, OpenSSL providers per operation class, CPU features")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
+    bench = sub.add_parser("bench", help="benchmark suite for sizing a server: ESP, SK, key schedules, handshakes, "
+                           "each against a baseline measured in the same run")
+    from .benchmarks.runner import add_arguments
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
     _add_gateway_commands(sub)
     return parser
 

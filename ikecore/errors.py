@@ -130,6 +130,13 @@ class TemporaryFailure(ProtocolError):
     notify_type = 43
 
 
+class NoAdditionalSas(ProtocolError):
+    """The responder will hold no more SAs of this kind with the peer (e.g. the
+    clone cap of RFC 7791 §5.3); the initiator should not retry until some go."""
+
+    notify_type = 35
+
+
 class PeerError(ProtocolError):
     """The peer answered with an error notify; ``notify_type`` is what it sent."""
 
@@ -163,3 +170,55 @@ class FragmentError(ParseError):
 
 class DuplicateFragment(FragmentError):
     """A fragment number that was already received (often a retransmission)."""
+
+
+# --- session resumption tickets (RFC 5723) and their stores ---------------------
+
+class TicketError(ProtocolError):
+    """A ticket was refused. The gateway answers IKE_SESSION_RESUME with an
+    unprotected N(TICKET_NACK) (RFC 5723 §4.3.2) and the client falls back to
+    a full IKE_SA_INIT; nothing of the ticket is kept."""
+
+    notify_type = 16412   # TICKET_NACK
+
+
+class TicketMalformed(TicketError):
+    """Not a ticket of ours: truncated, oversized, unknown format version or
+    kind, or a decrypted state that does not parse."""
+
+
+class TicketUnknownKey(TicketError):
+    """The ticket names a key id the ring does not hold (never ours, or a key
+    retired from the ring)."""
+
+
+class TicketExpired(TicketError):
+    """The ticket's protected expiry time has passed (RFC 5723 §6.1)."""
+
+
+class TicketInvalid(TicketError):
+    """The ticket's AEAD tag did not verify: tampered with or forged."""
+
+
+class TicketReplayed(TicketError):
+    """The ticket was already spent (RFC 5723 §4.3.1: single use), on this
+    gateway or another one of the cluster."""
+
+
+class StoreError(IkeError):
+    """A ticket store call failed: the store is down, refused, or did not
+    answer within its deadline. Resumption then falls back to TICKET_NACK (or
+    no ticket is issued); the handshake never waits on it."""
+
+
+class StoreTimeout(StoreError):
+    """The store did not answer within the call's deadline."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, or refused the call (full, down)."""
+
+
+class KeyRingError(IkeError, ValueError):
+    """A wrapped ticket key ring does not open: the wrong wrapping key, or a
+    blob that was tampered with, truncated or is of another format."""

@@ -19,6 +19,8 @@ concern is a mixin in its own module:
   with sendmmsg).
 - ``restart``: ``start``/``restart`` connections kept up.
 - ``status``: counters and the operator's snapshot.
+- ``cloning``: ``clone`` (RFC 7791).
+- ``mobility``: MOBIKE (RFC 4555): ``update_addresses``, extra listeners, roaming.
 
 ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
 (bounded), then closes the sockets.
@@ -48,11 +50,14 @@ from ..protocol import events as ev
 from ..protocol.config import IkeConfig
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
+from .cloning import GatewayCloning
 from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
 from .keylog import KeyLog
+from .mobility import GatewayMobility
 from .restart import RestartPolicy
+from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
 from .status import GatewayStatus, _ts_text
 from .timers import GatewayTimers, KeepaliveScheduler
@@ -77,7 +82,8 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
+class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility,
+              GatewayCloning):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -120,7 +126,8 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self._stopping = False
         self.counters = {"ike_rx": 0, "ike_tx": 0, "natt_rx": 0, "keepalives_rx": 0, "keepalives_tx": 0,
                          "send_errors": 0, "internal_errors": 0, "events_dropped": 0, "packets_dropped": 0,
-                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0}
+                         "ike_sas_established": 0, "child_sas_installed": 0, "ike_sas_deleted": 0,
+                         "ike_sas_moved": 0}
         self.started_at: float | None = None
         self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
         self.keepalives = (KeepaliveScheduler(self, config.keepalive_interval)
@@ -138,8 +145,14 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         if self.running:
             return self
         self.loop = asyncio.get_running_loop()
-        self._bind()
+        await self._start_tickets()            # [resumption]: store, shared ring, authority
+        try:
+            self._bind()
+        except OSError:
+            await self._stop_tickets()
+            raise
         now = self.loop.time()
+        self._prepare_resumption()
         self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
                                     cookie_threshold=self.config.cookie_threshold,
                                     select_config=self._select_config)
@@ -154,6 +167,8 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self.started_at = now
         if self.keepalives is not None:
             self._spawn(self.keepalives.run())
+        if self.config.roam_interval > 0:
+            self._spawn(self._roam_loop(self.config.roam_interval))     # MOBIKE: mobility.py
         log.info("gateway listening on %s (IKE %d, NAT-T %d)",
                  ", ".join(lst.host for lst in self.listeners), self.port, self.natt_port)
         for spec in self.config.connections.values():
@@ -218,6 +233,7 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self.endpoint.collect_all()
         self._process_events()
         self._close()
+        await self._stop_tickets()
         log.info("gateway stopped")
 
     def abort(self) -> None:
@@ -297,8 +313,9 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         self._require_running()
         host = remote[0]
         local = (local_host or self._local_address(host), self.port)
-        conn = self.endpoint.connect(config, local, (host, remote[1]), self.loop.time(), child=child,
-                                     remote_natt_port=remote_natt_port)
+        # with a resumption ticket for this connection: IKE_SESSION_RESUME (RFC 5723)
+        conn = self._connect_or_resume(config, local, (host, remote[1]), self.loop.time(), child=child,
+                                       remote_natt_port=remote_natt_port)
         self._initiations[conn] = _Initiation(conn, self.loop.create_future(), bool(config.children))
         log.info("%s: initiating to %s:%d", conn.name, host, remote[1])
         self._flush()
@@ -364,6 +381,12 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
         operator's decision, not a failure)."""
         self._kept_up.pop(self._kept_name(conn), None)
         self._command(conn, lambda c, now: c.delete(now))
+
+    def suspend(self, conn: IkeConnection) -> None:
+        """Forget the IKE SA without a Delete, keeping its resumption ticket
+        (the peer is gone: what DPD concludes, or a client about to resume
+        elsewhere)."""
+        self._command(conn, lambda c, now: c.suspend(now))
 
     def check_liveness(self, conn: IkeConnection) -> None:
         self._command(conn, lambda c, now: c.check_liveness(now))
@@ -508,8 +531,15 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
             self._restart_if_kept(conn, event.reason)
+        elif isinstance(event, ev.IkeSaCloneFailed):
+            log.info("%s: clone refused: %s", conn.name, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
+        elif isinstance(event, ev.IkeSaMoved):
+            self._moved(conn, event)
+        elif isinstance(event, ev.MobikeFailed):
+            log.warning("%s: MOBIKE: %s; staying at %s:%d <-> %s:%d", conn.name, event.reason,
+                        *event.local, *event.remote)
 
     def _log_child(self, conn, child, what: str) -> None:
         log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
@@ -517,7 +547,9 @@ class Gateway(GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus):
                  _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
-        child.release_keys()             # the installed EspSAs hold them now
+        if not (self.keylog and self.keylog.esp and conn.config.mobike):
+            child.release_keys()         # the installed EspSAs hold them now
+        # (MOBIKE with key export: a move writes rows for the new addresses, mobility.py)
 
     def _resolve_init(self, conn, *, result=None, error=None) -> None:
         init = self._initiations.pop(conn, None)

@@ -226,13 +226,9 @@ class GatewaySockets:
             log.debug("sending to %s: %s", remote, exc)
 
     def _esp_target(self, state: ChildState):
-        conn = self.current(state.conn)
-        if conn.local[1] != self.natt_port:
-            return None                  # plain ESP is not carried (see DataPlane.install)
-        lst = self._listener_for(conn.local)
-        if lst is None:
-            return None
-        return lst.natt_sock, tuple(conn.remote), tuple(conn.local)
+        from .mobility import esp_target
+        # the IKE SA's addresses, as MOBIKE has them now (they may move, RFC 4555)
+        return esp_target(self, self.current(state.conn))
 
     def _local_host(self, lst: _Listener, remote_host: str) -> str:
         return self._local_address(remote_host) if lst.wildcard else lst.host

@@ -8,12 +8,13 @@ from .keyschedule import (ChildKeys, IkeKeys, IkeKeySchedule, child_keymat, chil
                           ike_keys_initial, ike_keys_rekey, ike_keys_resume, key_schedule)
 from .prf import prf, prf_plus
 from .sk import SkCipher
+from .ticket import TicketCipher
 from .transforms import (Encr, Integ, Prf, TransformType, encr_key_length, integ_icv_length,
                          integ_key_length, is_aead, prf_length)
 
 __all__ = [
     "prf", "prf_plus", "IkeKeys", "ChildKeys", "IkeKeySchedule", "key_schedule", "ike_keys_initial", "ike_keys_rekey",
-    "ike_keys_resume", "child_keymat", "child_sa_keys", "SkCipher", "Encr", "Integ", "Prf",
+    "ike_keys_resume", "child_keymat", "child_sa_keys", "SkCipher", "TicketCipher", "Encr", "Integ", "Prf",
     "TransformType", "encr_key_length", "integ_key_length", "integ_icv_length", "prf_length",
     "is_aead", "InvalidTag", "InvalidKey", "LimitExceeded", "UnsupportedAlgorithm",
 ]

@@ -289,8 +289,19 @@ class IkeConfig:
     retransmit_tries: int = 5                    # then the peer is given up
     dpd_delay: float = 30.0                      # idle time before a liveness check (0: off)
     mobike: bool = False
-    clone: bool = False
+    clone: bool = False                          # RFC 7791: announce and accept cloning
+    clone_limit: int = 4                         # clones one authenticated peer may hold (responder)
+    # RFC 5723 session resumption (docs/resumption.md). An initiator asks for tickets
+    # (N(TICKET_REQUEST)) and resumes with them; a responder with a ticket_authority
+    # issues them and accepts IKE_SESSION_RESUME
     resumption: bool = False
+    ticket_authority: object | None = None       # responder: an ikecore.resumption.TicketAuthority
+    ticket_lifetime: float = 3600.0              # responder: upper bound of a ticket's lifetime
+    # initiator: the AUTH octets after IKE_SESSION_RESUME: "rfc" (RFC 4306 §2.15:
+    # message | peer nonce | prf(SK_p, ID')) or "message" (the message alone, libreswan 5.x)
+    resumption_auth: str = "rfc"
+    resume_tries: int = 2                        # IKE_SESSION_RESUME retransmissions before a full handshake
+    reauth_time: float = 0.0                     # responder: re-authentication deadline (0: none); bounds tickets
     fragmentation: bool = True
     fragment_size: int = 1280
     initial_contact: bool = True
@@ -300,9 +311,16 @@ class IkeConfig:
     signature_hashes: Sequence[int] = (2, 3, 4, 5)  # RFC 7427/8420: SHA2-256/384/512, Identity (EdDSA)
     cookie_threshold: int = 100                  # half-open SAs before cookies engage (endpoint)
     window_size: int = 1
+    # MOBIKE (RFC 4555), with ``mobike``: check that the peer is reachable at a new address
+    # before its Child SAs follow (§3.7); our other addresses to announce (ADDITIONAL_*_ADDRESS)
+    mobike_return_routability: bool = True
+    mobike_addresses: Sequence[str] = ()
     # maps the connection's ``now`` to the time certificates are validated at;
     # None: OpenSSL's notion of the current time (the core itself reads no clock)
     certificate_time: Callable[[float], datetime.datetime] | None = None
+    # maps the connection's ``now`` (a monotonic loop clock) to unix seconds, for ticket
+    # expiry (RFC 5723 tickets carry absolute times); None: ``now`` already is unix time
+    wall_clock: Callable[[float], float] | None = None
 
     def __post_init__(self) -> None:
         if not self.proposals:
@@ -313,8 +331,19 @@ class IkeConfig:
             raise ConfigError(f"{self.name}: retransmission settings out of range")
         if self.window_size < 1:
             raise ConfigError(f"{self.name}: window_size must be >= 1")
+        if self.clone_limit < 0:
+            raise ConfigError(f"{self.name}: clone_limit must be >= 0")
+        if self.resumption_auth not in ("rfc", "message"):
+            raise ConfigError(f"{self.name}: resumption_auth must be 'rfc' or 'message'")
+        if self.ticket_lifetime <= 0 or self.resume_tries < 0 or self.reauth_time < 0:
+            raise ConfigError(f"{self.name}: ticket_lifetime > 0, resume_tries >= 0, reauth_time >= 0")
         if len({c.name for c in self.children}) != len(self.children):
             raise ConfigError(f"{self.name}: child names must be unique")
+        for addr in self.mobike_addresses:
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                raise ConfigError(f"{self.name}: mobike_addresses: not an IP address: {addr!r}") from None
 
     def child(self, name: str | None = None) -> ChildConfig:
         if not self.children:
@@ -325,6 +354,10 @@ class IkeConfig:
             if c.name == name:
                 return c
         raise ConfigError(f"{self.name}: no child named {name!r}")
+
+    def wall_time(self, now: float) -> float:
+        """Unix seconds at the connection time ``now`` (see ``wall_clock``)."""
+        return self.wall_clock(now) if self.wall_clock is not None else now
 
     @property
     def default_group(self) -> int:

@@ -6,6 +6,15 @@ The I/O layer hands in every UDP datagram it receives on the IKE ports with
 ``receive_datagram(data, remote, local, now)``: on the NAT-T port the non-ESP
 marker is stripped here and ESP packets or keepalives are reported back
 (``Classification``) for the data path to handle.
+
+Session resumption (RFC 5723, docs/resumption.md): IKE_SESSION_RESUME requests
+(zero SPIr) are routed like IKE_SA_INIT (cookies, half-open accounting). A
+ticket that opens is held as a pending check until the I/O layer has spent it
+in the shared store: ``ticket_store_ops()`` hands out ``TicketCheck`` (answer
+with ``ticket_checked(token, result, now)``) and ``TicketPut`` operations.
+Pending checks count as half-open SAs, are bounded (``max_ticket_checks``) and
+time out (``ticket_check_timeout``) into TICKET_NACK. A client resumes with
+``resume()``; its tickets are kept per connection name in ``tickets``.
 """
 from __future__ import annotations
 
@@ -18,18 +27,33 @@ import logging
 from collections import deque
 from typing import Callable
 
-from ..errors import ParseError
+from ..errors import IkeError, ParseError
 from . import events as ev
 from .config import IkeConfig
 from .constants import ExchangeType, NotifyType
-from .exchanges import ike_sa_init
+from .exchanges import ike_sa_init, resumption
+from .tickets import ClientTicket, TicketCheck
 from .ike_sa import Address, IkeConnection, State
 from .message import Message, parse_message
 
 log = logging.getLogger("ikecore.endpoint")
 
 NON_ESP_MARKER = bytes(4)
+_ACCOUNTED = (ev.IkeSaEstablished, ev.IkeSaRekeyed, ev.IkeSaCloned)
 COOKIE_VERSION_BYTES = 1
+# why an IKE SA ended that leaves its client's ticket usable: the SA went without a
+# Delete (RFC 5723 §6.2: a ticket dies with an SA deleted by either side)
+KEEP_TICKET_REASONS = frozenset({"peer unresponsive", "suspended"})
+
+
+class _PendingResume:
+    """An IKE_SESSION_RESUME request whose ticket the store is checking."""
+
+    __slots__ = ("msg", "remote", "local", "config", "opened", "deadline", "key")
+
+    def __init__(self, msg, remote, local, config, opened, deadline, key) -> None:
+        self.msg, self.remote, self.local, self.config = msg, remote, local, config
+        self.opened, self.deadline, self.key = opened, deadline, key
 
 
 class Classification(enum.Enum):
@@ -43,11 +67,14 @@ class IkeEndpoint:
     def __init__(self, config: IkeConfig | None = None, *, rng: Callable[[int], bytes], now: float,
                  natt_port: int = 4500, cookie_threshold: int | None = None,
                  cookie_secret_lifetime: float = 60.0,
-                 select_config: Callable[[Address, Address], IkeConfig | None] | None = None) -> None:
+                 select_config: Callable[[Address, Address], IkeConfig | None] | None = None,
+                 max_ticket_checks: int = 1000, ticket_check_timeout: float = 5.0) -> None:
         """``config`` answers new peers (or ``select_config(remote, local)`` picks
         one per peer; None refuses). ``cookie_threshold``: half-open SAs above
         which IKE_SA_INIT requests must carry a valid cookie (default: the
-        config's)."""
+        config's). ``max_ticket_checks``: resumption requests waiting on the
+        store at once (more get TICKET_NACK); ``ticket_check_timeout``: how
+        long one waits before it gets TICKET_NACK."""
         self.rng = rng
         self.natt_port = natt_port
         self.select_config = select_config or (lambda remote, local: config)
@@ -59,6 +86,7 @@ class IkeEndpoint:
         self.connections: dict[bytes, IkeConnection] = {}   # by our own SPI
         self._half_open: dict[tuple, IkeConnection] = {}    # responder SAs by (SPIi, remote)
         self.leases: set = set()
+        self._peer_sas: dict = {}       # authenticated peer identity -> its live IKE SAs (RFC 7791 §8)
         self.inbound_spis: set[bytes] = set()     # of every installed Child SA: new ones avoid them
         self._events: deque = deque()
         self._datagrams: deque = deque()
@@ -67,7 +95,21 @@ class IkeEndpoint:
         # for INITIAL_CONTACT and "already have an SA with it" without a table walk
         self._by_identity: dict[tuple, dict[bytes, IkeConnection]] = {}
         self._by_host: dict[str, dict[bytes, IkeConnection]] = {}
-        self.stats = {"dropped": 0, "cookies_sent": 0, "cookie_rejects": 0, "init_refused": 0}
+        self.stats = {"dropped": 0, "cookies_sent": 0, "cookie_rejects": 0, "init_refused": 0,
+                      "resumed": 0, "ticket_nacks": 0, "ticket_replays": 0, "ticket_store_errors": 0}
+        # resumption, gateway side: checks waiting on the store (token -> request)
+        self.max_ticket_checks = max_ticket_checks
+        self.ticket_check_timeout = ticket_check_timeout
+        self._pending_checks: dict[int, _PendingResume] = {}
+        self._pending_keys: dict[tuple, int] = {}          # (SPIi, remote) -> token
+        self._next_token = 1
+        # the I/O layer drains these after every input; if it stops, the oldest go
+        # (a lost check times out into TICKET_NACK) rather than memory
+        self._store_ops: deque = deque(maxlen=max(64, 4 * max_ticket_checks))
+        self._ticket_holders: dict[bytes, IkeConnection] = {}   # ticket id -> the SA it was issued on
+        # resumption, client side: the newest ticket per connection name, and its SA
+        self.tickets: dict[str, ClientTicket] = {}
+        self._ticket_sa: dict[str, IkeConnection] = {}
 
     # ---------------------------------------------------------------- commands --
     def connect(self, config: IkeConfig, local: Address, remote: Address, now: float,
@@ -80,6 +122,37 @@ class IkeEndpoint:
             conn.exchange_state["no_initial_contact"] = True
         self._adopt(conn)
         conn.initiate(now, child)
+        self._collect(conn, now)
+        return conn
+
+    def clone(self, conn: IkeConnection, now: float) -> None:
+        """Clone ``conn`` (RFC 7791); the clone arrives as ``IkeSaCloned`` and is
+        routed by this endpoint like any other IKE SA."""
+        conn.clone(now)
+        self._collect(conn, now)
+
+    def resume(self, config: IkeConfig, local: Address, remote: Address, now: float,
+               child: str | None = None, remote_natt_port: int | None = None,
+               ticket: ClientTicket | None = None) -> IkeConnection:
+        """Start an IKE SA with IKE_SESSION_RESUME, using ``ticket`` or the one kept
+        for ``config.name``; the ticket is spent (forgotten) here, single use. With
+        no usable ticket, or when the resumption fails, the same connection runs a
+        full handshake (a ResumeFailed event says so)."""
+        if ticket is None:
+            ticket = self.tickets.get(config.name)
+        if ticket is not None and self.tickets.get(config.name) is ticket:
+            del self.tickets[config.name]
+            self._ticket_sa.pop(config.name, None)
+        conn = IkeConnection(config, initiator=True, local=local, remote=remote, rng=self.rng, now=now,
+                             natt_port=self.natt_port, remote_natt_port=remote_natt_port)
+        if self._has_sa_with(config, remote):
+            conn.exchange_state["no_initial_contact"] = True
+        self._adopt(conn)
+        if ticket is not None and ticket.usable(config.wall_time(now)):
+            conn.resume(now, ticket, child)
+        else:
+            conn.emit(ev.ResumeFailed("no usable ticket", conn.spi_i, conn.spi_i))
+            conn.initiate(now, child)
         self._collect(conn, now)
         return conn
 
@@ -118,6 +191,8 @@ class IkeEndpoint:
         conn.inbound_spis = self.inbound_spis
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
         conn.exchange_state["initial_contact"] = self._initial_contact
+        conn.exchange_state["peer_sas"] = self._sas_of_peer       # the clone responder's accounting
+        conn.exchange_state["retire_resumed"] = self._retire_resumed
         conn.timers_changed = self.timers.touch
         own = conn.spi_i if conn.initiator else conn.spi_r
         self.connections[own] = conn
@@ -126,7 +201,9 @@ class IkeEndpoint:
 
     @property
     def half_open(self) -> int:
-        return len(self._half_open)
+        """Responder state unauthenticated peers hold: half-open SAs and resumption
+        requests waiting on the ticket store; cookies engage above the threshold."""
+        return len(self._half_open) + len(self._pending_checks)
 
     # ------------------------------------------------------------------ input --
     def receive_datagram(self, data: bytes, remote: Address, local: Address, now: float) -> Classification:
@@ -153,6 +230,10 @@ class IkeEndpoint:
         if (msg.exchange_type == ExchangeType.IKE_SA_INIT and not any(msg.spi_r)
                 and msg.is_request):
             self._init_request(msg, remote, local, now)
+            return
+        if (msg.exchange_type == ExchangeType.IKE_SESSION_RESUME and not any(msg.spi_r)
+                and msg.is_request):
+            self._resume_request(msg, remote, local, now)
             return
         # our SPI is SPIr when the sender is the original initiator, else SPIi
         own = msg.spi_r if msg.is_initiator else msg.spi_i
@@ -205,6 +286,165 @@ class IkeEndpoint:
         conn.exchange_state["half_open_key"] = (msg.spi_i, remote)
         self._collect(conn, now)
 
+    # -------------------------------------------------------------- resumption --
+    def _resume_request(self, msg: Message, remote: Address, local: Address, now: float) -> None:
+        """IKE_SESSION_RESUME (RFC 5723 §4.3.2): cheap checks first (cookie, syntax,
+        the ticket's MAC), then a pending store check; nothing else is kept."""
+        key = (msg.spi_i, remote)
+        existing = self._half_open.get(key)
+        if existing is not None:
+            existing.receive_message(msg, remote, now)   # a retransmission: the cached reply
+            self._collect(existing, now)
+            return
+        if key in self._pending_keys:
+            return                                        # a retransmission while the store checks
+        config = self.select_config(remote, local)
+        if config is None:
+            self.stats["init_refused"] += 1
+            return
+        self._rotate_secret(now)
+        if self.half_open >= self.cookie_threshold and not self._cookie_valid(msg, remote):
+            self.stats["cookies_sent"] += 1
+            cookie = self._cookie(msg, remote, self._secrets[0])
+            self._send(resumption.stateless_reply(msg, NotifyType.COOKIE, cookie), remote, local)
+            return
+        try:
+            ticket = resumption.ticket_of(msg)
+            if not config.resumption or config.ticket_authority is None:
+                raise resumption.ResumptionRefused("resumption is not offered here")
+            if len(self._pending_checks) >= self.max_ticket_checks:
+                raise resumption.ResumptionRefused("too many ticket checks in flight")
+            wall = config.wall_time(now)
+            opened = config.ticket_authority.open(ticket, wall)
+            if opened.state is not None:
+                resumption.check_ticket_state(config, opened.state, wall)
+        except resumption.ResumptionRefused as exc:
+            return self._nack(msg, remote, local, str(exc))
+        except ParseError as exc:
+            log.info("malformed IKE_SESSION_RESUME from %s: %s", remote, exc)
+            self.stats["dropped"] += 1
+            if exc.notify_type is not None:
+                self._send(resumption.stateless_reply(msg, exc.notify_type, exc.notify_data), remote, local)
+            return
+        except (IkeError, ValueError) as exc:     # the authority's TicketError family
+            return self._nack(msg, remote, local, f"ticket refused: {exc}")
+        token = self._next_token
+        self._next_token += 1
+        if opened.state is not None:
+            check = TicketCheck(token, spend_key=opened.spend_key, ttl=int(opened.ttl))
+        else:
+            check = TicketCheck(token, take_key=opened.take_key)
+        self._pending_checks[token] = _PendingResume(msg, remote, local, config, opened,
+                                                     now + self.ticket_check_timeout, key)
+        self._pending_keys[key] = token
+        self._store_ops.append(check)
+
+    def ticket_store_ops(self) -> list:
+        """Store work for the I/O layer, oldest first: ``TicketCheck`` (answer each with
+        ``ticket_checked``) and ``TicketPut`` (no answer)."""
+        out = list(self._store_ops)
+        self._store_ops.clear()
+        return out
+
+    def ticket_checked(self, token: int, result, now: float) -> None:
+        """The store's answer to ``TicketCheck(token)``: True/False (by value: the
+        spend key was set / existed already), bytes/None (by reference: what GETDEL
+        returned), or an exception (the store failed: TICKET_NACK). A late or
+        unknown token is ignored."""
+        pending = self._pending_checks.pop(token, None)
+        if pending is None:
+            return
+        self._pending_keys.pop(pending.key, None)
+        msg, remote, local, config = pending.msg, pending.remote, pending.local, pending.config
+        if isinstance(result, BaseException):
+            self.stats["ticket_store_errors"] += 1
+            return self._nack(msg, remote, local, f"ticket store failed: {result!r}")
+        state = pending.opened.state
+        if state is None:                              # by reference: the store held the state
+            if not isinstance(result, (bytes, bytearray)):
+                self.stats["ticket_replays"] += 1
+                return self._nack(msg, remote, local, "unknown or spent ticket")
+            wall = config.wall_time(now)
+            try:
+                state = config.ticket_authority.open_referenced(bytes(result), wall,
+                                                                ticket_id=pending.opened.ticket_id)
+                resumption.check_ticket_state(config, state, wall)
+            except (IkeError, ValueError) as exc:
+                return self._nack(msg, remote, local, f"ticket refused: {exc}")
+        elif result is not True:
+            self.stats["ticket_replays"] += 1
+            return self._nack(msg, remote, local, "ticket already used")
+        try:
+            conn = resumption.respond(config, msg, state, local=local, remote=remote, rng=self.rng, now=now,
+                                      natt_port=self.natt_port)
+        except (IkeError, ValueError) as exc:      # e.g. a suite the C core cannot key
+            return self._nack(msg, remote, local, f"cannot resume: {exc}")
+        self.stats["resumed"] += 1
+        self._adopt(conn)
+        self._half_open[pending.key] = conn
+        conn.exchange_state["half_open_key"] = pending.key
+        self._collect(conn, now)
+
+    def _nack(self, msg: Message, remote: Address, local: Address, why: str) -> None:
+        log.info("IKE_SESSION_RESUME from %s refused: %s", remote, why)
+        self.stats["ticket_nacks"] += 1
+        self._send(resumption.nack(msg), remote, local)
+
+    def _expire_ticket_checks(self, now: float) -> None:
+        """Checks the store did not answer in time: TICKET_NACK (the client falls back)."""
+        while self._pending_checks:
+            token, pending = next(iter(self._pending_checks.items()))
+            if pending.deadline > now:
+                break
+            self.ticket_checked(token, TimeoutError("no answer from the ticket store"), now)
+
+    def _retire_resumed(self, conn: IkeConnection, ticket_id: bytes, now: float) -> None:
+        """A session resumed with ``ticket_id`` is up: the SA the ticket was issued on,
+        if this node still holds it, goes without a Delete (RFC 5723 §4.3.4)."""
+        old = self._ticket_holders.pop(ticket_id, None)
+        if old is None or old is conn or old.state is State.DELETED:
+            return
+        log.info("%s: replaced by the resumed %s", old.name, conn.name)
+        old.terminate("replaced by a resumed session", now)
+        self._collect(old, now)
+
+    def _note_ticket_event(self, conn: IkeConnection, event: ev.Event) -> None:
+        """Bookkeeping of tickets: the client keeps the newest per connection name
+        (and forgets it with an SA deleted by either side, RFC 5723 §6.2); the
+        gateway remembers which SA each ticket came from."""
+        if isinstance(event, ev.TicketReceived):
+            name = conn.config.name
+            self.tickets[name] = event.ticket
+            self._ticket_sa[name] = conn
+        elif isinstance(event, ev.TicketIssued):
+            if event.store_put is not None:
+                self._store_ops.append(event.store_put)
+            ids = conn.exchange_state.setdefault("ticket_ids", [])
+            ids.append(event.ticket_id)
+            self._ticket_holders[event.ticket_id] = conn
+            while len(ids) > resumption.MAX_TICKET_IDS_PER_SA:
+                self._ticket_holders.pop(ids.pop(0), None)
+        elif isinstance(event, ev.IkeSaRekeyed) and event.connection is not None:
+            new = event.connection
+            for name, sa in list(self._ticket_sa.items()):
+                if sa is conn:
+                    self._ticket_sa[name] = new
+            ids = conn.exchange_state.pop("ticket_ids", [])
+            new.exchange_state.setdefault("ticket_ids", []).extend(ids)
+            for tid in ids:
+                if self._ticket_holders.get(tid) is conn:
+                    self._ticket_holders[tid] = new
+        elif isinstance(event, ev.IkeSaDeleted):
+            name = conn.config.name
+            if self._ticket_sa.get(name) is conn and event.reason not in KEEP_TICKET_REASONS:
+                del self._ticket_sa[name]
+                self.tickets.pop(name, None)
+
+    def _forget_ticket_holder(self, conn: IkeConnection) -> None:
+        for tid in conn.exchange_state.pop("ticket_ids", ()):
+            if self._ticket_holders.get(tid) is conn:
+                del self._ticket_holders[tid]
+
     # ---------------------------------------------------------------- cookies --
     def _rotate_secret(self, now: float) -> None:
         """A new secret every ``cookie_secret_lifetime``; cookies made with the
@@ -239,14 +479,21 @@ class IkeEndpoint:
 
     # ----------------------------------------------------------------- timers --
     def handle_timer(self, now: float) -> None:
-        """Run the timers of the SAs that are due, and only those."""
+        """Run the timers of the SAs that are due, and only those (and time out
+        resumption requests the ticket store did not answer)."""
+        self._expire_ticket_checks(now)
         for conn in self.timers.pop_due(now):
             conn.handle_timer(now)
             self._collect(conn, now)
 
     def get_timer(self) -> float | None:
-        """The earliest deadline of any SA: O(1) plus the SAs changed since the last call."""
-        return self.timers.next_deadline()
+        """The earliest deadline of any SA (O(1) plus the SAs changed since the last
+        call), or of a resumption request waiting on the ticket store."""
+        t = self.timers.next_deadline()
+        if self._pending_checks:           # insertion order is deadline order
+            check = next(iter(self._pending_checks.values())).deadline
+            t = check if t is None else min(t, check)
+        return t
 
     # ----------------------------------------------------------------- output --
     def _send(self, data: bytes, remote: Address, local: Address) -> None:
@@ -261,9 +508,17 @@ class IkeEndpoint:
         for data, remote, local in conn.datagrams_to_send():
             self._send(data, remote, local)
         while (event := conn.next_event()) is not None:
+            if type(event) in _ACCOUNTED:
+                self._account(conn, event)
             if isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)) and event.connection is not None:
                 self._adopt(event.connection)
                 self._collect(event.connection, now)
+            if isinstance(event, ev.ResumeFailed):       # the fallback runs under a new SPIi
+                if self.connections.get(event.old_spi_i) is conn:
+                    del self.connections[event.old_spi_i]
+                self.connections[conn.spi_i] = conn
+            elif isinstance(event, (ev.TicketReceived, ev.TicketIssued, ev.IkeSaRekeyed, ev.IkeSaDeleted)):
+                self._note_ticket_event(conn, event)
             self._events.append((conn, event))
             if isinstance(event, ev.IkeSaEstablished):
                 self._index(conn)
@@ -281,6 +536,43 @@ class IkeEndpoint:
             self._unindex(conn, own)
             if self.connections.get(own) is conn:
                 del self.connections[own]
+            self._forget_ticket_holder(conn)
+            self._uncount_peer_sa(conn)
+
+    # ------------------------------------- IKE SAs per authenticated peer (RFC 7791 §8) --
+    # Counted from the moment an SA is authenticated (IKE_AUTH, or made by a rekey or
+    # clone of an authenticated one) until it is replaced or gone: O(1) per event.
+
+    def ike_sas_of(self, peer_id) -> int:
+        """How many live IKE SAs (originals, clones, rekeys of them) the peer
+        authenticated as ``peer_id`` holds with this endpoint."""
+        return len(self._peer_sas.get(peer_id, ()))
+
+    def _sas_of_peer(self, conn: IkeConnection):
+        return self._peer_sas.get(conn.remote_id, ())
+
+    def _account(self, conn: IkeConnection, event: ev.Event) -> None:
+        if type(event) is ev.IkeSaEstablished:
+            self._count_peer_sa(conn)
+        elif event.connection is not None:          # IkeSaRekeyed / IkeSaCloned
+            if type(event) is ev.IkeSaRekeyed:
+                self._uncount_peer_sa(conn)
+            self._count_peer_sa(event.connection)
+
+    def _count_peer_sa(self, conn: IkeConnection) -> None:
+        if conn.remote_id is not None and conn.state is not State.DELETED:
+            self._peer_sas.setdefault(conn.remote_id, set()).add(conn)
+
+    def _uncount_peer_sa(self, conn: IkeConnection) -> None:
+        sas = self._peer_sas.get(conn.remote_id)
+        if sas is None or conn not in sas:
+            return
+        sas.discard(conn)
+        if not sas:
+            del self._peer_sas[conn.remote_id]
+        elif conn.assigned_ip is not None and any(o.assigned_ip == conn.assigned_ip for o in sas):
+            # a clone and its parent share the peer's pool address: it stays leased
+            self.leases.add(conn.assigned_ip)
 
     def _initial_contact(self, conn: IkeConnection, now: float) -> None:
         """The peer of ``conn`` says it holds no other SA with us (it restarted):

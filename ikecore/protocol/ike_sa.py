@@ -44,6 +44,8 @@ Rng = Callable[[int], bytes]
 
 
 MAX_MESSAGE_ID = 0xFFFFFFFF
+# the exchanges that open an IKE SA in the clear, with SPIr still zero in the request
+_INITIAL_EXCHANGES = (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_SESSION_RESUME)
 MAX_PEER_WINDOW = 64          # we never keep more of our own requests in flight
 
 
@@ -69,6 +71,10 @@ class Admit(enum.Enum):
 
 
 _X = ExchangeType
+# IKE_SA_INIT and IKE_SESSION_RESUME requests (SPIr zero, in the clear) never reach a
+# connection as new requests: the endpoint answers them (exchanges/ike_sa_init.py,
+# exchanges/resumption.py); their retransmissions get the cached response. The
+# IKE_AUTH after IKE_SESSION_RESUME is an IKE_AUTH in INIT_DONE like any other.
 REQUEST_TABLE: dict[tuple[State, int], Admit] = {
     (State.INIT_DONE, _X.IKE_AUTH): Admit.HANDLE,            # (responder; EAP rounds too)
     (State.ESTABLISHED, _X.CREATE_CHILD_SA): Admit.HANDLE,
@@ -106,6 +112,7 @@ class _Outstanding:
     sent_at: float
     deadline: float
     tries: int = 0
+    path: tuple | None = None   # (remote, local) it is bound to; None: the SA's addresses at each send
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
@@ -127,7 +134,11 @@ class IkeConnection:
                  "outstanding", "response_cache", "tasks", "deferred", "reassembler",
                  "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
-                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys")
+                 "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
+                 "auth_expires_at", "cloned",
+                 "request_path",
+                 # session resumption (exchanges/resumption.py)
+                 "resumed", "ticket_client", "peer_auth_method", "reauth_at")
 
 
     def __init__(self, config: IkeConfig, *, initiator: bool, local: Address, remote: Address,
@@ -141,6 +152,7 @@ class IkeConnection:
         self.natt_port = natt_port
         # the peer's NAT-T port: 4500 in the field, but a test or a peer may use another
         self.remote_natt_port = remote_natt_port or natt_port
+        self.request_path: tuple | None = None   # (remote, local) of the request being answered
         self.created_at = now
         self.spi_i = spi_i if spi_i is not None else self.new_spi()
         self.spi_r = spi_r if spi_r is not None else bytes(8)
@@ -161,6 +173,10 @@ class IkeConnection:
         self.peer_signature_hashes: list[int] = []
         self.peer_mobike = False
         self.peer_clone = False
+        # RFC 7791: the peer's authentication ends here (inherited by rekeys and clones);
+        # a clone (or a rekey of one) never outlives it
+        self.auth_expires_at = float("inf")
+        self.cloned = False
         self.peer_window = 1                  # raised by the peer's SET_WINDOW_SIZE (RFC 7296 §2.3)
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
@@ -192,6 +208,11 @@ class IkeConnection:
         self.rekey_collision = None
         self.silent = False                   # made by a rekey and not (yet) the survivor
         self.exchange_state: dict = {}      # per-exchange scratch owned by exchanges/*
+        # session resumption (exchanges/resumption.py, RFC 5723)
+        self.resumed = None                   # tickets.ResumedSa: made by IKE_SESSION_RESUME
+        self.ticket_client = False            # we asked this SA's peer for tickets
+        self.peer_auth_method = 0             # how the peer authenticated (kept in its tickets)
+        self.reauth_at = float("inf")         # re-authentication deadline; bounds tickets
         # set by the endpoint that holds this SA: told when another SA's work moved
         # this one's deadlines (its own input and commands are seen by the endpoint)
         self.timers_changed: Callable[["IkeConnection"], None] | None = None
@@ -273,6 +294,8 @@ class IkeConnection:
         jitter = (self.rng(1)[0] / 255.0) * 0.1 * cfg.rekey_time
         self.rekey_at = now + cfg.rekey_time - jitter
         self.expire_at = now + cfg.life_time
+        if self.auth_expires_at == float("inf"):
+            self.auth_expires_at = self.expire_at     # the first lifetime starts at authentication
 
     def float_to_natt(self) -> None:
         """Move IKE (and ESP) to the NAT-T ports (RFC 7296 §2.23, RFC 3948)."""
@@ -348,6 +371,33 @@ class IkeConnection:
         self.queue(IkeSaInitTask(), now)
         self.tasks.append(IkeAuthTask(child_name=child))
 
+    def resume(self, now: float, ticket, child: str | None = None) -> None:
+        """Start with IKE_SESSION_RESUME (RFC 5723) using ``ticket`` (a
+        tickets.ClientTicket); any failure falls back to ``initiate``."""
+        from .exchanges.ike_auth import IkeAuthTask
+        from .exchanges.resumption import ResumeTask
+        from .tickets import ResumedSa
+        if not self.initiator or self.state != State.IDLE:
+            raise IkeError("resume() is for a new initiator connection")
+        self.expire_at = now + max(30.0, self.config.retransmit_timeout * 20)  # half-open limit
+        self.resumed = ResumedSa(local_id=ticket.local_id, remote_id=ticket.remote_id,
+                                 auth_form=self.config.resumption_auth)
+        self.exchange_state["resume_origin"] = (self.local, self.remote)
+        self.queue(ResumeTask(ticket, child), now)
+        self.tasks.append(IkeAuthTask(child_name=child))
+
+    def request_ticket(self, now: float) -> None:
+        """Ask the peer for a fresh resumption ticket (INFORMATIONAL, RFC 5723 §4.2)."""
+        from .exchanges.resumption import TicketRequestTask
+        self._require_established()
+        self.ticket_client = True
+        self.queue(TicketRequestTask(), now)
+
+    def suspend(self, now: float) -> None:
+        """Forget the IKE SA without a Delete, keeping its resumption ticket (the
+        client goes offline; libreswan's ``whack --suspend``)."""
+        self.terminate("suspended", now)
+
     def create_child_sa(self, now: float, child: str | None = None) -> None:
         from .exchanges.create_child_sa import CreateChildTask
         self._require_established()
@@ -361,12 +411,30 @@ class IkeConnection:
             raise IkeError("no such Child SA")
         self.queue(RekeyChildTask(child), now)
 
+    def update_addresses(self, now: float, *, local: Address | None = None,
+                         remote: Address | None = None) -> None:
+        """MOBIKE (RFC 4555 §3.5): move this IKE SA and its Child SAs to a new address pair."""
+        from .exchanges.mobike import update_addresses
+        update_addresses(self, now, local=local, remote=remote)
+
     def rekey(self, now: float) -> None:
         from .exchanges.ike_rekey import RekeyIkeTask
         self._require_established()
         if any(isinstance(t, RekeyIkeTask) for t in self.tasks) or self.rekey_in_flight:
             return
         self.queue(RekeyIkeTask(), now)
+
+    def clone(self, now: float) -> None:
+        """Clone this IKE SA (RFC 7791): a sibling IKE SA with new SPIs and keys and no
+        Child SAs; this one stays. The outcome is ``IkeSaCloned`` (with the clone) or
+        ``IkeSaCloneFailed``."""
+        from .exchanges.ike_clone import CloneIkeTask
+        self._require_established()
+        if not (self.config.clone and self.peer_clone):
+            raise IkeError("cloning was not negotiated with this peer (RFC 7791 §5.1)")
+        if now >= min(self.auth_expires_at, self.reauth_at):
+            raise IkeError("the peer's authentication has expired: no more clones of this IKE SA")
+        self.queue(CloneIkeTask(), now)
 
     def delete_child_sa(self, now: float, spi_in: bytes, *, reason: str = "deleted") -> None:
         from .exchanges.informational import DeleteChildTask
@@ -465,9 +533,12 @@ class IkeConnection:
         if message_id is None:
             self.next_request_id += 1
         timeout = self.config.retransmit_timeout
-        self.outstanding[mid] = _Outstanding(task, mid, msg.exchange_type, datagrams, now, now + timeout)
+        path = task.destination(self)
+        self.outstanding[mid] = _Outstanding(task, mid, msg.exchange_type, datagrams, now, now + timeout,
+                                             path=path)
+        remote, local = path or (self.remote, self.local)
         for d in datagrams:
-            self._datagrams.append((d, self.remote, self.local))
+            self._datagrams.append((d, remote, local))
         task.sent(self, msg, datagrams)
 
     def resend_request(self, mid: int, msg: Message, now: float) -> None:
@@ -486,8 +557,9 @@ class IkeConnection:
         # keep one window's worth of responses (RFC 7296 §2.3)
         for old in [m for m in self.response_cache if m <= request.message_id - self.config.window_size]:
             del self.response_cache[old]
+        remote, local = self.request_path or (self.remote, self.local)
         for d in datagrams:
-            self._datagrams.append((d, self.remote, self.local))
+            self._datagrams.append((d, remote, local))
 
     # ---------------------------------------------------------- receiving path --
     def receive_datagram(self, data: bytes, remote: Address, now: float) -> None:
@@ -505,7 +577,7 @@ class IkeConnection:
         if self.state == State.DELETED:
             return
         if msg.spi_i != self.spi_i or (msg.spi_r != self.spi_r and
-                                       not (msg.exchange_type == ExchangeType.IKE_SA_INIT)):
+                                       msg.exchange_type not in _INITIAL_EXCHANGES):
             return
         # the I flag must name the other side as what it is (RFC 7296 §3.1)
         if msg.is_initiator == self.initiator:
@@ -557,15 +629,33 @@ class IkeConnection:
         cached = self.response_cache.get(msg.message_id)
         if cached is None:
             return
-        if msg.exchange_type == ExchangeType.IKE_SA_INIT and msg.raw != self.init_request:
+        if msg.exchange_type in _INITIAL_EXCHANGES and msg.raw != self.init_request:
             return          # another IKE_SA_INIT under the same SPI is not a retransmission
         if msg.is_fragment and msg.sk.fragment_number != 1:
             return          # answer a fragmented retransmission once, not per fragment (RFC 7383 §2.6.1)
+        remote, local = self.request_path or (self.remote, self.local)
+        if remote != self.remote and not self._authentic(msg):
+            # a copy from elsewhere that does not authenticate: no reflecting answers to
+            # whatever source a forger writes; the SA's own peer gets it
+            remote, local = self.remote, self.local
         for d in cached:
-            self._datagrams.append((d, self.remote, self.local))
+            self._datagrams.append((d, remote, local))
+
+    def _authentic(self, msg: Message) -> bool:
+        """Whether a (whole, protected) message passes our ICV; used where a
+        retransmission would otherwise be answered unchecked."""
+        if msg.sk is None or msg.is_fragment or self.sk_in is None:
+            return False
+        try:
+            msg.decrypt(self.sk_in)
+            return True
+        except (IntegrityCheckFailed, ParseError):
+            return False
 
     def _on_request(self, msg: Message, remote: Address, local: Address | None, now: float) -> None:
         mid = msg.message_id
+        # answers go where the request came from (RFC 7296 §2.11): a MOBIKE peer may have moved
+        self.request_path = (tuple(remote), tuple(local) if local is not None else self.local)
         if self._answered(mid):
             self._replay_response(msg)
             return
@@ -617,8 +707,8 @@ class IkeConnection:
         out = self.outstanding.get(msg.message_id)
         if out is None or msg.exchange_type != out.exchange_type:
             return            # not an answer to anything we asked (or a late duplicate)
-        if msg.exchange_type != ExchangeType.IKE_SA_INIT and msg.sk is None:
-            return            # only IKE_SA_INIT is answered in the clear
+        if msg.exchange_type not in _INITIAL_EXCHANGES and msg.sk is None:
+            return            # only IKE_SA_INIT (IKE_SESSION_RESUME) is answered in the clear
         opened = self._open(msg, now)
         if opened is None:
             return
@@ -642,7 +732,9 @@ class IkeConnection:
         remote = tuple(remote)
         if local is not None and local[1] == self.natt_port != self.local[1]:
             self.local, self.remote = tuple(local), remote     # the initiator floated to 4500
-        elif remote != self.remote and self.nat_remote and self.state != State.INIT_SENT:
+        elif (remote != self.remote and self.nat_remote and self.state != State.INIT_SENT
+              and not (self.config.mobike and self.peer_mobike)):
+            # with MOBIKE only an authenticated UPDATE_SA_ADDRESSES moves the SA (RFC 4555 §3.5)
             self.remote = remote
 
     # -------------------------------------------------------------------- timers --
@@ -653,15 +745,19 @@ class IkeConnection:
         for mid, out in list(self.outstanding.items()):
             if out.deadline > now:
                 continue
-            if out.tries >= cfg.retransmit_tries:
+            # give_up: the task tries elsewhere (a MOBIKE check falls back to the old path)
+            if out.tries >= out.task.retransmit_limit(self) and not out.task.give_up(self, out, now):
+                if out.task.timed_out(self, now):
+                    return            # the task took over (a resumption falls back)
                 log.info("%s: no answer to request %d after %d retransmissions", self.name, mid, out.tries)
                 self.terminate("rekeyed" if self.replaced_by is not None else "peer unresponsive", now,
                                quiet_children=self.replaced_by is not None)
                 return
             out.tries += 1
             out.deadline = now + cfg.retransmit_timeout * cfg.retransmit_base ** out.tries
+            remote, local = out.path or (self.remote, self.local)
             for d in out.datagrams:
-                self._datagrams.append((d, self.remote, self.local))
+                self._datagrams.append((d, remote, local))
         if now >= self.expire_at:
             if self.state == State.ESTABLISHED:
                 # hard lifetime: a Delete, which the retransmission limit bounds

@@ -122,8 +122,9 @@ def check_rules(msg: Message, is_request: bool | None = None) -> None:
     if msg.spi_i == _ZERO_SPI:
         raise ParseError("the initiator's SPI is zero")
     xchg = msg.exchange_type
-    if xchg == X.IKE_SA_INIT and msg.message_id != 0:
-        raise ParseError("IKE_SA_INIT with a Message ID other than 0")
+    if xchg in (X.IKE_SA_INIT, X.IKE_SESSION_RESUME) and msg.message_id != 0:
+        # RFC 5723 §4.3.2: IKE_SESSION_RESUME follows IKE_SA_INIT's Message ID rules
+        raise ParseError(f"{rules.name} with a Message ID other than 0")
     if is_request and xchg in (X.IKE_SA_INIT, X.IKE_SESSION_RESUME) and msg.spi_r != _ZERO_SPI:
         raise ParseError(f"{rules.name} with a responder SPI")
 

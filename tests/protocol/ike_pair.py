@@ -72,6 +72,70 @@ class Nat:
         self.back.clear()
 
 
+class TicketDesk:
+    """The I/O layer's side of resumption, synchronous and in memory: serves an
+    endpoint's ``ticket_store_ops()`` the way the gateway does against Redis
+    (SET NX EX to spend a by-value ticket, GETDEL for a by-reference one, SET for
+    a by-reference ticket's state). ``mode``: "ok", "down" (every call fails),
+    "slow" (never answers). Several endpoints may share one desk (a cluster)."""
+
+    def __init__(self, mode: str = "ok"):
+        self.mode = mode
+        self.data: dict = {}
+        self.checks = 0                # TicketCheck operations seen (store round trips)
+        self.puts = 0
+        self.unanswered: list = []     # (endpoint, token) a slow store sat on
+
+    def serve(self, endpoint, now: float) -> None:
+        from ikecore.protocol.tickets import TicketCheck, TicketPut
+        for op in endpoint.ticket_store_ops():
+            if isinstance(op, TicketPut):
+                self.puts += 1
+                if self.mode == "ok":
+                    self.data[op.key] = op.value
+                continue
+            assert isinstance(op, TicketCheck)
+            self.checks += 1
+            if self.mode == "slow":
+                self.unanswered.append((endpoint, op.token))
+                continue
+            if self.mode == "down":
+                endpoint.ticket_checked(op.token, ConnectionError("store down"), now)
+            elif op.by_reference:
+                endpoint.ticket_checked(op.token, self.data.pop(op.take_key, None), now)
+            else:
+                fresh = op.spend_key not in self.data
+                self.data.setdefault(op.spend_key, b"1")
+                endpoint.ticket_checked(op.token, fresh, now)
+
+
+WALL_OFFSET = 1_700_000_000.0     # the fake clock's `now` -> unix seconds
+
+
+def wall_clock(now: float) -> float:
+    return now + WALL_OFFSET
+
+
+def resumption_configs(ike="aes256gcm16-prfsha256-x25519", esp="aes256gcm16", *, by_reference=False,
+                       seed: int = 5, authority=None, cfg_i_kw=None, cfg_r_kw=None, **kw):
+    """configs() with resumption on: the responder issues tickets (a fresh
+    TicketAuthority unless one is given), both sides map `now` to wall time."""
+    from ikecore.resumption import TicketAuthority, TicketKeyRing
+    if authority is None:
+        rnd = random.Random(seed)
+        ring = TicketKeyRing(rng=rnd.randbytes, now=wall_clock(1000.0))
+        authority = TicketAuthority(ring, by_reference=by_reference, rng=rnd.randbytes)
+    ci, cr = configs(ike, esp, resumption=True, wall_clock=wall_clock, **kw)
+    ci = _replace(ci, **(cfg_i_kw or {}))
+    cr = _replace(cr, ticket_authority=authority, **(cfg_r_kw or {}))
+    return ci, cr
+
+
+def _replace(cfg, **kw):
+    import dataclasses
+    return dataclasses.replace(cfg, **kw) if kw else cfg
+
+
 def check_timer_queue(ep) -> None:
     """The endpoint's timer heap never runs an SA later than that SA's real
     deadline (earlier is allowed: lazy entries). Run after every input the
@@ -86,7 +150,8 @@ def check_timer_queue(ep) -> None:
 
 class Pair:
     def __init__(self, cfg_i, cfg_r, *, seed: int = 1, wire: Wire | None = None, now: float = 1000.0,
-                 addr_i=ADDR_I, addr_r=ADDR_R, nat: Nat | None = None):
+                 addr_i=ADDR_I, addr_r=ADDR_R, nat: Nat | None = None, desk: TicketDesk | None = None):
+        self.desk = desk               # serves the responder's ticket store operations
         self.nat = nat                 # a NAT in front of the initiating side (ei)
         self.now = now
         rnd_i, rnd_r = random.Random(seed), random.Random(seed + 1000)
@@ -105,7 +170,12 @@ class Pair:
         conn = self.ei.connect(self.cfg_i, self.addr_i, self.addr_r, self.now, **kw)
         return conn
 
+    def resume(self, **kw):
+        return self.ei.resume(self.cfg_i, self.addr_i, self.addr_r, self.now, **kw)
+
     def _gather(self):
+        if self.desk is not None:
+            self.desk.serve(self.er, self.now)
         for src, dst, tag in ((self.ei, self.er, "i>r"), (self.er, self.ei, "r>i")):
             for data, remote, local in src.datagrams_to_send():
                 if self.nat is not None:

@@ -194,6 +194,17 @@ def test_ike_session_resume():
     ok(clear(X.IKE_SESSION_RESUME, [NotifyPayload(notify_type=NotifyType.TICKET_NACK)],
              response=True, spi_r=bytes(8)))
     bad(clear(X.IKE_SESSION_RESUME, [], response=True))
+    # RFC 5723 §4.3.2: Message ID 0, like IKE_SA_INIT, both ways
+    bad(clear(X.IKE_SESSION_RESUME, [NONCE, ticket], mid=1))
+    bad(clear(X.IKE_SESSION_RESUME, [NONCE], response=True, mid=1))
+    # NAT detection and other status notifies ride along (§4.3.2 "[,N+]"); a COOKIE
+    # answer needs no Nr
+    ok(clear(X.IKE_SESSION_RESUME, [NONCE, ticket,
+                                    NotifyPayload(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP,
+                                                  data=bytes(20))]))
+    ok(clear(X.IKE_SESSION_RESUME, [NotifyPayload(notify_type=NotifyType.COOKIE, data=b"c")],
+             response=True, spi_r=bytes(8)))
+    bad(clear(X.IKE_SESSION_RESUME, [NONCE, ticket, KE]))                      # no KE either (§1)
 
 
 def test_unknown_exchange_type_and_zero_spi():

@@ -13,7 +13,7 @@ def responder_for(exchange_type: int):
     elif exchange_type == ExchangeType.CREATE_CHILD_SA:
         from .create_child_sa import respond
     elif exchange_type == ExchangeType.INFORMATIONAL:
-        from .informational import respond
+        from .mobike import respond        # informational.respond, plus MOBIKE's notifies
     else:
         return None
     return respond

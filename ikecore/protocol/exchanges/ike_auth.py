@@ -26,6 +26,7 @@ from ..negotiation import accept_esp_reply, esp_sa_payload, select_esp
 from ..payloads import (AuthPayload, CertPayload, CpAttribute, CpPayload, DeletePayload,
                         IdiPayload, IdrPayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload)
 from ..selectors import covered_by, host_selector, narrow, to_payload
+from . import resumption
 from .ike_sa_init import certificate_request
 from .task import Task
 
@@ -44,6 +45,9 @@ def _id_body(id_type: int, data: bytes) -> bytes:
 
 def own_auth(conn, *, initiator_side: bool, id_type: int, id_data: bytes) -> tuple[AuthPayload, list]:
     """Our AUTH payload (and CERT payloads) for the signed octets of our side."""
+    if conn.resumed is not None:          # after IKE_SESSION_RESUME: prf(SK_px, ...), no CERT
+        return resumption.resumed_auth(conn, initiator_side=initiator_side, id_type=id_type,
+                                       id_data=id_data), []
     keys, suite = conn.keys, conn.suite
     if initiator_side:
         octets = signed_octets(conn.init_request, conn.nr, suite.prf_id, keys.sk_pi, _id_body(id_type, id_data))
@@ -92,6 +96,9 @@ def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload,
                      now: float | None = None) -> None:
     """Check the peer's AUTH against its identity and credentials; raise AuthenticationFailed."""
     from ..auth import check_identity_matches_certificate
+    if conn.resumed is not None:
+        return resumption.verify_resumed_auth(conn, msg, peer_is_initiator=peer_is_initiator,
+                                              id_payload=id_payload)
     auth = msg.find(PayloadType.AUTH)
     if auth is None:
         raise AuthenticationFailed("no AUTH payload")
@@ -219,14 +226,17 @@ class IkeAuthTask(Task):
 
     def build_request(self, conn, now: float) -> Message:
         cfg = conn.config
-        local_id = cfg.local_id
+        resumed = conn.resumed
+        # after a resumption IDi and IDr are the ticket's (RFC 5723 §4.3.3)
+        local_id = resumed.local_id if resumed is not None else cfg.local_id
+        remote_id = resumed.remote_id if resumed is not None else cfg.remote_id
         auth, certs = own_auth(conn, initiator_side=True, id_type=local_id.id_type, id_data=local_id.data)
         payloads = [IdiPayload(local_id.id_type, local_id.data)] + certs
-        certreq = certificate_request(cfg)
+        certreq = certificate_request(cfg) if resumed is None else None
         if certreq is not None:
             payloads.append(certreq)
-        if cfg.remote_id is not None:
-            payloads.append(IdrPayload(cfg.remote_id.id_type, cfg.remote_id.data))
+        if remote_id is not None:
+            payloads.append(IdrPayload(remote_id.id_type, remote_id.data))
         payloads.append(auth)
         if cfg.request_virtual_ip:
             payloads.append(CpPayload(CfgType.CFG_REQUEST, [CpAttribute(CpAttributeType.INTERNAL_IP4_ADDRESS)]))
@@ -245,19 +255,26 @@ class IkeAuthTask(Task):
             self.tsi, self.tsr = child_payloads[-2].selectors, child_payloads[-1].selectors
             payloads += child_payloads
         payloads += _feature_notifies(cfg)
+        if cfg.resumption:
+            conn.ticket_client = True
+            payloads.append(resumption.ticket_request())
         return Message(conn.spi_i, conn.spi_r, ExchangeType.IKE_AUTH, inner=payloads)
 
     def on_response(self, conn, msg: Message, now: float) -> None:
         from ..ike_sa import State
         error = msg.error_notify()
         if error is not None and error.notify_type == NotifyType.AUTHENTICATION_FAILED:
+            if conn.resumed is not None:     # e.g. a gateway that signs the other octets
+                return resumption.fall_back(conn, now, "the gateway refused the resumed AUTH",
+                                            error.notify_type, child=self.child_name)
             return conn.terminate("authentication failed", now, NotifyType.AUTHENTICATION_FAILED)
         idr, auth = msg.find(PayloadType.IDR), msg.find(PayloadType.AUTH)
         if idr is None or auth is None:
             return self.failed(conn, now, f"IKE_AUTH failed: notify {error.notify_type if error else None}",
                                error.notify_type if error else None)
         try:
-            conn.remote_id = _check_identity(conn, idr, conn.config.remote_id)
+            expected = conn.resumed.remote_id if conn.resumed is not None else conn.config.remote_id
+            conn.remote_id = _check_identity(conn, idr, expected)
             verify_peer_auth(conn, msg, peer_is_initiator=False, id_payload=idr, now=now)
         except AUTH_ERRORS as exc:
             log.warning("%s: responder authentication failed: %s", conn.name, exc)
@@ -276,8 +293,11 @@ class IkeAuthTask(Task):
         conn.state = State.ESTABLISHED
         conn.forget_init_messages()
         conn.start_lifetimes(now)
-        conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, True, conn.suite, conn.config.local_id,
-                                      conn.remote_id, conn.virtual_ip))
+        local_id = conn.resumed.local_id if conn.resumed is not None else conn.config.local_id
+        conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, True, conn.suite, local_id,
+                                      conn.remote_id, conn.virtual_ip, resumed=conn.resumed is not None))
+        if conn.ticket_client:
+            resumption.take_ticket_answer(conn, msg, now)
         if self.child_cfg is None:
             return
         if msg.find(PayloadType.SA) is None:
@@ -343,7 +363,9 @@ def complete_child_initiator(conn, msg: Message, cfg: ChildConfig, offer, spi_in
 def _feature_notifies(cfg) -> list:
     out = []
     if cfg.mobike:
+        from .mobike import auth_notifies
         out.append(NotifyPayload(notify_type=NotifyType.MOBIKE_SUPPORTED))
+        out += auth_notifies(cfg)
     if cfg.clone:
         out.append(NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA_SUPPORTED))
     return out
@@ -351,6 +373,9 @@ def _feature_notifies(cfg) -> list:
 
 def _take_features(conn, msg: Message) -> None:
     conn.peer_mobike = msg.has_notify(NotifyType.MOBIKE_SUPPORTED)
+    if conn.peer_mobike and conn.config.mobike:
+        from .mobike import take_addresses
+        take_addresses(conn, msg)
     conn.peer_clone = msg.has_notify(NotifyType.CLONE_IKE_SA_SUPPORTED)
     window = msg.notify(NotifyType.SET_WINDOW_SIZE)
     if window is not None and len(window.data) == 4:
@@ -372,7 +397,9 @@ def respond(conn, msg: Message, now: float) -> list | None:
             raise AuthenticationFailed("no IDi (EAP is not supported)")
         if idr_req is not None and Identity(idr_req.id_type, idr_req.data) != cfg.local_id:
             raise AuthenticationFailed(f"the initiator asks for {Identity(idr_req.id_type, idr_req.data)}")
-        conn.remote_id = _check_identity(conn, idi, cfg.remote_id)
+        # after a resumption, IDi must be the ticket's (RFC 5723 §4.3.3)
+        expected = conn.resumed.remote_id if conn.resumed is not None else cfg.remote_id
+        conn.remote_id = _check_identity(conn, idi, expected)
         verify_peer_auth(conn, msg, peer_is_initiator=True, id_payload=idi, now=now)
         auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type,
                                id_data=cfg.local_id.data)
@@ -383,6 +410,10 @@ def respond(conn, msg: Message, now: float) -> list | None:
             "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)
         return [NotifyPayload(notify_type=NotifyType.AUTHENTICATION_FAILED)]
     _take_features(conn, msg)
+    if conn.resumed is not None:
+        retire = conn.exchange_state.get("retire_resumed")
+        if retire is not None:      # the SA the ticket came from goes, silently (RFC 5723 §4.3.4)
+            retire(conn, conn.resumed.ticket_id, now)
     retire_older = conn.exchange_state.get("initial_contact")
     if retire_older is not None and msg.has_notify(NotifyType.INITIAL_CONTACT):
         retire_older(conn, now)     # the endpoint forgets older SAs with this peer (RFC 7296 §2.4)
@@ -401,7 +432,19 @@ def respond(conn, msg: Message, now: float) -> list | None:
     conn.state = State.ESTABLISHED
     conn.forget_init_messages()
     conn.start_lifetimes(now)
-    conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id))
+    resumption.note_authenticated(conn, msg, now)
+    conn.emit(ev.IkeSaEstablished(conn.spi_i, conn.spi_r, False, conn.suite, cfg.local_id, conn.remote_id,
+                                  resumed=conn.resumed is not None))
+    if msg.has_notify(NotifyType.TICKET_REQUEST):
+        payloads.append(resumption.answer_ticket_request(conn, now))
+    if msg.find(PayloadType.SA) is not None and not cfg.children:
+        # a childless responder still answers the Child SA request (RFC 7296 §2.21.2: the IKE
+        # SA stands, the Child SA gets an error notify); with no notify at all libreswan 5.2
+        # takes the response as malformed and tears the IKE SA down. After the ticket answer,
+        # so that a childless gateway still issues tickets
+        payloads.append(NotifyPayload(notify_type=NotifyType.TS_UNACCEPTABLE))
+        conn.emit(ev.ChildSaFailed("", NotifyType.TS_UNACCEPTABLE, "no Child SA is configured"))
+        return payloads
     if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
         try:
             child_cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, assigned_ip=assigned,

@@ -197,8 +197,8 @@ class IkeSaInitTask(Task):
         _derive(conn, suite, self.kex.shared_secret(ke.data))
         self.kex = None
         conn.state = State.INIT_DONE
-        if conn.nat_detected:
-            conn.float_to_natt()
+        if conn.nat_detected or (conn.config.mobike and msg.has_notify(NotifyType.NAT_DETECTION_DESTINATION_IP)):
+            conn.float_to_natt()     # MOBIKE and NAT-T: the NAT-T port even without a NAT (RFC 4555 §3.3)
 
 
 def stateless_reply(msg: Message, notify_type: int, data: bytes = b"") -> bytes:

@@ -141,7 +141,11 @@ def respond(conn, msg: Message, now: float) -> list:
             if not child.deleting:   # crossing Deletes: neither answer names the SA again
                 ours.append(child.spi_in)
             conn.emit(ev.ChildSaDeleted(child, "deleted by peer"))
-    return [DeletePayload(ProtocolId.ESP, ours)] if ours else []
+    reply = [DeletePayload(ProtocolId.ESP, ours)] if ours else []
+    if msg.has_notify(NotifyType.TICKET_REQUEST):      # a ticket renewal (RFC 5723 §4.2)
+        from .resumption import answer_ticket_request
+        reply.append(answer_ticket_request(conn, now))
+    return reply
 
 
 def _ike_deleted(conn, now: float, auth_failed: bool = False) -> list:

@@ -17,6 +17,16 @@ class Task:
         from ..ike_sa import State
         return conn.state == State.ESTABLISHED and not conn.rekey_in_flight
 
+    def destination(self, conn):
+        """(remote, local) to send this request to; None: the IKE SA's addresses (at each
+        retransmission, so that a MOBIKE move takes outstanding requests along)."""
+        return None
+
+    def give_up(self, conn, outstanding, now: float) -> bool:
+        """The retransmissions are spent: True when the task handled it (e.g. reset
+        ``outstanding.path``/``tries`` to try elsewhere); False ends the IKE SA."""
+        return False
+
     def build_request(self, conn, now: float):
         """The request (a Message), or None when there is nothing left to do."""
         raise NotImplementedError
@@ -26,6 +36,15 @@ class Task:
 
     def on_response(self, conn, msg, now: float) -> None:
         raise NotImplementedError
+
+    def retransmit_limit(self, conn) -> int:
+        """Retransmissions before the request is given up."""
+        return conn.config.retransmit_tries
+
+    def timed_out(self, conn, now: float) -> bool:
+        """No answer after the last retransmission: True if the task dealt with it
+        (IKE_SESSION_RESUME falls back to a full handshake); else the SA ends."""
+        return False
 
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         """The exchange failed (malformed response, error notify). By default
