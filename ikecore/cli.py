@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -415,6 +416,127 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import logging
+
+    from .aio import load_config
+    from .aio.loadgen import LoadGenerator, LoadSpec, format_progress, format_summary, summarize
+    from .errors import ConfigError
+    from .protocol.config import ChildConfig, EspProposal, IkeProposal, TrafficSelectorSpec, psk_config
+
+    def fail(option: str, message: str) -> int:
+        print(f"ikecore: {option}: {message}", file=sys.stderr)
+        return 2
+
+    for option, value, low in (("--sas", args.sas, 1), ("--concurrency", args.concurrency, 1)):
+        if value < low:
+            return fail(option, f"must be at least {low}")
+    for option, value in (("--rate", args.rate), ("--rekey-window", args.rekey_window),
+                          ("--rekey-ike-window", args.rekey_ike_window), ("--hold", args.hold),
+                          ("--timeout", args.timeout)):
+        if value < 0:
+            return fail(option, "must not be negative")
+    if args.responder_pid is not None and not os.path.exists(f"/proc/{args.responder_pid}/stat"):
+        return fail("--responder-pid", f"no process {args.responder_pid}")
+    if not _is_ip(args.remote):
+        return fail("REMOTE", f"{args.remote!r} is not an IP address")
+    try:
+        if args.config:
+            if not args.name:
+                return fail("--name", f"name the connection of {args.config} to load with")
+            try:
+                template = load_config(args.config).connection(args.name).ike
+            except ConfigError as exc:
+                return _config_error(exc)
+            template = dataclasses.replace(template, dpd_delay=0)
+            auth = "from " + args.config
+        else:
+            if not args.psk:
+                return fail("--psk", "give a pre-shared key (or --config and --name)")
+            try:
+                proposals = [IkeProposal.parse(p) for p in args.proposal]
+            except (ConfigError, ValueError) as exc:
+                return fail("--proposal", str(exc))
+            try:
+                esp = [EspProposal.parse(p) for p in args.esp]
+            except (ConfigError, ValueError) as exc:
+                return fail("--esp", str(exc))
+            try:
+                remote_ts = [TrafficSelectorSpec.parse(t) for t in args.remote_ts]
+            except ConfigError as exc:
+                return fail("--remote-ts", str(exc))
+            child = ChildConfig("load", [TrafficSelectorSpec.parse("0.0.0.0/0")], remote_ts, esp)
+            try:
+                template = psk_config("load@ikecore.test", args.remote_id, args.psk.encode(), children=[child],
+                                      proposals=proposals, name="load", force_encap=not args.no_encap,
+                                      dpd_delay=0, retransmit_timeout=args.retransmit_timeout)
+            except (ConfigError, ValueError) as exc:
+                return fail("--remote-id", str(exc))
+            auth = "PSK"
+        if args.id_template is None:            # a certificate names one identity: keep the config's
+            id_template = None if args.config else "load-{n}@ikecore.test"
+        else:
+            id_template = None if args.id_template.lower() == "none" else args.id_template
+        try:
+            spec = LoadSpec(args.remote, template, port=args.port, natt_port=args.natt_port, source=args.source,
+                            id_template=id_template, inner_net=args.inner_net or None,
+                            concurrency=args.concurrency, rate=args.rate)
+        except ConfigError as exc:
+            option = "--id-template" if "identity" in str(exc) else "--inner-net"
+            return fail(option, str(exc))
+        capacity = spec.inner_capacity()
+        if capacity is not None and args.sas > capacity:
+            return fail("--inner-net", f"{args.inner_net} has {capacity:,} host addresses, fewer than --sas")
+    except ConfigError as exc:
+        return _config_error(exc)
+    logging.getLogger("ikecore").setLevel(args.log_level.upper() if args.log_level else logging.ERROR)
+    if args.log_level:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    suite = f"IKE {', '.join(args.proposal)}, ESP {', '.join(args.esp)}" if not args.config else args.name
+    tty = sys.stderr.isatty()
+
+    def show(snap: dict) -> None:
+        line = format_progress(snap)
+        if tty:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    async def run() -> dict:
+        gen = LoadGenerator(spec, responder_pid=args.responder_pid, progress=None if args.quiet else show,
+                            progress_interval=args.progress_interval, freeze_gc=True)
+        phases = []
+        try:
+            await gen.start()
+        except OSError as exc:
+            raise SystemExit(fail("--source", f"cannot bind: {exc}"))
+        try:
+            timeout = args.timeout or None
+            phases.append(await gen.establish(args.sas, timeout=timeout))
+            if args.rekey_window and gen.held:
+                phases.append(await gen.rekey_children(args.rekey_window))
+            if args.rekey_ike_window and gen.held:
+                phases.append(await gen.rekey_ike_sas(args.rekey_ike_window))
+            if args.hold:
+                await gen.hold(args.hold)
+            if not args.keep:
+                phases.append(await gen.delete_all(timeout=timeout or 60.0))
+        finally:
+            if tty and not args.quiet:
+                print(file=sys.stderr)
+            await gen.close()
+        return summarize(gen, phases, suite=suite, auth=auth)
+
+    summary = asyncio.run(run())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 0 if summary["ok"] else 1
+
+
 def _add_gateway_commands(sub) -> None:
     gw = sub.add_parser("gateway", help="run the IKEv2 gateway daemon from a TOML configuration")
     gw.add_argument("--config", "-c", default=DEFAULT_CONFIG,
@@ -486,11 +608,53 @@ def _add_gateway_commands(sub) -> None:
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.set_defaults(func=_demo)
 
+    ld = sub.add_parser("load", help="load generator: many IKE SAs + Child SAs against a responder, with rates")
+    ld.add_argument("remote", metavar="REMOTE", help="the responder's IP address")
+    ld.add_argument("--port", type=int, default=500, help="responder IKE port (default 500)")
+    ld.add_argument("--natt-port", type=int, default=4500, help="responder NAT-T port (default 4500)")
+    ld.add_argument("--source", help="our address (default: the one routed toward REMOTE)")
+    ld.add_argument("--sas", type=int, default=100, help="IKE SAs (each with one Child SA) to establish and hold")
+    ld.add_argument("--rate", type=float, default=0.0, help="new handshakes per second (default: unlimited)")
+    ld.add_argument("--concurrency", type=int, default=64, help="handshakes in flight at once (default 64)")
+    ld.add_argument("--config", "-c", help="TOML configuration: take suites and authentication from a connection")
+    ld.add_argument("--name", help="the connection of --config")
+    ld.add_argument("--psk", help="pre-shared key (without --config)")
+    ld.add_argument("--remote-id", help="the responder's identity (default: any)")
+    ld.add_argument("--proposal", action="append", default=None, help="IKE proposal, strongSwan style")
+    ld.add_argument("--esp", action="append", default=None, help="ESP proposal, strongSwan style")
+    ld.add_argument("--remote-ts", action="append", default=None, help="remote traffic selector (default 0.0.0.0/0)")
+    ld.add_argument("--id-template", default=None,
+                    help="our identity per SA, {n} its number (default load-{n}@ikecore.test; 'none': one identity)")
+    ld.add_argument("--inner-net", default="10.128.0.0/9",
+                    help="each SA's local selector is one host of this network (default 10.128.0.0/9)")
+    ld.add_argument("--no-encap", action="store_true", help="do not force NAT-T / ESP-in-UDP")
+    ld.add_argument("--retransmit-timeout", type=float, default=2.0, help="first IKE retransmission (seconds)")
+    ld.add_argument("--rekey-window", type=float, default=0.0, metavar="SECONDS",
+                    help="once established, rekey every Child SA, spread over this many seconds")
+    ld.add_argument("--rekey-ike-window", type=float, default=0.0, metavar="SECONDS",
+                    help="then rekey every IKE SA, spread over this many seconds")
+    ld.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="hold the SAs this long")
+    ld.add_argument("--keep", action="store_true", help="do not delete the SAs at the end")
+    ld.add_argument("--timeout", type=float, default=0.0, help="bound each phase (seconds, default: none)")
+    ld.add_argument("--responder-pid", type=int, help="the responder's PID: report its CPU and RSS per SA")
+    ld.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress lines")
+    ld.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    ld.add_argument("--json", action="store_true", help="machine-readable summary")
+    ld.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    ld.set_defaults(func=_load_defaults)
+
 
 def _connect_defaults(args: argparse.Namespace) -> int:
     args.proposal = args.proposal or ["aes256gcm16-prfsha256-x25519"]
     args.esp = args.esp or ["aes256gcm16"]
     return _connect(args)
+
+
+def _load_defaults(args: argparse.Namespace) -> int:
+    args.proposal = args.proposal or ["aes256gcm16-prfsha256-x25519"]
+    args.esp = args.esp or ["aes256gcm16"]
+    args.remote_ts = args.remote_ts or ["0.0.0.0/0"]
+    return _load(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
