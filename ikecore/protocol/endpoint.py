@@ -18,6 +18,7 @@ time out (``ticket_check_timeout``) into TICKET_NACK. A client resumes with
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import heapq
@@ -242,15 +243,46 @@ class IkeEndpoint:
             if self._half_open.get(key) is conn:
                 del self._half_open[key]
             del state["half_open_key"]
+        if conn.state is not State.INIT_DONE:
+            state.pop("init_request_versions", None)
         if conn.state is State.ESTABLISHED and "initial_contact" in state:
             # IKE_AUTH is over: the hook and the key are of no more use (memory per SA)
             del state["initial_contact"]
             if not state:
                 conn.exchange_state = {}
 
+    @staticmethod
+    def _same_offer(conn: IkeConnection, msg: Message) -> bool:
+        """Whether ``msg`` is another version of the request ``conn`` answered: the
+        same Ni and KEi, so that only a COOKIE differs (RFC 7296 §2.6 retry)."""
+        nonce, ke = msg.find(40), msg.find(34)
+        if nonce is None or ke is None or nonce.data != conn.ni:
+            return False
+        try:
+            first = parse_message(conn.init_request)
+        except ParseError:
+            return False
+        old_ke = first.find(34)
+        return old_ke is not None and old_ke.data == ke.data
+
+    def _note_init_version(self, conn: IkeConnection, msg: Message, remote: Address) -> Message:
+        """The initiator sent a newer version of its IKE_SA_INIT (a COOKIE retry)
+        after an older copy made this half-open SA: it will sign the newer one, so
+        IKE_AUTH must be checked over it too. A cookie we cannot vouch for is not
+        kept (at most two versions are)."""
+        if msg.notify(NotifyType.COOKIE) is not None and not self._cookie_valid(msg, remote):
+            return msg
+        versions = conn.exchange_state.setdefault("init_request_versions", [])
+        if msg.raw not in versions and len(versions) < 2:
+            versions.append(msg.raw)
+        # answer it like a retransmission of the version the SA was made from
+        return dataclasses.replace(msg, raw=conn.init_request)
+
     def _init_request(self, msg: Message, remote: Address, local: Address, now: float) -> None:
         existing = self._half_open.get((msg.spi_i, remote))
         if existing is not None:
+            if msg.raw != existing.init_request and self._same_offer(existing, msg):
+                msg = self._note_init_version(existing, msg, remote)
             existing.receive_message(msg, remote, now)   # a retransmission: the cached reply
             self._collect(existing, now)
             return
