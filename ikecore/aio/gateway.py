@@ -49,6 +49,7 @@ from ..protocol import events as ev
 from ..protocol.config import IkeConfig
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
+from ..protocol.limits import unauthenticated_log
 from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
@@ -552,7 +553,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         for spec in self.config.connections.values():
             if spec.accepts(remote[0]):
                 return spec.ike
-        log.info("no connection accepts a peer at %s", remote[0])
+        unauthenticated_log.info("no connection accepts", "no connection accepts a peer at %s", remote[0])
         return None
 
 

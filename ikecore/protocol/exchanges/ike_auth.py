@@ -21,6 +21,7 @@ from ..child_sa import ChildSa
 from ..config import ChildConfig, Identity
 from ..constants import (AuthMethod, CertEncoding, CfgType, CpAttributeType, ExchangeType,
                          NotifyType, PayloadType, ProtocolId)
+from ..limits import unauthenticated_log
 from ..message import Message
 from ..negotiation import accept_esp_reply, esp_sa_payload, select_esp
 from ..payloads import (AuthPayload, CertPayload, CpAttribute, CpPayload, DeletePayload,
@@ -428,7 +429,8 @@ def respond(conn, msg: Message, now: float) -> list | None:
         auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type,
                                id_data=cfg.local_id.data)
     except (*AUTH_ERRORS, IkeError) as exc:
-        log.warning("%s: initiator authentication failed: %s", conn.name, exc)
+        unauthenticated_log.warning("initiator authentication failed",
+                                    "%s: initiator authentication failed: %s", conn.name, exc)
         conn.remote_id = None
         conn.exchange_state["after_response"] = lambda t: conn.terminate(
             "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)
