@@ -148,7 +148,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._prepare_resumption()
         self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
                                     cookie_threshold=self.config.cookie_threshold,
-                                    select_config=self._select_config)
+                                    select_config=self._select_config, limits=self.config.limits)
         for lst in self.listeners:
             transport, _ = await self.loop.create_datagram_endpoint(
                 lambda lst=lst: _IkeProtocol(self, lst), sock=lst.ike_sock)
