@@ -246,7 +246,8 @@ def _demo(args: argparse.Namespace) -> int:
         import logging
         logging.getLogger("ikecore").setLevel(logging.ERROR)   # the summary is the output
     summary = asyncio.run(run_demo(packets=args.packets, size=args.size, family=6 if args.ipv6 else 4,
-                                   ike=args.ike, esp=args.esp, key_export=args.key_export, pcap=args.pcap))
+                                   ike=args.ike, esp=args.esp, key_export=args.key_export, pcap=args.pcap,
+                                   redis_url=args.redis))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -312,6 +313,8 @@ def _add_gateway_commands(sub) -> None:
     d.add_argument("--esp", default="aes256gcm16", help="ESP proposal")
     d.add_argument("--key-export", metavar="DIR", help="write the keys for tshark/Wireshark to DIR")
     d.add_argument("--pcap", metavar="FILE", help="record the demo's datagrams to FILE")
+    d.add_argument("--redis", metavar="URL",
+                   help="the resumption steps' gateways share this Redis (redis://host:port/db) as ticket store")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.set_defaults(func=_demo)
 

@@ -130,6 +130,13 @@ class TemporaryFailure(ProtocolError):
     notify_type = 43
 
 
+class NoAdditionalSas(ProtocolError):
+    """The responder will hold no more SAs of this kind with the peer (e.g. the
+    clone cap of RFC 7791 §5.3); the initiator should not retry until some go."""
+
+    notify_type = 35
+
+
 class PeerError(ProtocolError):
     """The peer answered with an error notify; ``notify_type`` is what it sent."""
 

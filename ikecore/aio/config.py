@@ -393,6 +393,7 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
     for key, attr, kind in (("retransmit_base", "retransmit_base", (int, float)),
                             ("retransmit_tries", "retransmit_tries", int),
                             ("mobike", "mobike", bool), ("clone", "clone", bool),
+                            ("clone_limit", "clone_limit", int),
                             ("resumption", "resumption", bool), ("fragmentation", "fragmentation", bool),
                             ("fragment_size", "fragment_size", int),
                             ("initial_contact", "initial_contact", bool),

@@ -3,6 +3,8 @@
 A responder and an initiator gateway on 127.0.0.1 (or ::1), ephemeral ports,
 PSK: IKE_SA_INIT + IKE_AUTH, ESP-in-UDP traffic both ways through the Child
 SA, a Child SA rekey and an IKE SA rekey (traffic after each), then a Delete.
+Then cloning with MOBIKE (demo_clone.py) and session resumption across a
+two-gateway cluster (demo_resumption.py).
 :func:`run_demo` returns the summary as a dict; :func:`format_summary` makes
 the human version.
 """
@@ -19,6 +21,8 @@ from ..crypto.transforms import Encr, Integ, Prf
 from ..protocol import events as ev
 from ..protocol.config import ChildConfig, EspProposal, IkeProposal, TrafficSelectorSpec, psk_config
 from .config import ConnectionSpec, GatewayConfig, KeyExportSpec
+from .demo_clone import clone_steps, format_clone
+from .demo_resumption import format_resumption, resumption_steps
 from .gateway import Gateway
 
 DEMO_PSK = b"ikecore demo pre-shared key (loopback only)"
@@ -68,7 +72,8 @@ def demo_configs(family: int = 4, ike: str = "aes256gcm16-prfsha256-x25519", esp
     """(responder GatewayConfig, initiator ConnectionSpec factory) for the demo."""
     host = "127.0.0.1" if family == 4 else "::1"
     left, right, _, _ = NETS[family]
-    kw = dict(proposals=[IkeProposal.parse(ike)], force_encap=True, dpd_delay=0)
+    kw = dict(proposals=[IkeProposal.parse(ike)], force_encap=True, dpd_delay=0, resumption=True,
+              clone=True, mobike=True)
     ci = psk_config("initiator.demo.ikecore", "responder.demo.ikecore", DEMO_PSK, children=[
         ChildConfig("net", [TrafficSelectorSpec.parse(left)], [TrafficSelectorSpec.parse(right)],
                     [EspProposal.parse(esp)])], name="demo", **kw)
@@ -85,9 +90,11 @@ class _Counter:
         self.bad = 0
         self.event = asyncio.Event()
         self.target = 0
+        self.by_spi: dict[bytes, int] = {}     # packets per receiving Child SA (its inbound SPI)
 
     def __call__(self, child, packet: bytes, next_header: int) -> None:
         self.packets += 1
+        self.by_spi[child.spi_in] = self.by_spi.get(child.spi_in, 0) + 1
         self.bytes += len(packet)
         if self.packets >= self.target:
             self.event.set()
@@ -124,7 +131,8 @@ async def _traffic(src_gw: Gateway, sink: _Counter, src: str, dst: str, count: i
 
 async def run_demo(*, packets: int = 1000, size: int = 512, family: int = 4,
                    ike: str = "aes256gcm16-prfsha256-x25519", esp: str = "aes256gcm16",
-                   key_export: str | None = None, pcap: str | None = None, timeout: float = 10.0) -> dict:
+                   key_export: str | None = None, pcap: str | None = None, timeout: float = 10.0,
+                   redis_url: str | None = None) -> dict:
     """Run the demo; returns the summary (``ok`` says whether every step passed)."""
     host, ci, cr = demo_configs(family, ike, esp)
     _, _, a_ip, b_ip = NETS[family]
@@ -211,8 +219,18 @@ async def run_demo(*, packets: int = 1000, size: int = 512, family: int = 4,
                            "child_sas_left": len(gi.child_sas()) + len(gr.child_sas())}
         flows = [steps["esp"][k] for k in steps["esp"]]
         flows += [steps[s]["traffic"][k] for s in ("child_rekey", "ike_rekey") for k in steps[s]["traffic"]]
-        out["ok"] = (all(f["received"] == f["sent"] and f["sent"] > 0 for f in flows)
+        basics_ok = (all(f["received"] == f["sent"] and f["sent"] > 0 for f in flows)
                      and steps["delete"]["child_sas_left"] == 0)
+
+        # -- cloning, and the clone moved with MOBIKE --
+        steps["clone"] = await clone_steps(gi, gr, family=family, sink=recv_r, a_ip=a_ip, b_ip=b_ip,
+                                           packets=after, size=size, timeout=timeout, make_packet=udp_packet)
+
+        # -- resumption across a cluster of two gateways --
+        steps["resumption"] = await resumption_steps(
+            gi, host, cr, traffic=_traffic, gateway_sink=recv_r, client_sink=recv_i, a_ip=a_ip, b_ip=b_ip,
+            packets=after, size=size, redis_url=redis_url, timeout=timeout)
+        out["ok"] = basics_ok and steps["clone"]["ok"] and steps["resumption"]["ok"]
     except Exception as exc:       # the summary says what failed
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
@@ -267,6 +285,10 @@ def format_summary(s: dict) -> str:
         d = st["delete"]
         lines.append(f"  delete      IKE SA and Child SAs deleted in {d['ms']:.1f} ms "
                      f"(initiator: {d['initiator']}, responder: {d['responder']})")
+    if "clone" in st:
+        lines += format_clone(st["clone"])
+    if "resumption" in st:
+        lines += format_resumption(st["resumption"], _flow)
     if "pcap" in s:
         lines.append(f"  capture     {s['pcap']['datagrams']} datagrams in {s['pcap']['path']}")
     if "key_export" in s:

@@ -19,6 +19,7 @@ concern is a mixin in its own module:
   with sendmmsg).
 - ``restart``: ``start``/``restart`` connections kept up.
 - ``status``: counters and the operator's snapshot.
+- ``cloning``: ``clone`` (RFC 7791).
 - ``mobility``: MOBIKE (RFC 4555): ``update_addresses``, extra listeners, roaming.
 
 ``stop()`` deletes every IKE SA (INFORMATIONAL Delete), waits for the answers
@@ -50,6 +51,7 @@ from ..protocol.config import IkeConfig
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
 from ..protocol.limits import unauthenticated_log
+from .cloning import GatewayCloning
 from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
 from .errors import GatewayError
@@ -81,7 +83,8 @@ class _Initiation:
     keep_up: str | None = None    # a restart connection's name: kept up once established
 
 
-class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility):
+class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, GatewayStatus, GatewayMobility,
+              GatewayCloning):
     """An IKEv2 gateway on asyncio. See the module docstring for an example.
 
     ``on_packet(child, packet, next_header)`` receives decrypted inbound packets
@@ -374,6 +377,12 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._kept_up.pop(self._kept_name(conn), None)
         self._command(conn, lambda c, now: c.delete(now))
 
+    def suspend(self, conn: IkeConnection) -> None:
+        """Forget the IKE SA without a Delete, keeping its resumption ticket
+        (the peer is gone: what DPD concludes, or a client about to resume
+        elsewhere)."""
+        self._command(conn, lambda c, now: c.suspend(now))
+
     def check_liveness(self, conn: IkeConnection) -> None:
         self._command(conn, lambda c, now: c.check_liveness(now))
 
@@ -517,6 +526,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
             self._restart_if_kept(conn, event.reason)
+        elif isinstance(event, ev.IkeSaCloneFailed):
+            log.info("%s: clone refused: %s", conn.name, event.reason)
         elif isinstance(event, ev.PeerAlive):
             log.debug("%s: peer alive", conn.name)
         elif isinstance(event, ev.IkeSaMoved):

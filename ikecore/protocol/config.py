@@ -289,7 +289,8 @@ class IkeConfig:
     retransmit_tries: int = 5                    # then the peer is given up
     dpd_delay: float = 30.0                      # idle time before a liveness check (0: off)
     mobike: bool = False
-    clone: bool = False
+    clone: bool = False                          # RFC 7791: announce and accept cloning
+    clone_limit: int = 4                         # clones one authenticated peer may hold (responder)
     # RFC 5723 session resumption (docs/resumption.md). An initiator asks for tickets
     # (N(TICKET_REQUEST)) and resumes with them; a responder with a ticket_authority
     # issues them and accepts IKE_SESSION_RESUME
@@ -330,6 +331,8 @@ class IkeConfig:
             raise ConfigError(f"{self.name}: retransmission settings out of range")
         if self.window_size < 1:
             raise ConfigError(f"{self.name}: window_size must be >= 1")
+        if self.clone_limit < 0:
+            raise ConfigError(f"{self.name}: clone_limit must be >= 0")
         if self.resumption_auth not in ("rfc", "message"):
             raise ConfigError(f"{self.name}: resumption_auth must be 'rfc' or 'message'")
         if self.ticket_lifetime <= 0 or self.resume_tries < 0 or self.reauth_time < 0:

@@ -42,6 +42,7 @@ from .message import Message, parse_message
 log = logging.getLogger("ikecore.endpoint")
 
 NON_ESP_MARKER = bytes(4)
+_ACCOUNTED = (ev.IkeSaEstablished, ev.IkeSaRekeyed, ev.IkeSaCloned)
 COOKIE_VERSION_BYTES = 1
 # why an IKE SA ended that leaves its client's ticket usable: the SA went without a
 # Delete (RFC 5723 §6.2: a ticket dies with an SA deleted by either side)
@@ -96,6 +97,7 @@ class IkeEndpoint:
         self.connections: dict[bytes, IkeConnection] = {}   # by our own SPI
         self._half_open: dict[tuple, IkeConnection] = {}    # responder SAs by (SPIi, remote)
         self.leases: set = set()
+        self._peer_sas: dict = {}       # authenticated peer identity -> its live IKE SAs (RFC 7791 §8)
         self.inbound_spis: set[bytes] = set()     # of every installed Child SA: new ones avoid them
         # the application drains these after every input; one that does not loses
         # the oldest (counted) rather than memory
@@ -136,6 +138,12 @@ class IkeEndpoint:
         conn.initiate(now, child)
         self._collect(conn, now)
         return conn
+
+    def clone(self, conn: IkeConnection, now: float) -> None:
+        """Clone ``conn`` (RFC 7791); the clone arrives as ``IkeSaCloned`` and is
+        routed by this endpoint like any other IKE SA."""
+        conn.clone(now)
+        self._collect(conn, now)
 
     def resume(self, config: IkeConfig, local: Address, remote: Address, now: float,
                child: str | None = None, remote_natt_port: int | None = None,
@@ -197,6 +205,7 @@ class IkeEndpoint:
         conn.inbound_spis = self.inbound_spis
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
         conn.exchange_state["initial_contact"] = self._initial_contact
+        conn.exchange_state["peer_sas"] = self._sas_of_peer       # the clone responder's accounting
         conn.exchange_state["retire_resumed"] = self._retire_resumed
         conn.timers_changed = self.timers.touch
         conn.reassembly_budget = self.reassembly_budget
@@ -588,6 +597,8 @@ class IkeEndpoint:
         for data, remote, local in conn.datagrams_to_send():
             self._send(data, remote, local)
         while (event := conn.next_event()) is not None:
+            if type(event) in _ACCOUNTED:
+                self._account(conn, event)
             if isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)) and event.connection is not None:
                 self._adopt(event.connection)
                 self._collect(event.connection, now)
@@ -628,6 +639,42 @@ class IkeEndpoint:
             if self.connections.get(own) is conn:
                 del self.connections[own]
             self._forget_ticket_holder(conn)
+            self._uncount_peer_sa(conn)
+
+    # ------------------------------------- IKE SAs per authenticated peer (RFC 7791 §8) --
+    # Counted from the moment an SA is authenticated (IKE_AUTH, or made by a rekey or
+    # clone of an authenticated one) until it is replaced or gone: O(1) per event.
+
+    def ike_sas_of(self, peer_id) -> int:
+        """How many live IKE SAs (originals, clones, rekeys of them) the peer
+        authenticated as ``peer_id`` holds with this endpoint."""
+        return len(self._peer_sas.get(peer_id, ()))
+
+    def _sas_of_peer(self, conn: IkeConnection):
+        return self._peer_sas.get(conn.remote_id, ())
+
+    def _account(self, conn: IkeConnection, event: ev.Event) -> None:
+        if type(event) is ev.IkeSaEstablished:
+            self._count_peer_sa(conn)
+        elif event.connection is not None:          # IkeSaRekeyed / IkeSaCloned
+            if type(event) is ev.IkeSaRekeyed:
+                self._uncount_peer_sa(conn)
+            self._count_peer_sa(event.connection)
+
+    def _count_peer_sa(self, conn: IkeConnection) -> None:
+        if conn.remote_id is not None and conn.state is not State.DELETED:
+            self._peer_sas.setdefault(conn.remote_id, set()).add(conn)
+
+    def _uncount_peer_sa(self, conn: IkeConnection) -> None:
+        sas = self._peer_sas.get(conn.remote_id)
+        if sas is None or conn not in sas:
+            return
+        sas.discard(conn)
+        if not sas:
+            del self._peer_sas[conn.remote_id]
+        elif conn.assigned_ip is not None and any(o.assigned_ip == conn.assigned_ip for o in sas):
+            # a clone and its parent share the peer's pool address: it stays leased
+            self.leases.add(conn.assigned_ip)
 
     def _initial_contact(self, conn: IkeConnection, now: float) -> None:
         """The peer of ``conn`` says it holds no other SA with us (it restarted):

@@ -43,6 +43,16 @@ class IkeSaCloned(Event):
 
 
 @dataclass(frozen=True)
+class IkeSaCloneFailed(Event):
+    """Our clone request for the IKE SA (``spi_i``, ``spi_r``) was refused or its
+    answer was unusable; the IKE SA itself stays as it was."""
+    spi_i: bytes
+    spi_r: bytes
+    notify_type: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class IkeSaDeleted(Event):
     spi_i: bytes
     spi_r: bytes
@@ -119,7 +129,7 @@ class ResumeFailed(Event):
     notify_type: int | None = None
 
 
-__all__ = ["Event", "IkeSaEstablished", "IkeSaRekeyed", "IkeSaCloned", "IkeSaDeleted", "ChildSaInstalled",
+__all__ = ["Event", "IkeSaEstablished", "IkeSaRekeyed", "IkeSaCloned", "IkeSaCloneFailed", "IkeSaDeleted", "ChildSaInstalled",
            "ChildSaRekeyed", "ChildSaDeleted", "ChildSaFailed", "PeerAlive", "TicketReceived", "TicketRefused",
            "TicketIssued", "ResumeFailed"]
 

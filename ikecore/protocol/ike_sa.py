@@ -136,6 +136,7 @@ class IkeConnection:
                  "_window_announced", "children", "rekey_at", "expire_at", "last_heard",
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
                  "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
+                 "auth_expires_at", "cloned",
                  "request_path", "reassembly_budget",
                  # session resumption (exchanges/resumption.py)
                  "resumed", "ticket_client", "peer_auth_method", "reauth_at")
@@ -173,6 +174,10 @@ class IkeConnection:
         self.peer_signature_hashes: list[int] = []
         self.peer_mobike = False
         self.peer_clone = False
+        # RFC 7791: the peer's authentication ends here (inherited by rekeys and clones);
+        # a clone (or a rekey of one) never outlives it
+        self.auth_expires_at = float("inf")
+        self.cloned = False
         self.peer_window = 1                  # raised by the peer's SET_WINDOW_SIZE (RFC 7296 §2.3)
         self.virtual_ip: str | None = None    # assigned to us by the peer
         self.assigned_ip: str | None = None   # we assigned it to the peer
@@ -291,6 +296,8 @@ class IkeConnection:
         jitter = (self.rng(1)[0] / 255.0) * 0.1 * cfg.rekey_time
         self.rekey_at = now + cfg.rekey_time - jitter
         self.expire_at = now + cfg.life_time
+        if self.auth_expires_at == float("inf"):
+            self.auth_expires_at = self.expire_at     # the first lifetime starts at authentication
 
     def float_to_natt(self) -> None:
         """Move IKE (and ESP) to the NAT-T ports (RFC 7296 §2.23, RFC 3948)."""
@@ -418,6 +425,18 @@ class IkeConnection:
         if any(isinstance(t, RekeyIkeTask) for t in self.tasks) or self.rekey_in_flight:
             return
         self.queue(RekeyIkeTask(), now)
+
+    def clone(self, now: float) -> None:
+        """Clone this IKE SA (RFC 7791): a sibling IKE SA with new SPIs and keys and no
+        Child SAs; this one stays. The outcome is ``IkeSaCloned`` (with the clone) or
+        ``IkeSaCloneFailed``."""
+        from .exchanges.ike_clone import CloneIkeTask
+        self._require_established()
+        if not (self.config.clone and self.peer_clone):
+            raise IkeError("cloning was not negotiated with this peer (RFC 7791 §5.1)")
+        if now >= min(self.auth_expires_at, self.reauth_at):
+            raise IkeError("the peer's authentication has expired: no more clones of this IKE SA")
+        self.queue(CloneIkeTask(), now)
 
     def delete_child_sa(self, now: float, spi_in: bytes, *, reason: str = "deleted") -> None:
         from .exchanges.informational import DeleteChildTask

@@ -36,7 +36,9 @@ def test_demo_human_summary():
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     for word in ("handshake", "ESP  i -> r", "ESP  r -> i", "rekey       Child SA", "rekey       IKE SA",
-                 "delete", "OK"):
+                 "delete", "cloned      in", "moved with MOBIKE to 127.0.0.2:", "ESP  both   parent 40/40, clone 40/40",
+                 "deleted     the clone", "ticket      from A", "resumed     at B", "1 store round trip", "ESP  i -> B",
+                 "refused with TICKET_NACK; fallback: full handshake", "OK"):
         assert word in out, out
     assert "200 received" in out
 
@@ -57,7 +59,22 @@ def test_demo_json_ipv6_with_capture_and_keys(tmp_path):
     assert st["ike_rekey"]["old_spis"] != st["ike_rekey"]["new_spis"]
     assert st["delete"]["child_sas_left"] == 0 and st["delete"]["responder"] == "deleted by peer"
     assert s["pcap"]["datagrams"] >= 2 * 50 + 4 * 10 + 8       # ESP both ways + IKE
-    assert (tmp_path / "k" / "esp_sa").read_text().count('"IPv6"') == 4
+    res = st["resumption"]
+    assert res["ok"] and res["resume"]["resumed"] and res["resume"]["store_round_trips"] == 1
+    for way in ("initiator_to_responder", "responder_to_initiator"):
+        assert res["resume"]["traffic"][way]["sent"] == res["resume"]["traffic"][way]["received"] > 0
+    assert res["replay"] == {**res["replay"], "refused": True, "notify": "TICKET_NACK", "fallback": "full handshake"}
+    clone = st["clone"]
+    assert clone["ok"] and clone["clone"]["moved"] is False          # no second IPv6 loopback address
+    assert clone["traffic"]["clone"]["received"] == clone["traffic"]["clone"]["sent"] > 0
+    assert clone["clone_deleted"]["parent_alive"] and clone["clone_deleted"]["clone_child_sas_left"] == 0
+    # keys of every SA the client had: the first and its rekeys, the clone's parent and the
+    # clone, A's, the resumed one at B, the fallback (a clone's IKE SA has no Child SA of its own
+    # until one is made over it)
+    assert (tmp_path / "k" / "esp_sa").read_text().count('"IPv6"') == 2 * 7
+    ike_rows = (tmp_path / "k" / "ikev2_decryption_table").read_text()
+    assert ike_rows.count("\n") == 7 and res["resume"]["spi_i"] in ike_rows
+    assert clone["clone"]["spi_i"] in ike_rows
 
 
 def test_connect_reports_and_sends_traffic():

@@ -46,6 +46,7 @@ def test_documented_example_parses(tmp_path):
     assert spec.restart is None and spec.keep_up            # restart follows start
     assert len(ike.proposals) == 2 and ike.rekey_time == 4 * 3600 and ike.life_time == pytest.approx(4 * 3600 * 1.1)
     assert ike.dpd_delay == 30 and ike.force_encap and not ike.mobike
+    assert not ike.clone and ike.clone_limit == 4
     assert str(ike.local_id) == "gw-a.example.org" and str(ike.remote_id) == "gw-b.example.org"
     assert ike.local_auth.psk == b"a long random secret" == ike.remote_auth.psk
     [net] = ike.children
@@ -107,6 +108,9 @@ BAD = [
     (MINIMAL.replace('psk = "secret secret"', 'psk = "s"\nrekey_time = "2h"\nlife_time = "1h"'),
      "connections.b", "rekey_time"),
     (MINIMAL.replace('psk = "secret secret"', 'psk = "0xzz"'), "connections.b.psk", "hex"),
+    (MINIMAL.replace('psk = "secret secret"', 'psk = "s"\nclone_limit = -1'), "connections.b", "clone_limit"),
+    (MINIMAL.replace('psk = "secret secret"', 'psk = "s"\nclone_limit = "many"'),
+     "connections.b.clone_limit", "int"),
     (MINIMAL + '[logging]\nlevel = "loud"\n', "logging.level", "one of"),
     ('[tun]\nname = "a-very-long-interface-name"\n', "tun.name", "15"),
     ('[key_export]\nike = true\n', "key_export.directory", "required"),

@@ -12,6 +12,7 @@ import time
 
 from ikecore.protocol import events as ev
 from ikecore.protocol.endpoint import Classification, IkeEndpoint
+from netns import socket_in
 
 
 def checksum(data: bytes) -> int:
@@ -42,13 +43,15 @@ def parse_icmp(packet: bytes) -> dict | None:
 
 
 class IkecoreSide:
-    def __init__(self, config, address: str, *, ike_port: int = 500, natt_port: int = 4500) -> None:
+    def __init__(self, config, address: str, *, ike_port: int = 500, natt_port: int = 4500,
+                 netns: str | None = None) -> None:
+        """``netns``: the network namespace ``address`` lives in (None: this process's)."""
         self.config = config
         self.address = address
         self.ep = IkeEndpoint(config, rng=os.urandom, now=time.monotonic(), natt_port=natt_port)
         self.socks = {}
         for port in (ike_port, natt_port):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((address, port))
             s.setblocking(False)
             self.socks[port] = s
@@ -58,13 +61,34 @@ class IkecoreSide:
         self.sas: dict = {}             # child spi_in -> (outbound EspSA, inbound EspSA, ChildSa)
         self.answer_pings = False
         self.pings_answered = 0
+        # a gateway's ticket store (RFC 5723 resumption), in memory: spent or taken keys
+        self.ticket_store: dict[bytes, bytes] = {}
 
     def close(self) -> None:
         for s in self.socks.values():
             s.close()
 
     # ------------------------------------------------------------- the loop ----
+    def _serve_ticket_store(self) -> None:
+        """The I/O layer's part of a gateway's resumption: each ticket check the endpoint
+        asks for is answered at once from ``ticket_store`` (SET NX to spend a ticket by
+        value, GETDEL for one by reference), each put stored."""
+        ops = getattr(self.ep, "ticket_store_ops", None)      # an endpoint with resumption
+        if ops is None:
+            return
+        for op in ops():
+            if hasattr(op, "token"):
+                if op.take_key is not None:
+                    result = self.ticket_store.pop(op.take_key, None)
+                else:
+                    result = op.spend_key not in self.ticket_store
+                    self.ticket_store.setdefault(op.spend_key, b"spent")
+                self.ep.ticket_checked(op.token, result, time.monotonic())
+            else:
+                self.ticket_store[op.key] = op.value
+
     def _flush(self) -> None:
+        self._serve_ticket_store()
         for data, remote, local in self.ep.datagrams_to_send():
             self.socks[local[1]].sendto(data, remote)
         while (item := self.ep.next_event()) is not None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from netns import VethLink, missing_tools, run, unique_tag
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints aes sha1 sha2 hmac "
@@ -36,14 +37,10 @@ def available() -> str | None:
     """Why strongSwan interop cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "needs root (network namespaces)"
-    for tool in (CHARON, shutil.which("swanctl"), shutil.which("ip"), shutil.which("unshare")):
-        if not tool or not os.path.exists(tool):
-            return f"missing {tool or 'swanctl/ip/unshare'} (apt-get install strongswan-charon strongswan-swanctl)"
+    tool = missing_tools(CHARON, "swanctl", "ip", "unshare")
+    if tool:
+        return f"missing {tool} (apt-get install strongswan-charon strongswan-swanctl)"
     return None
-
-
-def run(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
 
 
 @dataclass
@@ -65,18 +62,19 @@ class Peer:
     pid: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        tag = f"{os.getpid() % 10000}{self.index}"
-        self.ns = f"ikc{tag}"
-        self.host_if = f"ikh{tag}"
-        self.peer_if = f"ikp{tag}"
+        tag = unique_tag(self.index)
+        self.ns, self.host_if, self.peer_if = f"ikc{tag}", f"ikh{tag}", f"ikp{tag}"
         subnet = 100 + (os.getpid() + self.index) % 100
-        self.host_addr = f"10.77.{subnet}.1"
-        self.peer_addr = f"10.77.{subnet}.2"
+        self.host_addr, self.peer_addr = f"10.77.{subnet}.1", f"10.77.{subnet}.2"
+        self.link: VethLink | None = None
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ network ----
     def netns_up(self) -> None:
-        run("ip", "netns", "add", self.ns)
+        # built here, from the names and addresses as they are now (subclasses may change them)
+        self.link = VethLink(ns=self.ns, near=self.host_if, far=self.peer_if, near_addr=self.host_addr,
+                             far_addr=self.peer_addr, loopback=(INNER_REMOTE,))
+        self.link.up()
         try:
             self._wire_up()
         except BaseException:
@@ -84,16 +82,11 @@ class Peer:
             raise
 
     def _wire_up(self) -> None:
-        run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if, "netns", self.ns)
-        run("ip", "addr", "add", f"{self.host_addr}/24", "dev", self.host_if)
-        run("ip", "link", "set", self.host_if, "up")
-        run("ip", "-n", self.ns, "addr", "add", f"{self.peer_addr}/24", "dev", self.peer_if)
-        run("ip", "-n", self.ns, "addr", "add", f"{INNER_REMOTE}/32", "dev", "lo")
-        run("ip", "-n", self.ns, "link", "set", "lo", "up")
-        run("ip", "-n", self.ns, "link", "set", self.peer_if, "up")
+        """More wiring after the namespace and the veth pair are up (for subclasses)."""
 
     def netns_down(self) -> None:
-        run("ip", "netns", "del", self.ns, check=False)   # takes the veth pair with it
+        if self.link is not None:
+            self.link.down()
 
     # ------------------------------------------------------------- charon ----
     @property

@@ -395,3 +395,21 @@ def test_responder_demanding_pfs_refuses_a_child_without_ke():
     [failed] = p.of(ev.ChildSaFailed, "i")
     assert failed.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
     assert conn.established and len(conn.children) == 1
+
+
+def test_childless_responder_refuses_a_child_in_ike_auth():
+    """A responder with no Child SA configured answers IKE_AUTH's SA/TSi/TSr with
+    N(TS_UNACCEPTABLE) (RFC 7296 §2.21.2), not silence; both keep the IKE SA.
+    (libreswan 5.2 takes a response with neither SA nor notify as malformed.)"""
+    import dataclasses
+    from ike_pair import Pair, configs
+    ci, cr = configs()
+    p = Pair(ci, dataclasses.replace(cr, children=[]))
+    p.connect()
+    assert p.run(lambda: p.of(ev.ChildSaFailed, "i"))
+    [failed] = p.of(ev.ChildSaFailed, "i")
+    assert failed.notify_type == NotifyType.TS_UNACCEPTABLE
+    [refused] = p.of(ev.ChildSaFailed, "r")
+    assert refused.notify_type == NotifyType.TS_UNACCEPTABLE
+    assert p.conn("i").established and p.conn("r").established
+    assert not p.conn("i").children and not p.conn("r").children

@@ -25,7 +25,7 @@ from ..config import ChildConfig
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload
-from . import ike_rekey
+from . import ike_clone, ike_rekey
 from .ike_auth import child_keys, child_request_payloads, choose_child, complete_child_initiator, new_child, new_child_spi
 from .ike_rekey import lowest_nonce_in
 from .informational import DeleteChildTask, DeleteRefusedChildTask
@@ -217,6 +217,8 @@ def _config_of(child) -> ChildConfig:
 def respond(conn, msg: Message, now: float) -> list:
     sa = msg.find(PayloadType.SA)
     if sa.proposals and sa.proposals[0].protocol_id == ProtocolId.IKE:
+        if msg.has_notify(NotifyType.CLONE_IKE_SA):
+            return ike_clone.respond(conn, msg, now)
         return ike_rekey.respond(conn, msg, now)
     return _respond_child(conn, msg, now)
 

@@ -463,6 +463,14 @@ def respond(conn, msg: Message, now: float) -> list | None:
                                   resumed=conn.resumed is not None))
     if msg.has_notify(NotifyType.TICKET_REQUEST):
         payloads.append(resumption.answer_ticket_request(conn, now))
+    if msg.find(PayloadType.SA) is not None and not cfg.children:
+        # a childless responder still answers the Child SA request (RFC 7296 §2.21.2: the IKE
+        # SA stands, the Child SA gets an error notify); with no notify at all libreswan 5.2
+        # takes the response as malformed and tears the IKE SA down. After the ticket answer,
+        # so that a childless gateway still issues tickets
+        payloads.append(NotifyPayload(notify_type=NotifyType.TS_UNACCEPTABLE))
+        conn.emit(ev.ChildSaFailed("", NotifyType.TS_UNACCEPTABLE, "no Child SA is configured"))
+        return payloads
     if msg.find(PayloadType.SA) is not None and cfg.children and (assigned or not cp or not cfg.address_pool):
         try:
             child_cfg, proposal, suite, n_tsi, n_tsr, mode = choose_child(conn, msg, assigned_ip=assigned,

@@ -33,6 +33,7 @@ from ...crypto.keyschedule import ike_keys_rekey
 from ...errors import NoProposalChosen, ParseError, TemporaryFailure
 from .. import events as ev
 from ..constants import ExchangeType, NotifyType, PayloadType
+from ..ike_sa import IkeConnection, State
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload
@@ -57,30 +58,27 @@ class PeerIkeRekey:
 
     @property
     def alive(self) -> bool:
-        from ..ike_sa import State
         return self.sa.state != State.DELETED
 
 
 # ---------------------------------------------------------------- initiator --
 
 class RekeyIkeTask(Task):
-    """Rekey the IKE SA (or, with ``clone``, make a sibling IKE SA, RFC 7791)."""
+    """Rekey the IKE SA (``ike_clone.CloneIkeTask`` reuses the exchange, RFC 7791)."""
 
     MAX_KE_RETRIES = 2
     follows_rekey = False
+    rekeys_ike_sa = True
 
-    def __init__(self, *, clone: bool = False) -> None:
+    def __init__(self) -> None:
         self.group = None
         self.kex = None
         self.nonce = b""
         self.new_spi = b""
         self.offer = None
         self.ke_retries = 0
-        self.clone = clone
-        self.rekeys_ike_sa = not clone
 
     def ready(self, conn) -> bool:
-        from ..ike_sa import State
         # alone on the wire: every earlier exchange must have completed
         return conn.state == State.ESTABLISHED and not conn.outstanding
 
@@ -92,15 +90,16 @@ class RekeyIkeTask(Task):
         self.kex = KeyExchange.generate(self.group, conn.rng)
         self.offer = ike_sa_payload(conn.config.proposals, self.new_spi, group_first=self.group)
         payloads = [self.offer, NoncePayload(self.nonce), KePayload(self.group, self.kex.public_bytes)]
-        if self.clone:
-            payloads.insert(0, NotifyPayload(notify_type=NotifyType.CLONE_IKE_SA))
-        elif conn.ticket_client:
+        if self.rekeys_ike_sa and conn.ticket_client:
             # the rekey invalidates our ticket: ask for one for the new SA (RFC 5723 §4.1, §6.2)
             payloads.append(NotifyPayload(notify_type=NotifyType.TICKET_REQUEST))
-        return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA, inner=payloads)
+        return Message(conn.spi_i, conn.spi_r, ExchangeType.CREATE_CHILD_SA, inner=self.prefix() + payloads)
+
+    def prefix(self) -> list:
+        """Notifies before the SA payload (a clone's N(CLONE_IKE_SA))."""
+        return []
 
     def on_response(self, conn, msg: Message, now: float) -> None:
-        from ..ike_sa import State
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and self.ke_retries < self.MAX_KE_RETRIES and not conn.rekey_collision:
             wanted = int.from_bytes(invalid_ke.data[:2], "big")
@@ -118,20 +117,30 @@ class RekeyIkeTask(Task):
         _, suite = accept_ike_reply(sa, self.offer, spi_size=8)
         if ke.group != self.group or suite.dh_group != self.group:
             return self.failed(conn, now, "KEr of another group", NotifyType.INVALID_SYNTAX)
+        peer_spi = sa.proposals[0].spi
+        reason = self.unusable_spi(conn, peer_spi)
+        if reason:
+            return self.failed(conn, now, reason, NotifyType.INVALID_SYNTAX)
         try:
             shared = self.kex.shared_secret(ke.data)
         except ParseError as exc:
             return self.failed(conn, now, f"bad KEr: {exc}", NotifyType.INVALID_SYNTAX)
         self.kex = None
-        new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, sa.proposals[0].spi,
-                        initiator=True, now=now)
-        if conn.ticket_client and not self.clone:
+        new = successor(conn, suite, shared, self.nonce, nonce.data, self.new_spi, peer_spi,
+                        initiator=True, now=now, spawn=self.rekeys_ike_sa)
+        if self.rekeys_ike_sa and conn.ticket_client:
             new.exchange_state["ticket_requested"] = True
-        if self.clone:
-            new.state, new.silent = State.ESTABLISHED, False
-            conn.emit(ev.IkeSaCloned(conn.spis, new.spis, new.suite, new))
-            return
-        ours = (self.nonce, nonce.data)
+        self.completed(conn, new, msg, now)
+
+    def unusable_spi(self, conn, spi: bytes) -> str:
+        """Why the responder's new SPI cannot name the new SA ('' if it can)."""
+        if not any(spi) or spi in conn.spis:
+            return "the responder's new IKE SPI is zero or the old (parent) SA's"
+        return ""
+
+    def completed(self, conn, new, msg: Message, now: float) -> None:
+        """The new SA is keyed (``msg``: the response): settle the rekey."""
+        ours = (self.nonce, msg.find(PayloadType.NONCE).data)
         theirs = conn.rekey_collision
         if theirs is None or not theirs.alive:
             conclude(conn, new, now, delete_old=True)
@@ -150,9 +159,6 @@ class RekeyIkeTask(Task):
     def failed(self, conn, now: float, reason: str, notify_type: int | None = None) -> None:
         self.kex = None
         log.info("%s: IKE rekey failed: %s", conn.name, reason)
-        if self.clone:
-            conn.emit(ev.ChildSaFailed("clone", notify_type, reason))
-            return
         theirs = conn.rekey_collision
         if theirs is not None and theirs.alive:
             # the peer had already completed its own rekey, which we answered (§2.8.2)
@@ -165,39 +171,46 @@ class RekeyIkeTask(Task):
 # ---------------------------------------------------------------- responder --
 
 def respond(conn, msg: Message, now: float) -> list:
-    """A CREATE_CHILD_SA whose SA payload proposes IKE: a rekey (or a clone)."""
-    from ..ike_sa import State
-    cfg = conn.config
-    clone = msg.has_notify(NotifyType.CLONE_IKE_SA)
-    if clone and not (cfg.clone and conn.peer_clone):
-        # RFC 7791 §5.1: without CLONE_IKE_SA_SUPPORTED both ways, no clone
-        raise NoProposalChosen("cloning was not negotiated")
-    if not clone:
-        if conn.rekey_collision is not None:
-            raise TemporaryFailure("a rekey of this IKE SA is already being resolved")
-        if conn.outstanding and not conn.rekey_in_flight:
-            raise TemporaryFailure("exchanges of ours are in flight on this IKE SA")
-    sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
-    if ke is None:
-        raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
-    chosen, suite = select_ike(sa, cfg.proposals, spi_size=8)
-    kex, shared = answer_key_exchange(suite.dh_group, ke, conn.rng)
-    our_nonce = conn.rng(NONCE_LENGTH)
-    peer_spi, chosen.spi = chosen.spi, conn.new_spi()
-    new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, chosen.spi, initiator=False, now=now)
-    if clone:
-        new.state, new.silent = State.ESTABLISHED, False
-        conn.emit(ev.IkeSaCloned(conn.spis, new.spis, new.suite, new))
-    elif conn.rekey_in_flight:
+    """A CREATE_CHILD_SA whose SA payload proposes IKE: a rekey, or with
+    N(CLONE_IKE_SA) a clone (``ike_clone``)."""
+    if msg.has_notify(NotifyType.CLONE_IKE_SA):
+        from .ike_clone import respond as respond_clone
+        return respond_clone(conn, msg, now)
+    if conn.rekey_collision is not None:
+        raise TemporaryFailure("a rekey of this IKE SA is already being resolved")
+    if conn.outstanding and not conn.rekey_in_flight:
+        raise TemporaryFailure("exchanges of ours are in flight on this IKE SA")
+    new, reply, our_nonce = answer_ike_rekey(conn, msg, now)
+    nonce = msg.find(PayloadType.NONCE)
+    if conn.rekey_in_flight:
         # simultaneous rekey: ours decides when it completes (or fails)
         conn.rekey_collision = PeerIkeRekey((nonce.data, our_nonce), new)
     else:
         conn.exchange_state["after_response"] = lambda t: conclude(conn, new, t, delete_old=False)
-    payloads = [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)]
     if msg.has_notify(NotifyType.TICKET_REQUEST):     # a ticket for the new SA (RFC 5723 §4.1)
         from .resumption import answer_ticket_request
-        payloads.append(answer_ticket_request(new, now))
-    return payloads
+        reply.append(answer_ticket_request(new, now))
+    return reply
+
+
+def answer_ike_rekey(conn, msg: Message, now: float, *, check_spi=None, spawn: bool = True):
+    """The responder's half of an IKE SA rekey or clone: (the new SA, the reply
+    payloads, our nonce). ``check_spi(spi)`` may refuse the initiator's new SPI;
+    ``spawn``: see ``successor``."""
+    sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+    if ke is None:
+        raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
+    chosen, suite = select_ike(sa, conn.config.proposals, spi_size=8, ke_group=ke.group)
+    if not any(chosen.spi) or chosen.spi in conn.spis or (check_spi is not None and not check_spi(chosen.spi)):
+        # new SAs get new SPIs (RFC 7296 §1.3.2, §2.18): this proposal cannot name one
+        raise NoProposalChosen("the initiator's new IKE SPI is zero or already in use")
+    kex, shared = answer_key_exchange(suite.dh_group, ke, conn.rng)
+    our_nonce = conn.rng(NONCE_LENGTH)
+    peer_spi, chosen.spi = chosen.spi, conn.new_spi()
+    new = successor(conn, suite, shared, nonce.data, our_nonce, peer_spi, chosen.spi, initiator=False, now=now,
+                    spawn=spawn)
+    return new, [SaPayload([chosen]), NoncePayload(our_nonce), KePayload(suite.dh_group, kex.public_bytes)], \
+        our_nonce
 
 
 def peer_deleted_old_sa(conn, now: float) -> None:
@@ -213,11 +226,11 @@ def peer_deleted_old_sa(conn, now: float) -> None:
 # ------------------------------------------------------------------ helpers --
 
 def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
-              initiator: bool, now: float):
+              initiator: bool, now: float, spawn: bool = True):
     """The IKE SA a rekey (or clone) creates, PENDING and unannounced until the
     rekey concludes: keyed from SK_d of ``conn`` with the old PRF for SKEYSEED
-    and the new one for prf+ (RFC 7296 §2.18)."""
-    from ..ike_sa import IkeConnection, State
+    and the new one for prf+ (RFC 7296 §2.18). ``spawn=False`` leaves routing to
+    the event that announces it at once (a clone's ``IkeSaCloned``)."""
     keys = ike_keys_rekey(conn.suite.prf_id, conn.keys.sk_d, shared, ni, nr, spi_i, spi_r,
                           prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
                           integ_id=suite.integ_id)
@@ -228,20 +241,22 @@ def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, sp
     new.ni, new.nr = ni, nr
     for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
                  "peer_mobike", "peer_clone", "virtual_ip", "leases", "ticket_client", "peer_auth_method",
-                 "reauth_at"):
+                 "reauth_at", "auth_expires_at", "cloned"):
         setattr(new, attr, getattr(conn, attr))
     new.state = State.PENDING
     new.silent = True
     new.start_lifetimes(now)
+    if new.cloned:                    # a clone ends with the authentication (ike_clone)
+        new.expire_at = min(new.expire_at, new.auth_expires_at, new.reauth_at)
     new.last_heard = now
-    conn.spawn(new)
+    if spawn:
+        conn.spawn(new)
     return new
 
 
 def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
     """The rekey is settled: ``survivor`` takes the Child SAs and queued work;
     ``old`` only waits for its Delete (ours if ``delete_old``, else the peer's)."""
-    from ..ike_sa import State
     old.rekey_collision = None
     survivor.children.update(old.children)
     old.children = {}
@@ -267,7 +282,6 @@ def conclude(old, survivor, now: float, *, delete_old: bool) -> None:
 def retire(sa, now: float, *, delete: bool) -> None:
     """A new SA that lost a simultaneous rekey: we delete it if we made it,
     else we wait (a bounded time) for the peer to."""
-    from ..ike_sa import State
     sa.state = State.REKEYED
     sa.expire_at = now + sa.retransmit_span()
     if delete:
