@@ -634,6 +634,11 @@ class IkeEndpoint:
             if conn.reassembler is not None:
                 conn.reassembler.clear()
             self.timers.forget(conn)           # a dead SA has no timers: nothing keeps it
+            # its keys go now, not when the last reference to the SA does (a stale timer
+            # entry, an application holding the first SA of a rekey chain): the C
+            # objects are freed, and wiped, as these were their only references
+            conn.keys = None
+            conn.sk_in = conn.sk_out = None
             own = conn.spi_i if conn.initiator else conn.spi_r
             self._unindex(conn, own)
             if self.connections.get(own) is conn:
