@@ -121,3 +121,100 @@ def test_clients_reconnect_after_kill_9_of_the_responder_mid_handshake(tmp_path)
           f"again after (s): {reconnect}")
     assert None not in reconnect
     assert established == [1] * (CLIENTS + 1)
+
+
+# ------------------------------------------------------- under ikecore load --
+
+def _load_command(*args: str):
+    """``ikecore load`` of this checkout, or of IKECORE_LOAD_CHECKOUT (a checkout of
+    the load branch before it is merged); None when neither has it."""
+    import os
+    import sys
+    from aio_helpers import ROOT
+    root = os.environ.get("IKECORE_LOAD_CHECKOUT", str(ROOT))
+    env = dict(os.environ, PYTHONPATH=root)
+    probe = subprocess.run([sys.executable, "-m", "ikecore", "load", "--help"], env=env, cwd=root,
+                           capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        return None
+    return [sys.executable, "-m", "ikecore", "load", *args], env, root
+
+
+def _load_daemon_config(path, port: int, natt_port: int) -> None:
+    path.write_text(f"""
+[gateway]
+listen = ["127.0.0.1"]
+port = {port}
+natt_port = {natt_port}
+[logging]
+level = "warning"
+[connections.load]
+remote_addrs = ["%any"]
+psk = "load test psk"
+dpd_delay = 0
+[connections.load.local]
+id = "responder@test"
+[connections.load.children.net]
+local_ts = ["0.0.0.0/0"]
+remote_ts = ["10.128.0.0/9"]
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_under_ikecore_load_then_a_restart_serves_the_load_again(tmp_path):
+    import json
+    port, natt_port = _free_udp_ports(2)
+    cfg = tmp_path / "gw.toml"
+    _load_daemon_config(cfg, port, natt_port)
+    common = ["127.0.0.1", "--port", str(port), "--natt-port", str(natt_port), "--psk", "load test psk",
+              "--json", "--quiet", "--retransmit-timeout", "0.5"]
+    first = _load_command(*common, "--sas", "600", "--rate", "300", "--timeout", "15")
+    if first is None:
+        pytest.skip("no `ikecore load` here (set IKECORE_LOAD_CHECKOUT to a checkout that has it)")
+    argv, env = ikecore_command("gateway", "--config", str(cfg))
+
+    async def daemon():
+        return await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.PIPE)
+
+    async def load(cmd):
+        return await asyncio.create_subprocess_exec(*cmd[0], env=cmd[1], cwd=cmd[2], stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL)
+
+    async def body():
+        procs = []
+        try:
+            procs.append(await daemon())
+            await asyncio.sleep(1.0)                              # the daemon binds
+            loader = await load(first)
+            procs.append(loader)
+            await asyncio.sleep(1.0)                              # some 300 SAs up, more in flight
+            procs[0].send_signal(signal.SIGKILL)                  # by PID
+            await procs[0].wait()
+            await asyncio.sleep(0.3)
+            procs.append(await daemon())                          # the same ports
+            out, _ = await asyncio.wait_for(loader.communicate(), 60)
+            during = json.loads(out)
+            await asyncio.sleep(0.5)
+            again = await load(_load_command(*common, "--sas", "300", "--rate", "300", "--timeout", "15"))
+            procs.append(again)
+            out, _ = await asyncio.wait_for(again.communicate(), 60)
+            return during, json.loads(out)
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        await asyncio.wait_for(p.wait(), 10)
+                    except asyncio.TimeoutError:
+                        p.kill()
+                        await p.wait()
+    during, after = run(body(), timeout=120)
+    est_during = during["phases"][0]
+    est_after = after["phases"][0]
+    print(f"\nkill -9 under load: first run {est_during['completed']}/{est_during['requested']} established, "
+          f"failures {est_during['failures']}; its later phases {[(p['phase'], p['completed'], p['failures']) for p in during['phases'][1:]]}; after the restart {est_after['completed']}/"
+          f"{est_after['requested']} in {est_after['elapsed_s']} s, p50 {est_after['latency_ms']['p50']} ms")
+    # the handshakes in flight at the kill retransmit into the restarted daemon and complete
+    assert est_during["completed"] + sum(est_during["failures"].values()) == est_during["requested"]
+    assert est_after["completed"] == est_after["requested"] == 300 and not est_after["failures"]
