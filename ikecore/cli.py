@@ -12,9 +12,13 @@ def _info(args: argparse.Namespace) -> int:
     from .crypto import backend
 
     rep = backend.report()
+    vaes, vaes_why = backend.aes_gcm_vaes()
     data = {
         "ikecore": __version__,
         "openssl": rep.openssl_version,
+        "libcrypto": backend.loaded_libcrypto(),
+        "aes_gcm_vaes": vaes,
+        "aes_gcm_vaes_reason": vaes_why,
         "providers_loaded": list(rep.loaded_providers),
         "provider_by_class": {"mac": rep.mac_provider, "cipher": rep.cipher_provider,
                               "kdf": rep.kdf_provider},
@@ -25,12 +29,20 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"ikecore {data['ikecore']}")
     print(f"OpenSSL  {data['openssl']}")
+    print(f"libcrypto loaded: {data['libcrypto'] or 'unknown'}")
+    said = {True: "yes", False: "no", None: "unknown"}[vaes]
+    print(f"AES-GCM on VAES (AVX-512): {said} ({vaes_why})")
     print(f"providers loaded: {', '.join(data['providers_loaded'])}")
     for cls, prov in data["provider_by_class"].items():
         print(f"  {cls:<7} served by {prov}")
     flags = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in rep.cpu_features.items())
     print(f"CPU: {flags}")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmarks.runner import run
+    return run(args)
 
 
 # ------------------------------------------------------------------ gateway --
@@ -53,7 +65,10 @@ def _gateway(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
-        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)})")
+        res = cfg.resumption
+        tickets = ("" if res is None or not res.enabled else
+                   f"; tickets by {res.mode} in {_redacted(res.store)}")
+        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)}){tickets}")
         return 0
     if args.log_level:
         cfg.logging.level = args.log_level
@@ -76,6 +91,8 @@ def _gateway(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
         try:
             await gw.start()
+        except ConfigError as exc:          # e.g. the store's key ring does not open with our wrapping key
+            return _config_error(exc)
         except OSError as exc:
             print(f"ikecore: cannot start the gateway: {exc}", file=sys.stderr)
             return 1
@@ -86,6 +103,25 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _redacted(url: str) -> str:
+    from .aio.resumption import _safe_url
+    return _safe_url(url)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """Write a new ticket-ring wrapping key file (mode 0600) for a gateway cluster."""
+    from .errors import ConfigError
+    from .store import create_wrapping_key_file
+    try:
+        create_wrapping_key_file(args.wrapping_key)
+    except ConfigError as exc:
+        print(f"ikecore: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.wrapping_key}: new ticket-ring wrapping key (mode 0600); copy it to every gateway "
+          "of the cluster and name it in [resumption] wrapping_key_file")
+    return 0
 
 
 def _report_status(gw, path: str | None) -> None:
@@ -276,6 +312,12 @@ def _add_gateway_commands(sub) -> None:
                     help="seconds to wait for the peers to answer our Deletes on SIGTERM/SIGINT")
     gw.set_defaults(func=_gateway)
 
+    kg = sub.add_parser("keygen", help="create key files for the gateway")
+    kg.add_argument("--wrapping-key", metavar="FILE", required=True,
+                    help="a new ticket-ring wrapping key (32 random octets as hex, mode 0600); "
+                         "refuses to overwrite FILE")
+    kg.set_defaults(func=_keygen)
+
     c = sub.add_parser("connect", help="initiate one IKE SA + Child SA, report, optionally send traffic")
     c.add_argument("remote", nargs="?", help="peer address (or, with --config, overrides remote_addrs)")
     c.add_argument("--config", "-c", help="TOML configuration; then NAME picks the connection")
@@ -332,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, OpenSSL providers per operation class, CPU features")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
+    bench = sub.add_parser("bench", help="benchmark suite for sizing a server: ESP, SK, key schedules, handshakes, "
+                           "each against a baseline measured in the same run")
+    from .benchmarks.runner import add_arguments
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
     _add_gateway_commands(sub)
     return parser
 
