@@ -208,3 +208,36 @@ def test_a_flood_logs_a_bounded_number_of_lines(caplog):
     refusals = [r for r in caplog.records if r.name == "ikecore.unauthenticated"]
     assert gw.stats["half_open_refused"] == 290
     assert len(refusals) <= 10
+
+
+def test_half_open_sas_holding_fragments_share_the_endpoints_reassembly_budget():
+    """The issue's fragment attack: half-open SAs each holding all but one
+    fragment of their IKE_AUTH. The octets they hold are charged to the
+    endpoint's budget, past it fragments are dropped, and they come back when the
+    half-open SAs expire."""
+    budget_octets = 400
+    p = Pair(*configs(fragment_size=100))
+    p.er = gw = IkeEndpoint(p.cfg_r, rng=random.Random(9).randbytes, now=p.now, cookie_threshold=50,
+                            limits=EndpointLimits(max_reassembly_bytes=budget_octets,
+                                                  max_reassembly_bytes_per_sa=300, half_open_lifetime=5.0))
+    attackers = []
+    for k in range(4):
+        attacker = IkeEndpoint(p.cfg_i, rng=random.Random(800 + k).randbytes, now=p.now)
+        remote = (f"198.51.100.{k + 1}", 500)
+        attacker.connect(p.cfg_i, remote, ADDR_R, p.now)
+        [(init, _, _)] = attacker.datagrams_to_send()
+        gw.receive_datagram(init, remote, ADDR_R, p.now)
+        [(answer, _, _)] = gw.datagrams_to_send()
+        attacker.receive_datagram(answer, ADDR_R, remote, p.now)
+        fragments = [d for d, _, _ in attacker.datagrams_to_send()]
+        assert len(fragments) > 3                            # IKE_AUTH went out in fragments
+        for data in fragments[:-1]:                          # all but the last one
+            gw.receive_datagram(data, remote, ADDR_R, p.now)
+        attackers.append(attacker)
+    assert gw.half_open == 4
+    assert 0 < gw.reassembly_budget.used <= budget_octets
+    assert gw.reassembly_budget.refused > 0                  # past the budget, fragments are dropped
+    held = [c.reassembler._held for c in gw.connections.values() if c.reassembler is not None]
+    assert all(h <= 300 for h in held)
+    gw.handle_timer(p.now + 5.0)                             # the half-open SAs expire
+    assert gw.half_open == 0 and gw.reassembly_budget.used == 0
