@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, IkeError
+from ..protocol.limits import EndpointLimits
 from ..protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
                                RemoteAuth, TrafficSelectorSpec)
 
@@ -141,6 +142,9 @@ class GatewayConfig:
     port: int = DEFAULT_PORT               # 0: an ephemeral port (tests)
     natt_port: int = DEFAULT_NATT_PORT     # 0: an ephemeral port
     cookie_threshold: int = 100            # half-open IKE SAs before cookies are required
+    # caps on what peers can make the gateway hold (docs/hardening.md); None: the
+    # defaults, with the half-open caps kept above cookie_threshold
+    limits: EndpointLimits | None = None
     keepalive_interval: float = 20.0       # NAT keepalives (RFC 3948 §2.3), 0: off
     roam_interval: float = 5.0             # MOBIKE: check our SAs' local addresses this often, 0: off
     batch_size: int = 64                   # packets per ESP batch (PacketVector capacity)
@@ -580,6 +584,32 @@ def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = Non
     return spec
 
 
+_LIMIT_COUNTS = ("max_half_open", "max_half_open_per_host", "max_sas_per_identity",
+                 "max_reassembly_bytes", "max_reassembly_bytes_per_sa", "max_pending_events")
+
+
+def _limits(gw: "_Reader", cookie_threshold: int) -> EndpointLimits:
+    """The [gateway] caps; every error names the file and the key."""
+    defaults = EndpointLimits()
+    values = {}
+    for name in _LIMIT_COUNTS:
+        value = gw.get(name, int, getattr(defaults, name))
+        if value < (0 if name == "max_sas_per_identity" else 1):
+            raise gw.error(name, "must be at least " + ("0" if name == "max_sas_per_identity" else "1"))
+        values[name] = value
+    lifetime = gw.duration("half_open_lifetime", defaults.half_open_lifetime)
+    if lifetime is not None and lifetime <= 0:
+        raise gw.error("half_open_lifetime", "must be positive")
+    values["half_open_lifetime"] = lifetime
+    if values["max_reassembly_bytes_per_sa"] > values["max_reassembly_bytes"]:
+        raise gw.error("max_reassembly_bytes_per_sa", "must not exceed max_reassembly_bytes")
+    for cap in ("max_half_open_per_host", "max_half_open"):
+        if cookie_threshold >= values[cap]:
+            raise gw.error("cookie_threshold", f"must be below {cap} ({values[cap]}): cookies must "
+                           "engage before a cap refuses initiators")
+    return EndpointLimits(**values)
+
+
 def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLike = ".") -> GatewayConfig:
     """A parsed TOML document (dict) -> GatewayConfig."""
     root = _Reader(source, "", data, Path(base_dir))
@@ -598,6 +628,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
     cfg.cookie_threshold = gw.get("cookie_threshold", int, 100)
     if cfg.cookie_threshold < 0:
         raise gw.error("cookie_threshold", "must not be negative")
+    cfg.limits = _limits(gw, cfg.cookie_threshold)
     cfg.keepalive_interval = gw.duration("keepalive_interval", 20.0)
     cfg.roam_interval = gw.duration("roam_interval", 5.0)
     cfg.batch_size = gw.get("batch_size", int, 64)

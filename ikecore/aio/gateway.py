@@ -51,6 +51,7 @@ from ..protocol.config import IkeConfig
 from ..protocol.describe import esp_suite_text, ike_suite_text
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
+from ..protocol.limits import unauthenticated_log
 from .cloning import GatewayCloning
 from .config import GatewayConfig
 from .dataplane import ChildState, DataPlane, TunDevice
@@ -161,7 +162,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._prepare_resumption()
         self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
                                     cookie_threshold=self.config.cookie_threshold,
-                                    select_config=self._select_config)
+                                    select_config=self._select_config, limits=self.config.limits)
         for lst in self.listeners:
             transport, _ = await self.loop.create_datagram_endpoint(
                 lambda lst=lst: _IkeProtocol(self, lst), sock=lst.ike_sock)
@@ -588,7 +589,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         for spec in self.config.connections.values():
             if spec.accepts(remote[0]):
                 return spec.ike
-        log.info("no connection accepts a peer at %s", remote[0])
+        unauthenticated_log.info("no connection accepts", "no connection accepts a peer at %s", remote[0])
         return None
 
 

@@ -18,6 +18,7 @@ time out (``ticket_check_timeout``) into TICKET_NACK. A client resumes with
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import heapq
@@ -34,6 +35,8 @@ from .constants import ExchangeType, NotifyType
 from .exchanges import ike_sa_init, resumption
 from .tickets import ClientTicket, TicketCheck
 from .ike_sa import Address, IkeConnection, State
+from .fragments import ReassemblyBudget
+from .limits import EndpointLimits, unauthenticated_log
 from .message import Message, parse_message
 
 log = logging.getLogger("ikecore.endpoint")
@@ -68,18 +71,26 @@ class IkeEndpoint:
                  natt_port: int = 4500, cookie_threshold: int | None = None,
                  cookie_secret_lifetime: float = 60.0,
                  select_config: Callable[[Address, Address], IkeConfig | None] | None = None,
-                 max_ticket_checks: int = 1000, ticket_check_timeout: float = 5.0) -> None:
+                 max_ticket_checks: int = 1000, ticket_check_timeout: float = 5.0,
+                 limits: "EndpointLimits | None" = None) -> None:
         """``config`` answers new peers (or ``select_config(remote, local)`` picks
         one per peer; None refuses). ``cookie_threshold``: half-open SAs above
         which IKE_SA_INIT requests must carry a valid cookie (default: the
         config's). ``max_ticket_checks``: resumption requests waiting on the
         store at once (more get TICKET_NACK); ``ticket_check_timeout``: how
-        long one waits before it gets TICKET_NACK."""
+        long one waits before it gets TICKET_NACK. ``limits``: the caps on what
+        peers can make the endpoint hold (docs/hardening.md)."""
+        self.limits = limits or EndpointLimits.around(cookie_threshold if cookie_threshold is not None
+                                                      else getattr(config, "cookie_threshold", 100))
+        self.reassembly_budget = ReassemblyBudget(self.limits.max_reassembly_bytes,
+                                                  self.limits.max_reassembly_bytes_per_sa)
+        self._half_open_by_host: dict[str, int] = {}
         self.rng = rng
         self.natt_port = natt_port
         self.select_config = select_config or (lambda remote, local: config)
         self.cookie_threshold = (cookie_threshold if cookie_threshold is not None else
                                  config.cookie_threshold if config is not None else 100)
+        self.limits.check_cookie_threshold(self.cookie_threshold)
         self.cookie_secret_lifetime = cookie_secret_lifetime
         self._secrets = [(0, rng(32))]          # (version, secret): newest first, one old kept
         self._secret_rotated_at = now
@@ -88,7 +99,9 @@ class IkeEndpoint:
         self.leases: set = set()
         self._peer_sas: dict = {}       # authenticated peer identity -> its live IKE SAs (RFC 7791 §8)
         self.inbound_spis: set[bytes] = set()     # of every installed Child SA: new ones avoid them
-        self._events: deque = deque()
+        # the application drains these after every input; one that does not loses
+        # the oldest (counted) rather than memory
+        self._events: deque = deque(maxlen=self.limits.max_pending_events)
         self._datagrams: deque = deque()
         self.timers = TimerQueue()
         # established SAs by (our identity, the peer's identity) and by the peer's host,
@@ -96,6 +109,7 @@ class IkeEndpoint:
         self._by_identity: dict[tuple, dict[bytes, IkeConnection]] = {}
         self._by_host: dict[str, dict[bytes, IkeConnection]] = {}
         self.stats = {"dropped": 0, "cookies_sent": 0, "cookie_rejects": 0, "init_refused": 0,
+                      "half_open_refused": 0, "identity_refused": 0, "events_dropped": 0,
                       "resumed": 0, "ticket_nacks": 0, "ticket_replays": 0, "ticket_store_errors": 0}
         # resumption, gateway side: checks waiting on the store (token -> request)
         self.max_ticket_checks = max_ticket_checks
@@ -194,6 +208,7 @@ class IkeEndpoint:
         conn.exchange_state["peer_sas"] = self._sas_of_peer       # the clone responder's accounting
         conn.exchange_state["retire_resumed"] = self._retire_resumed
         conn.timers_changed = self.timers.touch
+        conn.reassembly_budget = self.reassembly_budget
         own = conn.spi_i if conn.initiator else conn.spi_r
         self.connections[own] = conn
         self._index(conn)
@@ -250,16 +265,76 @@ class IkeEndpoint:
         if key is not None and conn.state != State.INIT_DONE:
             if self._half_open.get(key) is conn:
                 del self._half_open[key]
+                self._count_host(key[1][0], -1)
             del state["half_open_key"]
+        if conn.state is not State.INIT_DONE:
+            state.pop("init_request_versions", None)
         if conn.state is State.ESTABLISHED and "initial_contact" in state:
             # IKE_AUTH is over: the hook and the key are of no more use (memory per SA)
             del state["initial_contact"]
             if not state:
                 conn.exchange_state = {}
 
+    def _over_half_open_caps(self, remote: Address) -> bool:
+        """Past a cap, a new initiator is refused before any key exchange, with no
+        answer (an answer would reflect traffic to a spoofed source) and no state."""
+        limits = self.limits
+        if (self.half_open >= limits.max_half_open
+                or self._half_open_by_host.get(remote[0], 0) >= limits.max_half_open_per_host):
+            self.stats["half_open_refused"] += 1
+            unauthenticated_log.info("half-open cap", "IKE_SA_INIT from %s refused: half-open "
+                                     "SAs at their cap (%d in all, %d from this host)", remote[0],
+                                     self.half_open, self._half_open_by_host.get(remote[0], 0))
+            return True
+        return False
+
+    def _count_host(self, host: str, delta: int) -> None:
+        count = self._half_open_by_host.get(host, 0) + delta
+        if count > 0:
+            self._half_open_by_host[host] = count
+        else:
+            self._half_open_by_host.pop(host, None)
+
+    def _hold_half_open(self, conn: IkeConnection, key: tuple, now: float) -> None:
+        self._adopt(conn)
+        self._half_open[key] = conn
+        self._count_host(key[1][0], +1)
+        conn.exchange_state["half_open_key"] = key
+        if self.limits.half_open_lifetime is not None:
+            conn.expire_at = now + self.limits.half_open_lifetime
+
+    @staticmethod
+    def _same_offer(conn: IkeConnection, msg: Message) -> bool:
+        """Whether ``msg`` is another version of the request ``conn`` answered: the
+        same Ni and KEi, so that only a COOKIE differs (RFC 7296 §2.6 retry)."""
+        nonce, ke = msg.find(40), msg.find(34)
+        if nonce is None or ke is None or nonce.data != conn.ni:
+            return False
+        try:
+            first = parse_message(conn.init_request)
+        except ParseError:
+            return False
+        old_ke = first.find(34)
+        return old_ke is not None and old_ke.data == ke.data
+
+    def _note_init_version(self, conn: IkeConnection, msg: Message, remote: Address) -> Message:
+        """The initiator sent a newer version of its IKE_SA_INIT (a COOKIE retry)
+        after an older copy made this half-open SA: it will sign the newer one, so
+        IKE_AUTH must be checked over it too. A cookie we cannot vouch for is not
+        kept (at most two versions are)."""
+        if msg.notify(NotifyType.COOKIE) is not None and not self._cookie_valid(msg, remote):
+            return msg
+        versions = conn.exchange_state.setdefault("init_request_versions", [])
+        if msg.raw not in versions and len(versions) < 2:
+            versions.append(msg.raw)
+        # answer it like a retransmission of the version the SA was made from
+        return dataclasses.replace(msg, raw=conn.init_request)
+
     def _init_request(self, msg: Message, remote: Address, local: Address, now: float) -> None:
         existing = self._half_open.get((msg.spi_i, remote))
         if existing is not None:
+            if msg.raw != existing.init_request and self._same_offer(existing, msg):
+                msg = self._note_init_version(existing, msg, remote)
             existing.receive_message(msg, remote, now)   # a retransmission: the cached reply
             self._collect(existing, now)
             return
@@ -274,6 +349,8 @@ class IkeEndpoint:
                 cookie = self._cookie(msg, remote, self._secrets[0])
                 self._send(ike_sa_init.stateless_reply(msg, NotifyType.COOKIE, cookie), remote, local)
                 return
+        if self._over_half_open_caps(remote):
+            return
         conn, reply = ike_sa_init.respond(config, msg, local=local, remote=remote, rng=self.rng, now=now,
                                           natt_port=self.natt_port)
         if conn is None:
@@ -281,9 +358,7 @@ class IkeEndpoint:
             if reply:
                 self._send(reply, remote, local)
             return
-        self._adopt(conn)
-        self._half_open[(msg.spi_i, remote)] = conn
-        conn.exchange_state["half_open_key"] = (msg.spi_i, remote)
+        self._hold_half_open(conn, (msg.spi_i, remote), now)
         self._collect(conn, now)
 
     # -------------------------------------------------------------- resumption --
@@ -308,6 +383,8 @@ class IkeEndpoint:
             cookie = self._cookie(msg, remote, self._secrets[0])
             self._send(resumption.stateless_reply(msg, NotifyType.COOKIE, cookie), remote, local)
             return
+        if self._over_half_open_caps(remote):
+            return
         try:
             ticket = resumption.ticket_of(msg)
             if not config.resumption or config.ticket_authority is None:
@@ -321,7 +398,8 @@ class IkeEndpoint:
         except resumption.ResumptionRefused as exc:
             return self._nack(msg, remote, local, str(exc))
         except ParseError as exc:
-            log.info("malformed IKE_SESSION_RESUME from %s: %s", remote, exc)
+            unauthenticated_log.info("malformed IKE_SESSION_RESUME",
+                                     "malformed IKE_SESSION_RESUME from %s: %s", remote, exc)
             self.stats["dropped"] += 1
             if exc.notify_type is not None:
                 self._send(resumption.stateless_reply(msg, exc.notify_type, exc.notify_data), remote, local)
@@ -380,13 +458,12 @@ class IkeEndpoint:
         except (IkeError, ValueError) as exc:      # e.g. a suite the C core cannot key
             return self._nack(msg, remote, local, f"cannot resume: {exc}")
         self.stats["resumed"] += 1
-        self._adopt(conn)
-        self._half_open[pending.key] = conn
-        conn.exchange_state["half_open_key"] = pending.key
+        self._hold_half_open(conn, pending.key, now)
         self._collect(conn, now)
 
     def _nack(self, msg: Message, remote: Address, local: Address, why: str) -> None:
-        log.info("IKE_SESSION_RESUME from %s refused: %s", remote, why)
+        unauthenticated_log.info("IKE_SESSION_RESUME refused", "IKE_SESSION_RESUME from %s refused: %s",
+                                 remote, why)
         self.stats["ticket_nacks"] += 1
         self._send(resumption.nack(msg), remote, local)
 
@@ -501,7 +578,19 @@ class IkeEndpoint:
             data = NON_ESP_MARKER + data
         self._datagrams.append((data, remote, local))
 
+    def _over_identity_cap(self, conn: IkeConnection) -> bool:
+        """A newly authenticated responder SA whose peer identity already holds
+        ``max_sas_per_identity`` established SAs with us: it is the one to go."""
+        cap = self.limits.max_sas_per_identity
+        if not cap or conn.initiator or conn.index_keys is None:
+            return False
+        same = self._by_identity.get(conn.index_keys[0], {})
+        held = sum(1 for c in same.values()
+                   if c is not conn and c.state in (State.ESTABLISHED, State.REKEYED))
+        return held >= cap
+
     def _collect(self, conn: IkeConnection, now: float | None = None) -> None:
+        over_cap = False
         for new in conn.spawned_connections():   # SAs a rekey made take messages at once
             self._adopt(new)
             self._collect(new, now)
@@ -519,9 +608,12 @@ class IkeEndpoint:
                 self.connections[conn.spi_i] = conn
             elif isinstance(event, (ev.TicketReceived, ev.TicketIssued, ev.IkeSaRekeyed, ev.IkeSaDeleted)):
                 self._note_ticket_event(conn, event)
+            if len(self._events) == self._events.maxlen:
+                self.stats["events_dropped"] += 1
             self._events.append((conn, event))
             if isinstance(event, ev.IkeSaEstablished):
                 self._index(conn)
+                over_cap = self._over_identity_cap(conn)
             elif isinstance(event, ev.ChildSaInstalled):
                 self.inbound_spis.add(event.child.spi_in)
             elif isinstance(event, ev.ChildSaRekeyed):
@@ -529,9 +621,24 @@ class IkeEndpoint:
             elif isinstance(event, ev.ChildSaDeleted):
                 self.inbound_spis.discard(event.child.spi_in)
         self._forget_half_open(conn)
+        if over_cap and now is not None:
+            self.stats["identity_refused"] += 1
+            log.warning("%s: deleted: its identity already holds %d IKE SAs (max_sas_per_identity)",
+                        conn.name, self.limits.max_sas_per_identity)
+            conn.delete(now, reason="too many IKE SAs for this identity")
+            self._collect(conn, now)
+            return
         self.timers.touch(conn)
         conn.idle()
         if conn.state == State.DELETED:
+            if conn.reassembler is not None:
+                conn.reassembler.clear()
+            self.timers.forget(conn)           # a dead SA has no timers: nothing keeps it
+            # its keys go now, not when the last reference to the SA does (a stale timer
+            # entry, an application holding the first SA of a rekey chain): the C
+            # objects are freed, and wiped, as these were their only references
+            conn.keys = None
+            conn.sk_in = conn.sk_out = None
             own = conn.spi_i if conn.initiator else conn.spi_r
             self._unindex(conn, own)
             if self.connections.get(own) is conn:
@@ -632,6 +739,12 @@ class TimerQueue:
 
     def touch(self, conn: IkeConnection) -> None:
         self._dirty[conn] = None
+
+    def forget(self, conn: IkeConnection) -> None:
+        """Drop every reference to ``conn`` (a deleted SA); its heap entry, if
+        any, is stale from now on and goes when it reaches the top."""
+        self._dirty.pop(conn, None)
+        self._scheduled.pop(conn, None)
 
     def promised(self, conn: IkeConnection) -> float | None:
         """When the queue will next run ``conn``'s timers: -inf while it waits to

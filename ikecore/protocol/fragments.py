@@ -83,6 +83,31 @@ def fragment_message(msg: Message, sk_cipher, max_size: int = FRAGMENT_SIZE_IPV6
     return out
 
 
+class ReassemblyBudget:
+    """Fragment octets in reassembly across every SA of an endpoint: an attacker
+    that completes IKE_SA_INIT holds keys, so its fragments authenticate, and
+    many half-open SAs each holding all but one fragment must not add up to
+    unbounded memory. A fragment that does not fit is dropped."""
+
+    __slots__ = ("limit", "per_sa", "used", "refused")
+
+    def __init__(self, limit: int, per_sa: int = 64 * 1024) -> None:
+        self.limit = limit
+        self.per_sa = per_sa
+        self.used = 0
+        self.refused = 0
+
+    def take(self, octets: int) -> bool:
+        if self.used + octets > self.limit:
+            self.refused += 1
+            return False
+        self.used += octets
+        return True
+
+    def give_back(self, octets: int) -> None:
+        self.used -= octets
+
+
 @dataclass(slots=True)
 class _Pending:
     started: float
@@ -104,12 +129,32 @@ class Reassembler:
     """
 
     def __init__(self, *, max_fragments: int = 32, max_message_size: int = 64 * 1024,
-                 max_pending: int = 4, timeout: float = 30.0) -> None:
+                 max_pending: int = 4, timeout: float = 30.0, max_bytes: int = 64 * 1024,
+                 budget: ReassemblyBudget | None = None) -> None:
+        """``max_message_size``: octets of one message; ``max_bytes``: octets held
+        for all the messages in reassembly together; ``budget``: the endpoint's
+        budget shared by every SA (None: none)."""
         self.max_fragments = max_fragments
         self.max_message_size = max_message_size
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.budget = budget
         self.timeout = timeout
         self._pending: dict[tuple, _Pending] = {}
+        self._held = 0
+
+    def _forget(self, key) -> _Pending | None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self._held -= pending.size
+            if self.budget is not None:
+                self.budget.give_back(pending.size)
+        return pending
+
+    def clear(self) -> None:
+        """Drop every message in reassembly (the SA is gone) and return its octets."""
+        for key in list(self._pending):
+            self._forget(key)
 
     @property
     def pending_bytes(self) -> int:
@@ -123,10 +168,10 @@ class Reassembler:
         """Forget reassemblies older than ``timeout``."""
         stale = [k for k, p in self._pending.items() if now - p.started > self.timeout]
         for k in stale:
-            del self._pending[k]
+            self._forget(k)
 
     def discard(self, message_id: int, is_response: bool) -> None:
-        self._pending.pop((message_id, is_response), None)
+        self._forget((message_id, is_response))
 
     def add(self, msg: Message, sk_cipher, now: float, *, validate: bool = True) -> Message | None:
         skf = msg.sk
@@ -161,22 +206,31 @@ class Reassembler:
 
         if pending is not None and total > pending.total:
             # the sender lowered its fragment size (PMTU discovery): start over
-            del self._pending[key]
+            self._forget(key)
             pending = None
         if pending is None:
             pending = _Pending(now, total, msg.exchange_type, (msg.spi_i, msg.spi_r))
             self._pending[key] = pending
         if pending.size + len(plain) > self.max_message_size:
-            del self._pending[key]
+            self._forget(key)
             raise FragmentError(f"reassembled message over {self.max_message_size} octets")
+        if self._held + len(plain) > self.max_bytes:
+            if not pending.parts:
+                del self._pending[key]
+            raise FragmentError(f"over {self.max_bytes} octets in reassembly on this SA")
+        if self.budget is not None and not self.budget.take(len(plain)):
+            if not pending.parts:
+                del self._pending[key]
+            raise FragmentError("the endpoint's reassembly budget is spent")
         pending.parts[num] = plain
         pending.size += len(plain)
+        self._held += len(plain)
         if num == 1:
             pending.first_payload = skf.first_payload
         if len(pending.parts) < total:
             return None
 
-        del self._pending[key]
+        self._forget(key)
         content = b"".join([pending.parts[i] for i in range(1, total + 1)])
         try:
             inner, _, _ = parse_chain(content, 0, len(content), pending.first_payload,
@@ -188,4 +242,4 @@ class Reassembler:
                        [], inner, None, msg.version)
 
 
-__all__ = ["fragment_message", "Reassembler", "FRAGMENT_SIZE_IPV4", "FRAGMENT_SIZE_IPV6"]
+__all__ = ["fragment_message", "Reassembler", "ReassemblyBudget", "FRAGMENT_SIZE_IPV4", "FRAGMENT_SIZE_IPV6"]

@@ -32,6 +32,7 @@ from .child_sa import ChildSa
 from .config import IkeConfig
 from .constants import ExchangeType, Flags, NotifyType
 from .fragments import Reassembler, fragment_message, message_budget
+from .limits import unauthenticated_log
 from .message import Message, parse_message
 from .negotiation import IkeSuite
 from .payloads import NotifyPayload
@@ -137,7 +138,7 @@ class IkeConnection:
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
                  "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
                  "auth_expires_at", "cloned",
-                 "request_path",
+                 "request_path", "reassembly_budget",
                  # session resumption (exchanges/resumption.py)
                  "resumed", "ticket_client", "peer_auth_method", "reauth_at")
 
@@ -192,6 +193,7 @@ class IkeConnection:
         self.tasks: list = []                 # short: lists cost a tenth of a deque per SA
         self.deferred: list = []              # (when, task): retries that must wait (§2.25)
         self.reassembler: Reassembler | None = None    # made by the first fragment (RFC 7383)
+        self.reassembly_budget = None         # the endpoint's, shared by all its SAs
         self._window_announced = False
         # children and timers
         self.children: dict[bytes, ChildSa] = {}     # by inbound SPI
@@ -604,15 +606,19 @@ class IkeConnection:
         try:
             if msg.is_fragment:
                 if self.reassembler is None:
-                    self.reassembler = Reassembler()
+                    budget = self.reassembly_budget
+                    self.reassembler = (Reassembler() if budget is None else
+                                        Reassembler(budget=budget, max_bytes=budget.per_sa))
                 return self.reassembler.add(msg, self.sk_in, now)
             msg.decrypt(self.sk_in)
             return msg
         except IntegrityCheckFailed:
-            log.info("%s: dropping message %d with a bad ICV", self.name, msg.message_id)
+            unauthenticated_log.info("bad ICV", "%s: dropping message %d with a bad ICV", self.name,
+                                     msg.message_id)
             return None
         except ParseError as exc:
-            log.info("%s: dropping message %d: %s", self.name, msg.message_id, exc)
+            unauthenticated_log.info("undecryptable", "%s: dropping message %d: %s", self.name,
+                                     msg.message_id, exc)
             return None
 
     def _answered(self, mid: int) -> bool:
@@ -841,7 +847,10 @@ class IkeConnection:
             self.leases.discard(self.assigned_ip)
         if not self.silent and (was_up or self.initiator):
             self.emit(ev.IkeSaDeleted(self.spi_i, self.spi_r, reason, notify_type))
-        log.info("%s: IKE SA gone: %s", self.name, reason)
+        if self.remote_id is not None or self.initiator:
+            log.info("%s: IKE SA gone: %s", self.name, reason)
+        else:                                   # a half-open SA: any source can make these
+            unauthenticated_log.info("half-open SA gone", "%s: half-open IKE SA gone: %s", self.name, reason)
 
 
 def _exchange_name(exchange_type: int) -> str:

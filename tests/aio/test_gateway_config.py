@@ -117,7 +117,29 @@ BAD = [
     ('[tun]\nname = "a-very-long-interface-name"\n', "tun.name", "15"),
     ('[key_export]\nike = true\n', "key_export.directory", "required"),
     ('[connections."b c"]\n', 'connections.b c', "names"),
+    ('[gateway]\nmax_half_open = 0\n', "gateway.max_half_open", "at least 1"),
+    ('[gateway]\nmax_half_open_per_host = "many"\n', "gateway.max_half_open_per_host", "integer"),
+    ('[gateway]\nhalf_open_lifetime = "0s"\n', "gateway.half_open_lifetime", "positive"),
+    ('[gateway]\nmax_sas_per_identity = -1\n', "gateway.max_sas_per_identity", "at least 0"),
+    ('[gateway]\nmax_reassembly_bytes = 1000\nmax_reassembly_bytes_per_sa = 2000\n',
+     "gateway.max_reassembly_bytes_per_sa", "must not exceed"),
+    ('[gateway]\ncookie_threshold = 50\nmax_half_open_per_host = 50\n', "gateway.cookie_threshold",
+     "below max_half_open_per_host"),
+    ('[gateway]\ncookie_threshold = 50\nmax_half_open = 40\n', "gateway.cookie_threshold",
+     "below max_half_open "),
 ]
+
+
+def test_limits_defaults_and_keys(tmp_path):
+    from ikecore.protocol.limits import EndpointLimits
+    assert parse_config({}).limits == EndpointLimits()
+    cfg = parse_config({"gateway": {"cookie_threshold": 10, "max_half_open": 300, "max_half_open_per_host": 20,
+                                    "half_open_lifetime": "12s", "max_sas_per_identity": 0,
+                                    "max_reassembly_bytes": 1 << 20, "max_reassembly_bytes_per_sa": 32768,
+                                    "max_pending_events": 100}})
+    assert cfg.limits == EndpointLimits(max_half_open=300, max_half_open_per_host=20, half_open_lifetime=12.0,
+                                        max_sas_per_identity=0, max_reassembly_bytes=1 << 20,
+                                        max_reassembly_bytes_per_sa=32768, max_pending_events=100)
 
 
 @pytest.mark.parametrize("text,key,words", BAD, ids=[b[1] for b in BAD])

@@ -80,11 +80,12 @@ def test_gateway_exports_the_keys_of_every_sa(tmp_path, monkeypatch):
             [child2] = gi.child_sas(conn)
             gi.rekey(conn)
             await gi.wait_for(ev.IkeSaRekeyed, conn)
-            return conn, gi.current(conn), child, child2
+            live = gi.current(conn).keys
+            return conn, gi.current(conn), child, child2, live
         finally:
             await gi.stop()
             await gr.stop()
-    conn, conn2, child, child2 = run(body())
+    conn, conn2, child, child2, live_keys = run(body())
     ike = _ike_suite_rows(keydir / IKE_TABLE)
     assert [(r[0], r[1]) for r in ike] == [(conn.spi_i.hex(), conn.spi_r.hex()),
                                            (conn2.spi_i.hex(), conn2.spi_r.hex())]
@@ -92,7 +93,9 @@ def test_gateway_exports_the_keys_of_every_sa(tmp_path, monkeypatch):
     assert ike[0][2] == keys.sk_ei.hex() and ike[0][3] == keys.sk_er.hex()
     assert ike[1][2] == keys2.sk_ei.hex()
     # once exported, an established SA keeps SK_d alone, a Child SA no key at all
-    assert conn2.keys.sk_d == keys2.sk_d and conn2.keys.sk_ei == conn2.keys.sk_pi == b""
+    assert live_keys.sk_d == keys2.sk_d and live_keys.sk_ei == live_keys.sk_pi == b""
+    # and once deleted (the gateway stopped), none at all
+    assert conn2.keys is None and conn2.sk_in is None and conn2.sk_out is None
     assert child.keys is None and child2.keys is None
     esp = [line for line in (keydir / ESP_TABLE).read_text().splitlines()]
     assert len(esp) == 4

@@ -164,6 +164,9 @@ class Pair:
         self.events_r: list = []
         self.in_flight: list = []      # (endpoint, data, remote, local)
         self.trace: list = []          # (direction, data) of every delivered datagram
+        # the inbound SK cipher of every SA seen: a deleted SA gives its keys up at
+        # once (the endpoint drops them), and decrypt_trace reads old traffic
+        self.sk_in_seen: dict = {}
 
     # -- driving ---------------------------------------------------------------
     def connect(self, **kw):
@@ -174,6 +177,10 @@ class Pair:
         return self.ei.resume(self.cfg_i, self.addr_i, self.addr_r, self.now, **kw)
 
     def _gather(self):
+        for ep in (self.ei, self.er):
+            for c in ep.connections.values():
+                if c.sk_in is not None:
+                    self.sk_in_seen[(c.spis, c.initiator)] = c.sk_in
         if self.desk is not None:
             self.desk.serve(self.er, self.now)
         for src, dst, tag in ((self.ei, self.er, "i>r"), (self.er, self.ei, "r>i")):
@@ -393,8 +400,9 @@ def decrypt_trace(p: Pair, *conns) -> list:
             # the receiver's own SPI: SPIr for what the original initiator sends
             if (msg.spi_i, msg.spi_r) != c.spis or msg.is_initiator == c.initiator:
                 continue
-            if msg.sk is not None and not msg.is_fragment and c.sk_in is not None:
-                msg.decrypt(c.sk_in)
+            sk_in = c.sk_in if c.sk_in is not None else p.sk_in_seen.get((c.spis, c.initiator))
+            if msg.sk is not None and not msg.is_fragment and sk_in is not None:
+                msg.decrypt(sk_in)
             out.append((tag, msg))
             break
     return out

@@ -215,3 +215,38 @@ def test_not_a_fragment():
     skf = frags_of()[0]
     with pytest.raises(ValueError):
         skf.decrypt(GCM)
+
+
+def test_reassembly_octets_per_sa_and_across_sas_are_bounded():
+    """RFC 7383 gives no global limit: an attacker that completed IKE_SA_INIT holds
+    keys, so many half-open SAs each holding all but one fragment would add up.
+    The per-SA cap counts every message in reassembly; the shared budget counts
+    every SA; octets come back when a message completes, expires or the SA goes."""
+    from ikecore.protocol.fragments import ReassemblyBudget
+    budget = ReassemblyBudget(limit=3000, per_sa=2000)
+    fr = frags_of(size=300)                               # about 3 kB of content in all
+    first = Reassembler(budget=budget, max_bytes=budget.per_sa)
+    with pytest.raises(FragmentError, match="on this SA"):
+        for p in fr[:-1]:
+            first.add(p, GCM, 0.0)
+    held = budget.used
+    assert 0 < held <= 2000
+    second = Reassembler(budget=budget, max_bytes=budget.per_sa)
+    with pytest.raises(FragmentError, match="budget"):
+        for p in fr[:-1]:
+            second.add(p, GCM, 0.0)
+    assert budget.used <= 3000 and budget.refused == 1
+    first.clear()
+    second.clear()
+    assert budget.used == 0
+    # a message that completes returns its octets at once
+    whole = Reassembler(budget=ReassemblyBudget(limit=1 << 20, per_sa=1 << 20), max_bytes=1 << 20)
+    for p in fr:
+        out = whole.add(p, GCM, 0.0)
+    assert out is not None and whole.budget.used == 0
+    # and one that expires
+    part = Reassembler(budget=whole.budget, max_bytes=1 << 20)
+    part.add(fr[0], GCM, 0.0)
+    assert whole.budget.used > 0
+    part.expire(1000.0)
+    assert whole.budget.used == 0

@@ -190,6 +190,7 @@ def test_rekey_ike_sa(side, wire):
     a.create_child_sa(p.now)
     assert p.run(lambda: len(a.children) == len(b.children) == 2, max_time=LIMIT)
     children_a, children_b = dict(a.children), dict(b.children)
+    old_sk_d = a.keys.sk_d          # a deleted SA gives its keys up
     a.rekey(p.now)
     assert p.run(lambda: a.state == b.state == State.DELETED, max_time=LIMIT)
     na, nb = p.conn(side), p.conn(other(side))
@@ -197,7 +198,8 @@ def test_rekey_ike_sa(side, wire):
     # the same new SA on both ends, keyed alike, and not like the old one
     assert na.spis == nb.spis and na.spis != a.spis
     assert na.initiator and not nb.initiator        # the rekey initiator is the new SA's initiator
-    assert na.keys == nb.keys and na.keys.sk_d != a.keys.sk_d
+    assert na.keys == nb.keys and na.keys.sk_d != old_sk_d
+    assert a.keys is None and a.sk_in is None and a.sk_out is None
     assert na.sk_out is not None and na.suite == a.suite
     # every Child SA moved, untouched; none was reported deleted
     assert na.children == children_a and nb.children == children_b
@@ -229,7 +231,7 @@ def test_rekey_ike_sa(side, wire):
     ni, nr = create.find(PayloadType.NONCE).data, answer.find(PayloadType.NONCE).data
     kw = dict(encr_id=fresh.suite.encr_id, encr_key_bits=fresh.suite.key_bits, integ_id=fresh.suite.integ_id)
     assert fresh.keys == child_sa_keys(na.suite.prf_id, na.keys.sk_d, ni, nr, **kw)
-    assert fresh.keys != child_sa_keys(a.suite.prf_id, a.keys.sk_d, ni, nr, **kw)
+    assert fresh.keys != child_sa_keys(a.suite.prf_id, old_sk_d, ni, nr, **kw)
 
 
 @pytest.mark.parametrize("side", SIDES)

@@ -21,6 +21,7 @@ from ..child_sa import ChildSa
 from ..config import ChildConfig, Identity
 from ..constants import (AuthMethod, CertEncoding, CfgType, CpAttributeType, ExchangeType,
                          NotifyType, PayloadType, ProtocolId)
+from ..limits import unauthenticated_log
 from ..message import Message
 from ..negotiation import accept_esp_reply, esp_sa_payload, select_esp
 from ..payloads import (AuthPayload, CertPayload, CpAttribute, CpPayload, DeletePayload,
@@ -96,18 +97,42 @@ def _legacy_method(private_key) -> int:
 
 def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload,
                      now: float | None = None) -> None:
-    """Check the peer's AUTH against its identity and credentials; raise AuthenticationFailed."""
-    from ..auth import check_identity_matches_certificate
+    """Check the peer's AUTH against its identity and credentials; raise AuthenticationFailed.
+
+    A responder may have seen more than one version of the initiator's IKE_SA_INIT
+    (with and without a COOKIE, when the half-open count crosses the cookie
+    threshold under a flood) and answered an older one; the initiator signs the
+    version it sent last (RFC 7296 §2.15). The endpoint keeps those versions in
+    ``exchange_state["init_request_versions"]``: AUTH may cover any of them."""
     if conn.resumed is not None:
         return resumption.verify_resumed_auth(conn, msg, peer_is_initiator=peer_is_initiator,
                                               id_payload=id_payload)
+    versions = conn.exchange_state.get("init_request_versions", ()) if peer_is_initiator else ()
+    try:
+        return _verify_peer_auth_over(conn, msg, conn.init_request, peer_is_initiator=peer_is_initiator,
+                                      id_payload=id_payload, now=now)
+    except AuthenticationFailed:
+        for version in versions:
+            try:
+                _verify_peer_auth_over(conn, msg, version, peer_is_initiator=True,
+                                       id_payload=id_payload, now=now)
+            except AuthenticationFailed:
+                continue
+            conn.init_request = version
+            return
+        raise
+
+
+def _verify_peer_auth_over(conn, msg: Message, init_request: bytes, *, peer_is_initiator: bool,
+                           id_payload, now: float | None) -> None:
+    from ..auth import check_identity_matches_certificate
     auth = msg.find(PayloadType.AUTH)
     if auth is None:
         raise AuthenticationFailed("no AUTH payload")
     keys, suite = conn.keys, conn.suite
     body = _id_body(id_payload.id_type, id_payload.data)
     if peer_is_initiator:
-        octets = signed_octets(conn.init_request, conn.nr, suite.prf_id, keys.sk_pi, body)
+        octets = signed_octets(init_request, conn.nr, suite.prf_id, keys.sk_pi, body)
     else:
         octets = signed_octets(conn.init_response, conn.ni, suite.prf_id, keys.sk_pr, body)
     cfg = conn.config
@@ -432,8 +457,9 @@ def respond(conn, msg: Message, now: float) -> list | None:
         auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type,
                                id_data=cfg.local_id.data)
     except (*AUTH_ERRORS, IkeError) as exc:
-        log.warning("%s: sending AUTHENTICATION_FAILED: initiator %s (%s) at %s: %s", conn.name,
-                    _id_text(idi), _auth_method_text(msg), conn.remote[0], exc)
+        unauthenticated_log.warning("initiator authentication failed",
+                                    "%s: sending AUTHENTICATION_FAILED: initiator %s (%s) at %s: %s", conn.name,
+                                    _id_text(idi), _auth_method_text(msg), conn.remote[0], exc)
         conn.remote_id = None
         conn.exchange_state["after_response"] = lambda t: conn.terminate(
             "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)

@@ -23,6 +23,7 @@ from ..constants import CertEncoding, ExchangeType, Flags, NotifyType, PayloadTy
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, SaPayload
+from ..limits import unauthenticated_log
 from ..rules import check_rules
 from .task import Task
 
@@ -223,7 +224,7 @@ def respond(config: IkeConfig, msg: Message, *, local, remote, rng, now: float,
     try:
         check_rules(msg)
     except ParseError as exc:
-        log.info("malformed IKE_SA_INIT from %s: %s", remote, exc)
+        unauthenticated_log.info("malformed IKE_SA_INIT", "malformed IKE_SA_INIT from %s: %s", remote, exc)
         if exc.notify_type is None:
             return None, None
         return None, stateless_reply(msg, exc.notify_type, exc.notify_data)

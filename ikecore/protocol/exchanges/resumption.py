@@ -319,6 +319,8 @@ def fall_back(conn, now: float, reason: str, notify_type: int | None = None, *,
     conn.tasks.clear()
     conn.deferred.clear()
     conn.response_cache.clear()
+    if conn.reassembler is not None:
+        conn.reassembler.clear()          # its octets go back to the endpoint's budget
     conn.reassembler = None
     conn._answered_ahead = None
     conn.spi_i, conn.spi_r = conn.new_spi(), bytes(8)
