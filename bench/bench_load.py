@@ -114,7 +114,10 @@ def gateway_toml(peer: sswan.Peer) -> str:
 listen = ["{peer.peer_addr}"]
 port = 500
 natt_port = 4500
+# no DoS limits, as for charon: one peer address sends everything
 cookie_threshold = 10000000
+max_half_open = 20000000
+max_half_open_per_host = 20000000
 keepalive_interval = 0
 [logging]
 level = "error"
