@@ -15,8 +15,8 @@ from ...crypto.keyschedule import child_sa_keys
 from ...errors import (AuthenticationFailed, IkeError, NoProposalChosen, ParseError, ProtocolError,
                        UnsupportedAlgorithm)
 from .. import events as ev
-from ..auth import (psk_auth, sign_signature_auth, signed_octets, verify_psk_auth,
-                    verify_signature_auth)
+from ..auth import (check_identity_matches_certificate, psk_auth, sign_signature_auth, signed_octets,
+                    verify_psk_auth, verify_signature_auth)
 from ..child_sa import ChildSa
 from ..config import ChildConfig, Identity
 from ..constants import (AuthMethod, CertEncoding, CfgType, CpAttributeType, ExchangeType,
@@ -96,7 +96,6 @@ def _legacy_method(private_key) -> int:
 def verify_peer_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload,
                      now: float | None = None) -> None:
     """Check the peer's AUTH against its identity and credentials; raise AuthenticationFailed."""
-    from ..auth import check_identity_matches_certificate
     if conn.resumed is not None:
         return resumption.verify_resumed_auth(conn, msg, peer_is_initiator=peer_is_initiator,
                                               id_payload=id_payload)

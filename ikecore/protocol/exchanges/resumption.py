@@ -30,6 +30,7 @@ import logging
 from ...crypto.keyschedule import ike_keys_resume
 from ...crypto.prf import prf
 from ...errors import AuthenticationFailed, IkeError, ParseError, ProtocolError
+from ...resumption import TICKET_ID_LENGTH, TicketState
 from .. import events as ev
 from ..config import IkeConfig, Identity
 from ..constants import AuthMethod, ExchangeType, Flags, NotifyType, PayloadType
@@ -38,7 +39,7 @@ from ..message import Message
 from ..negotiation import IkeSuite
 from ..payloads import AuthPayload, NoncePayload, NotifyPayload
 from ..rules import check_rules
-from ..tickets import AUTH_FORM_MESSAGE, AUTH_FORM_RFC, ClientTicket, ResumedSa
+from ..tickets import AUTH_FORM_MESSAGE, AUTH_FORM_RFC, ClientTicket, ResumedSa, TicketPut
 from .ike_sa_init import (MAX_NONCE, MIN_NONCE, NONCE_LENGTH, _capability_notifies, _detect_nat,
                           _nat_notifies, _take_capabilities)
 from .task import Task
@@ -84,7 +85,6 @@ def answer_ticket_request(conn, now: float) -> NotifyPayload:
     lifetime = _ticket_lifetime(conn, now)
     if lifetime <= 0:
         return nack
-    from ...resumption import TICKET_ID_LENGTH, TicketState
     wall = cfg.wall_time(now)
     suite = conn.suite
     try:
@@ -105,7 +105,6 @@ def answer_ticket_request(conn, now: float) -> NotifyPayload:
         return nack
     put = None
     if issued.store_put is not None:
-        from ..tickets import TicketPut
         key, value, ttl = issued.store_put
         put = TicketPut(key, value, int(ttl))
     conn.emit(ev.TicketIssued(state.ticket_id, int(issued.expires_at), lifetime, put))

@@ -1,6 +1,9 @@
 """The initiator side of an exchange."""
 from __future__ import annotations
 
+from ...crypto.dh import KeyExchange
+from ...errors import InvalidKePayload, ParseError, ProtocolError
+from ..constants import NotifyType
 from ..ike_sa import State     # module level: a per-call import costs ~0.6 us a message
 
 
@@ -57,9 +60,6 @@ def answer_key_exchange(group: int, ke, rng):
     """Responder side of a KE: our key pair for ``group`` and the shared secret
     with the peer's KEi. A KEi of another group asks for INVALID_KE_PAYLOAD;
     unusable KE data is INVALID_SYNTAX."""
-    from ...crypto.dh import KeyExchange
-    from ...errors import InvalidKePayload, ParseError, ProtocolError
-    from ..constants import NotifyType
     if ke is None or ke.group != group:
         raise InvalidKePayload(group)
     kex = KeyExchange.generate(group, rng)
