@@ -53,7 +53,10 @@ def _gateway(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
-        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)})")
+        res = cfg.resumption
+        tickets = ("" if res is None or not res.enabled else
+                   f"; tickets by {res.mode} in {_redacted(res.store)}")
+        print(f"{args.config}: OK ({len(cfg.connections)} connection(s): {', '.join(cfg.connections)}){tickets}")
         return 0
     if args.log_level:
         cfg.logging.level = args.log_level
@@ -76,6 +79,8 @@ def _gateway(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
         try:
             await gw.start()
+        except ConfigError as exc:          # e.g. the store's key ring does not open with our wrapping key
+            return _config_error(exc)
         except OSError as exc:
             print(f"ikecore: cannot start the gateway: {exc}", file=sys.stderr)
             return 1
@@ -86,6 +91,25 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _redacted(url: str) -> str:
+    from .aio.resumption import _safe_url
+    return _safe_url(url)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """Write a new ticket-ring wrapping key file (mode 0600) for a gateway cluster."""
+    from .errors import ConfigError
+    from .store import create_wrapping_key_file
+    try:
+        create_wrapping_key_file(args.wrapping_key)
+    except ConfigError as exc:
+        print(f"ikecore: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.wrapping_key}: new ticket-ring wrapping key (mode 0600); copy it to every gateway "
+          "of the cluster and name it in [resumption] wrapping_key_file")
+    return 0
 
 
 def _report_status(gw, path: str | None) -> None:
@@ -275,6 +299,12 @@ def _add_gateway_commands(sub) -> None:
     gw.add_argument("--shutdown-timeout", type=float, default=5.0,
                     help="seconds to wait for the peers to answer our Deletes on SIGTERM/SIGINT")
     gw.set_defaults(func=_gateway)
+
+    kg = sub.add_parser("keygen", help="create key files for the gateway")
+    kg.add_argument("--wrapping-key", metavar="FILE", required=True,
+                    help="a new ticket-ring wrapping key (32 random octets as hex, mode 0600); "
+                         "refuses to overwrite FILE")
+    kg.set_defaults(func=_keygen)
 
     c = sub.add_parser("connect", help="initiate one IKE SA + Child SA, report, optionally send traffic")
     c.add_argument("remote", nargs="?", help="peer address (or, with --config, overrides remote_addrs)")

@@ -109,6 +109,29 @@ class LoggingSpec:
 
 
 @dataclass
+class ResumptionSpec:
+    """The ``[resumption]`` table: issuing and accepting RFC 5723 tickets, and
+    where the ring and the spent tickets live (docs/resumption.md, "Configuring
+    a cluster"). The wrapping key itself is read at load time and kept out of
+    every repr."""
+
+    enabled: bool = True
+    mode: str = "value"                    # "value": state in the ticket; "reference": state in the store
+    ticket_lifetime: float = 3600.0        # upper bound of a ticket's lifetime
+    key_rotation: float = 3600.0           # a new sealing key this often
+    keep_keys: int = 2                     # retired keys still accepted
+    store: str = "memory"                  # "memory" or a redis:// / rediss:// / unix:// URL
+    store_deadline: float = 0.25           # seconds per store call
+    store_max_entries: int = 100_000       # memory store only
+    wrapping_key_file: str | None = None   # required for a shared store
+    wrapping_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        return self.store != "memory"
+
+
+@dataclass
 class GatewayConfig:
     """Everything ``Gateway`` needs. Build it by hand or with :func:`load_config`."""
 
@@ -124,6 +147,7 @@ class GatewayConfig:
     key_export: KeyExportSpec | None = None
     tun: TunSpec | None = None
     logging: LoggingSpec = field(default_factory=LoggingSpec)
+    resumption: ResumptionSpec | None = None   # None: this gateway issues no tickets
     source: str = "<config>"               # where it came from (error messages)
 
     def connection(self, name: str) -> ConnectionSpec:
@@ -356,7 +380,78 @@ def _child(r: _Reader, name: str, defaults: dict) -> ChildConfig:
     return child
 
 
-def _connection(r: _Reader, name: str) -> ConnectionSpec:
+def _resumption(r: _Reader) -> ResumptionSpec:
+    """The ``[resumption]`` table (docs/gateway.md)."""
+    from ..resumption.keyring import MAX_KEEP
+    spec = ResumptionSpec(enabled=r.get("enabled", bool, True))
+    spec.mode = r.get("mode", str, "value")
+    if spec.mode not in ("value", "reference"):
+        raise r.error("mode", f"must be \"value\" or \"reference\", not {spec.mode!r}")
+    spec.ticket_lifetime = r.duration("ticket_lifetime", 3600.0)
+    if not spec.ticket_lifetime >= 1:
+        raise r.error("ticket_lifetime", "must be at least 1 s")
+    spec.key_rotation = r.duration("key_rotation", 3600.0)
+    if not 1 <= spec.key_rotation <= 0xFFFFFFFF:
+        raise r.error("key_rotation", "must be 1 s .. 2**32-1 s")
+    spec.keep_keys = r.get("keep_keys", int, 2)
+    if not 1 <= spec.keep_keys <= MAX_KEEP:
+        raise r.error("keep_keys", f"must be 1..{MAX_KEEP}")
+    if spec.ticket_lifetime > int(spec.key_rotation) * spec.keep_keys:
+        # the authority cuts every ticket to the life of its sealing key: say so now
+        raise r.error("ticket_lifetime", f"{spec.ticket_lifetime:g} s outlives the keys that seal tickets "
+                      f"(key_rotation x keep_keys = {int(spec.key_rotation) * spec.keep_keys} s): "
+                      "raise keep_keys or key_rotation, or shorten ticket_lifetime")
+    spec.store = r.get("store", str, "memory")
+    if spec.shared:
+        _store_url(r, spec.store)
+    spec.store_deadline = r.duration("store_deadline", 0.25)
+    if not 0 < spec.store_deadline <= 10:
+        raise r.error("store_deadline", "must be more than 0 and at most 10 s (a resumption waits on it)")
+    spec.store_max_entries = r.get("store_max_entries", int, 100_000)
+    if spec.store_max_entries < 1:
+        raise r.error("store_max_entries", "must be positive")
+    if r.has("store_max_entries") and spec.shared:
+        raise r.error("store_max_entries", "applies to store = \"memory\" only")
+    path = r.get("wrapping_key_file", str)
+    if path is not None:
+        full = Path(path) if Path(path).is_absolute() else r.base_dir / path
+        spec.wrapping_key_file = str(full)
+        from ..store.keyfile import load_wrapping_key
+        try:
+            spec.wrapping_key = load_wrapping_key(full)      # refuses a file others may read
+        except ConfigError as exc:
+            raise r.error("wrapping_key_file", str(exc)) from None
+    elif spec.shared and spec.enabled:
+        raise r.error("wrapping_key_file", "is required with a shared store (the ring is stored wrapped "
+                      "under it; create one with `ikecore keygen --wrapping-key FILE`)")
+    r.done()
+    return spec
+
+
+def _store_url(r: _Reader, url: str) -> None:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise r.error("store", f"bad URL: {exc}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise r.error("store", f"must be \"memory\" or a redis://, rediss:// or unix:// URL, not {url!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise r.error("store", f"{url!r} names no host")
+    if parts.scheme == "unix" and not parts.path:
+        raise r.error("store", f"{url!r} names no socket path")
+    db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise r.error("store", f"the database in {url!r} must be a number")
+    del port
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        raise r.error("store", "a Redis store needs the redis package: pip install 'ikecore[redis]'") from None
+
+
+def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = None) -> ConnectionSpec:
     shared_psk = _psk(r)
     local = r.sub("local", {}) or _Reader(r.source, r.key("local"), {}, r.base_dir)
     remote = r.sub("remote", {}) or _Reader(r.source, r.key("remote"), {}, r.base_dir)
@@ -390,7 +485,8 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
                             ("retransmit_tries", "retransmit_tries", int),
                             ("mobike", "mobike", bool), ("clone", "clone", bool),
                             ("clone_limit", "clone_limit", int),
-                            ("resumption", "resumption", bool), ("fragmentation", "fragmentation", bool),
+                            ("resumption", "resumption", bool), ("resume_tries", "resume_tries", int),
+                            ("fragmentation", "fragmentation", bool),
                             ("fragment_size", "fragment_size", int),
                             ("initial_contact", "initial_contact", bool),
                             ("request_virtual_ip", "request_virtual_ip", bool),
@@ -399,6 +495,19 @@ def _connection(r: _Reader, name: str) -> ConnectionSpec:
         value = r.get(key, kind)
         if value is not None:
             kw[attr] = value
+    auth_form = r.get("resumption_auth", str)
+    if auth_form is not None:
+        if auth_form not in ("rfc", "message"):
+            raise r.error("resumption_auth", f"must be \"rfc\" or \"message\", not {auth_form!r}")
+        kw["resumption_auth"] = auth_form
+    if kw.get("resume_tries", 0) < 0:
+        raise r.error("resume_tries", "must not be negative")
+    reauth = r.duration("reauth_time")
+    if reauth is not None:
+        kw["reauth_time"] = reauth
+    if resumption is not None and resumption.enabled:
+        kw.setdefault("resumption", True)          # [resumption] enabled: every connection, unless it says no
+        kw["ticket_lifetime"] = resumption.ticket_lifetime
     mobike_addrs = r.string_list("mobike_addresses")
     for i, a in enumerate(mobike_addrs):
         try:
@@ -480,12 +589,17 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
         raise gw.error("socket_buffer", "must not be negative")
     gw.done()
 
+    res = root.sub("resumption")
+    if res is not None:
+        cfg.resumption = _resumption(res)
+
     conns = root.sub("connections", {})
     for name, table in conns.table.items():
         conns.used.add(name)
         if not re.match(r"^[A-Za-z0-9_.-]+$", name):
             raise conns.error(name, "connection names are letters, digits, '_', '.', '-'")
-        cfg.connections[name] = _connection(_Reader(source, conns.key(name), table, root.base_dir), name)
+        cfg.connections[name] = _connection(_Reader(source, conns.key(name), table, root.base_dir), name,
+                                            cfg.resumption)
 
     ke = root.sub("key_export")
     if ke is not None:
@@ -557,5 +671,5 @@ def setup_logging(spec: LoggingSpec) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
-__all__ = ["GatewayConfig", "ConnectionSpec", "TunSpec", "KeyExportSpec", "LoggingSpec",
+__all__ = ["GatewayConfig", "ConnectionSpec", "ResumptionSpec", "TunSpec", "KeyExportSpec", "LoggingSpec",
            "load_config", "parse_config", "setup_logging"]

@@ -145,7 +145,12 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         if self.running:
             return self
         self.loop = asyncio.get_running_loop()
-        self._bind()
+        await self._start_tickets()            # [resumption]: store, shared ring, authority
+        try:
+            self._bind()
+        except OSError:
+            await self._stop_tickets()
+            raise
         now = self.loop.time()
         self._prepare_resumption()
         self.endpoint = IkeEndpoint(None, rng=self.rng, now=now, natt_port=self.natt_port,
@@ -228,6 +233,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self.endpoint.collect_all()
         self._process_events()
         self._close()
+        await self._stop_tickets()
         log.info("gateway stopped")
 
     def abort(self) -> None:

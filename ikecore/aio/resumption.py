@@ -13,14 +13,22 @@ a connection that holds a ticket (docs/resumption.md, "What the I/O layer does")
   handshake; a failed resumption falls back by itself in the core.
 - Time: each connection's ``IkeConfig.wall_clock`` maps the loop clock to unix
   time (tickets carry absolute expiries), set once at start.
+- Configuration (``[resumption]``, ``GatewayConfig.resumption``): ``start``
+  builds the store (memory or Redis, each call under ``store_deadline``), the
+  key ring shared through it (``SharedKeyRing``: wrapped under the configured
+  wrapping key, or a random one for the memory store) and the authority, and
+  runs the ring's sync loop (adopt and rotate) as a task; ``stop`` ends the loop
+  and closes the store. A store that is down at start delays only the ring:
+  resumptions get TICKET_NACK, and no tickets are issued, until it loads.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
-from ..errors import IkeError
+from ..errors import ConfigError, IkeError, KeyRingError, StoreError
 from ..protocol.config import IkeConfig
 from ..protocol.tickets import TicketCheck, TicketPut
 
@@ -32,6 +40,16 @@ class GatewayResumption:
 
     #: an ``ikecore.store.TicketStore`` (memory or Redis); None: checks fail (TICKET_NACK)
     ticket_store = None
+    #: the ``ikecore.store.SharedKeyRing`` built from ``[resumption]`` (None: not configured)
+    ticket_ring = None
+    ticket_authority = None
+    _ring_task: asyncio.Task | None = None
+    _ring_stop: asyncio.Event | None = None
+    _ring_kick: asyncio.Event | None = None
+    _owns_ticket_store = False
+
+    #: retry period of the ring sync while the store is down (the ring's own period can be long)
+    RING_RETRY = 2.0
 
     def use_tickets(self, store, authority=None) -> None:
         """Spend and take tickets in ``store``; with ``authority`` (an
@@ -42,6 +60,105 @@ class GatewayResumption:
             for spec in self.config.connections.values():
                 if spec.ike.resumption:
                     spec.ike.ticket_authority = authority
+
+    # --------------------------------------------------------- configuration --
+    async def _start_tickets(self) -> None:
+        """Build the store, the shared ring and the authority from
+        ``config.resumption`` (nothing when it is absent or disabled, or when
+        ``use_tickets`` already gave a store). Raises ConfigError when the store
+        holds a ring the wrapping key does not open."""
+        spec = self.config.resumption
+        if spec is None or not spec.enabled or self.ticket_store is not None:
+            return
+        from ..store import MemoryTicketStore, RedisTicketStore, SharedKeyRing
+        if spec.shared:
+            store = RedisTicketStore(spec.store, deadline=spec.store_deadline)
+            wrapping_key = spec.wrapping_key
+        else:
+            store = MemoryTicketStore(max_entries=spec.store_max_entries, deadline=spec.store_deadline)
+            # the ring never leaves this process, unless a file was configured anyway
+            wrapping_key = spec.wrapping_key or os.urandom(32)
+        ring = SharedKeyRing(store, wrapping_key, rng=self.rng, rotation=spec.key_rotation, keep=spec.keep_keys)
+        self.ticket_store, self.ticket_ring, self._owns_ticket_store = store, ring, True
+        try:
+            await ring.sync(time.time())
+        except StoreError as exc:
+            log.warning("ticket store %s: %s; TICKET_NACK and no tickets until the key ring loads",
+                        _safe_url(spec.store), exc)
+        except KeyRingError as exc:
+            self.ticket_store, self.ticket_ring = None, None
+            await store.close()
+            raise ConfigError(f"{self.config.source}: resumption.wrapping_key_file: the store holds a key ring "
+                              f"this key does not open ({exc}); every gateway of a cluster needs the same "
+                              "key file") from None
+        if ring.ring is not None:
+            self._install_authority()
+        self._ring_stop, self._ring_kick = asyncio.Event(), asyncio.Event()
+        self._ring_task = self._spawn(self._ring_loop())
+        log.info("session resumption: tickets by %s, store %s, lifetime %gs, key rotation %gs",
+                 spec.mode, _safe_url(spec.store), spec.ticket_lifetime, spec.key_rotation)
+
+    def _install_authority(self) -> None:
+        from ..resumption import TicketAuthority
+        spec = self.config.resumption
+        authority = TicketAuthority(self.ticket_ring.ring, by_reference=spec.mode == "reference", rng=self.rng)
+        self.ticket_authority = authority
+        for conn_spec in self.config.connections.values():
+            if conn_spec.ike.resumption:
+                conn_spec.ike.ticket_authority = authority
+
+    async def _ring_loop(self) -> None:
+        """Follow and rotate the shared ring until stop. A failed ticket store
+        call wakes it early (the store may have lost the ring: a restarted Redis
+        without persistence); while the store is down it retries every
+        RING_RETRY seconds, keeping the ring it holds."""
+        shared, stop, kick = self.ticket_ring, self._ring_stop, self._ring_kick
+        while not stop.is_set():
+            kick.clear()
+            ok = False                  # False: the store failed, retry soon
+            try:
+                await shared.sync(time.time())
+                ok = True
+                if self.ticket_authority is None:
+                    self._install_authority()
+                    log.info("ticket key ring loaded (generation %d): issuing tickets", shared.ring.generation)
+            except StoreError as exc:
+                self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
+                log.warning("ticket key ring sync failed: %s", exc)
+            except KeyRingError as exc:         # not the store's fault: retrying soon would not help
+                ok = True
+                self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
+                log.error("ticket key ring: %s (is the wrapping key the cluster's?)", exc)
+            # after a failure only the retry period counts (failing resumptions must not
+            # turn into a sync each); after a success, a store error wakes the loop
+            waiting = (kick.wait() if ok else stop.wait())
+            try:
+                await asyncio.wait_for(waiting, shared.sync_interval if ok else min(shared.sync_interval,
+                                                                                     self.RING_RETRY))
+            except asyncio.TimeoutError:
+                pass
+
+    def _store_failed(self) -> None:
+        self.counters["ticket_store_errors"] = self.counters.get("ticket_store_errors", 0) + 1
+        if self._ring_kick is not None:
+            self._ring_kick.set()
+
+    async def _stop_tickets(self) -> None:
+        """End the ring loop and close the store this gateway built."""
+        task, self._ring_task = self._ring_task, None
+        if task is not None:
+            self._ring_stop.set()
+            self._ring_kick.set()
+            if not task.done():
+                task.cancel()
+            await asyncio.wait([task])
+        if self._owns_ticket_store and self.ticket_store is not None:
+            store, self.ticket_store = self.ticket_store, None
+            self._owns_ticket_store = False
+            try:
+                await store.close()
+            except (IkeError, OSError) as exc:
+                log.debug("ticket store close: %s", exc)
 
     def _prepare_resumption(self) -> None:
         """Give every connection a wall clock: loop time plus a fixed offset, taken
@@ -76,7 +193,7 @@ class GatewayResumption:
             try:
                 await store.put(op.key, op.value, op.ttl)
             except (IkeError, OSError) as exc:
-                self.counters["ticket_store_errors"] = self.counters.get("ticket_store_errors", 0) + 1
+                self._store_failed()
                 log.warning("ticket store: by-reference state not written: %s", exc)
             return
         assert isinstance(op, TicketCheck)
@@ -87,12 +204,22 @@ class GatewayResumption:
                 result = await (store.take(op.take_key) if op.by_reference
                                 else store.set_once(op.spend_key, op.ttl))
             except (IkeError, OSError, asyncio.TimeoutError) as exc:   # StoreError and its kin
-                self.counters["ticket_store_errors"] = self.counters.get("ticket_store_errors", 0) + 1
+                self._store_failed()
                 result = exc
         if self.endpoint is None:          # stopped meanwhile
             return
         self.endpoint.ticket_checked(op.token, result, self.loop.time())
         self._flush()
+
+
+def _safe_url(url: str) -> str:
+    """The store URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 __all__ = ["GatewayResumption"]

@@ -95,12 +95,14 @@ class SharedKeyRing:
                     self.ring = newest
                 else:
                     self.ring.adopt(newest)
+        published = False
         if self.ring is None:
             candidate = TicketKeyRing(rng=self.rng, now=now, rotation=self.rotation, keep=self.keep,
                                       key_bits=self.key_bits, generation=latest + 1)
             ring = await self._publish_or_load(candidate)
             if ring is not candidate:
                 candidate.discard()
+            published = True
             self.ring = ring
         ring = self.ring
         for _ in range(_MAX_FOLLOW):
@@ -109,6 +111,12 @@ class SharedKeyRing:
                 break
             ring.adopt(self._import(blob))
             log.info("ticket key ring: adopted generation %d", ring.generation)
+        if not published and latest < ring.generation and await self.store.get_ring(ring.generation) is None:
+            # the store lost the ring (a Redis restarted without persistence): publish
+            # ours again (SET NX), so that a gateway starting now adopts it instead of
+            # founding a ring of its own that no other gateway opens
+            if await self.store.put_ring(ring.generation, ring.export_wrapped(self._wrapping_key), self.ttl):
+                log.info("ticket key ring: republished generation %d", ring.generation)
         if ring.due(now):
             candidate = ring.rotated(now)
             try:

@@ -57,6 +57,8 @@ def test_documented_example_parses(tmp_path):
     assert cfg.key_export.directory.endswith("keys")
     assert cfg.logging.levels == {"ikecore.ike": "debug"}
     assert cfg.keepalive_interval == 20 and cfg.cookie_threshold == 100
+    assert cfg.resumption.store == "memory" and cfg.resumption.mode == "value"
+    assert not spec.ike.resumption and rw.ike.resumption          # site-b opts out of [resumption]
 
 
 def test_minimal_defaults(tmp_path):

@@ -185,6 +185,36 @@ def test_shared_ring_over_one_store():
     run(main())
 
 
+def test_a_store_that_lost_the_ring_gets_it_back():
+    """A Redis restarted without persistence holds no ring: the gateways that
+    still hold it publish it again, and a gateway that started meanwhile (and
+    founded a ring of its own) adopts theirs, so the cluster converges."""
+    async def main():
+        import os
+        key = os.urandom(32)
+        old = MemoryTicketStore()
+        a = SharedKeyRing(old, key, rng=os.urandom, rotation=100, keep=1)
+        await a.sync(1000)
+        await a.sync(1100)
+        assert a.ring.generation == 2
+        wiped = MemoryTicketStore()
+        a.store = wiped
+        late = SharedKeyRing(wiped, key, rng=os.urandom, rotation=100, keep=1)
+        await late.sync(1110)                          # founds generation 1: nobody told it otherwise
+        assert late.ring.generation == 1 and late.ring.key_ids != a.ring.key_ids
+        trips = wiped.round_trips
+        await a.sync(1120)                             # republishes its generation 2
+        assert await wiped.latest_ring_generation() == 2 and await wiped.get_ring(2) is not None
+        assert a.ring.generation == 2
+        await late.sync(1130)
+        assert late.ring.generation == 2 and late.ring.key_ids == a.ring.key_ids
+        # in step, a sync costs no republishing
+        trips = wiped.round_trips
+        await a.sync(1140)
+        assert wiped.round_trips - trips == 2          # the hint and the probe for generation 3
+    run(main())
+
+
 def test_a_gateway_that_slept_past_the_ring_expiry_catches_up():
     """Its next generation expired from the store long ago: it must jump to the
     cluster's newest generation, not publish a stale one of its own."""
