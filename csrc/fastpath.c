@@ -15,10 +15,26 @@
  * Python methods _encrypt_general / _decrypt_general, which use cffi; errors
  * are raised by the Python callable handed to bind, so both paths raise the
  * same ikecore.errors classes. Large packets release the GIL so that SAs on
- * other threads keep running. */
+ * other threads keep running.
+ *
+ * Built on the limited API (Py_LIMITED_API 3.10, set by build_ffi.py), so one
+ * abi3 module serves CPython 3.10 onwards: a heap type from PyType_FromSpec,
+ * function calls instead of the bytes/tuple macros, and a stack buffer plus one
+ * copy where the full API would shrink the result in place (_PyBytes_Resize).
+ * docs/packaging.md has the figures against the per-version build, which this
+ * file still compiles to without Py_LIMITED_API. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
+
+#ifdef Py_LIMITED_API
+#define BYTES_DATA(o) PyBytes_AsString(o)
+#define BYTES_SIZE(o) PyBytes_Size(o)
+#else
+#define BYTES_DATA(o) PyBytes_AS_STRING(o)
+#define BYTES_SIZE(o) PyBytes_GET_SIZE(o)
+#endif
 
 /* the C core's calls (csrc/ikecore.h), bound by address */
 typedef int (*packet_len_fn)(const void *sa, size_t payload_len, size_t tfc_len, size_t *packet_len);
@@ -48,8 +64,10 @@ static PyObject *fp_bind(PyObject *module, PyObject *const *args, Py_ssize_t n) 
     packet_len = (packet_len_fn)l;
     encrypt = (encrypt_fn)e;
     decrypt = (decrypt_fn)d;
+    PyObject *old = raise_error;
     Py_INCREF(args[3]);
-    Py_XSETREF(raise_error, args[3]);
+    raise_error = args[3];
+    Py_XDECREF(old);
     Py_RETURN_NONE;
 }
 
@@ -70,37 +88,47 @@ typedef struct {
     size_t framing;    /* header + IV + ICV + pad length + next header octets */
 } SinglePacketESP;
 
-/* forward the call, as it came, to the Python method `name` */
-static PyObject *forward(PyObject *self, PyObject *name, PyObject *const *args, size_t nargsf,
+/* forward the call, as it came, to the Python method `name` (the uncommon
+ * cases: a rebuilt argument tuple and keyword dict cost nothing that matters) */
+static PyObject *forward(PyObject *self, PyObject *name, PyObject *const *args, Py_ssize_t n,
                          PyObject *kwnames) {
-    Py_ssize_t n = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject *small[8], **all = small;
-    if (n + nkw + 1 > 8 && !(all = PyMem_Malloc((size_t)(n + nkw + 1) * sizeof(PyObject *))))
-        return PyErr_NoMemory();
-    all[0] = self;
-    for (Py_ssize_t i = 0; i < n + nkw; i++) all[i + 1] = args[i];
-    PyObject *r = PyObject_VectorcallMethod(name, all, (size_t)(n + 1), kwnames);
-    if (all != small) PyMem_Free(all);
+    PyObject *method = PyObject_GetAttr(self, name), *pos = NULL, *kw = NULL, *r = NULL;
+    if (!method) return NULL;
+    if (!(pos = PyTuple_New(n))) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(args[i]);
+        if (PyTuple_SetItem(pos, i, args[i]) < 0) goto done;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0;
+    if (nkw) {
+        if (!(kw = PyDict_New())) goto done;
+        for (Py_ssize_t i = 0; i < nkw; i++)
+            if (PyDict_SetItem(kw, PyTuple_GetItem(kwnames, i), args[n + i]) < 0) goto done;
+    }
+    r = PyObject_Call(method, pos, kw);
+done:
+    Py_DECREF(method);
+    Py_XDECREF(pos);
+    Py_XDECREF(kw);
     return r;
 }
 
 /* The result goes straight into a new bytes object (filling one before it is
  * shared is the C API's documented pattern): no scratch buffer, no extra copy. */
-static PyObject *sp_encrypt(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+static PyObject *sp_encrypt(PyObject *self, PyObject *const *args, Py_ssize_t n, PyObject *kwnames) {
     void *sa = ((SinglePacketESP *)self)->sa;
-    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
     if (n != 2 || kwnames || !sa || !encrypt || !PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1]))
-        return forward(self, str_encrypt_general, args, nargsf, kwnames);
+        return forward(self, str_encrypt_general, args, n, kwnames);
     int overflow = 0;
     long nh = PyLong_AsLongAndOverflow(args[1], &overflow);
     if (overflow || nh < 0 || nh > 255) return fail(-1, "ESP encrypt");     /* IKC_ERR_ARG */
-    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(args[0]);
-    size_t len = (size_t)PyBytes_GET_SIZE(args[0]), total = 0, written = 0;
+    const uint8_t *data = (const uint8_t *)BYTES_DATA(args[0]);
+    size_t len = (size_t)BYTES_SIZE(args[0]), total = 0, written = 0;
     int r = packet_len(sa, len, 0, &total);
     if (r < 0) return fail(r, "ESP encrypt");
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     if (!out) return NULL;
-    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    uint8_t *dst = (uint8_t *)BYTES_DATA(out);
     if (len > RELEASE_GIL_ABOVE) {
         Py_BEGIN_ALLOW_THREADS
         r = encrypt(sa, data, len, (int)nh, 0, dst, total, &written);
@@ -115,41 +143,75 @@ static PyObject *sp_encrypt(PyObject *self, PyObject *const *args, size_t nargsf
     return out;
 }
 
-static PyObject *sp_decrypt(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+/* the payload of a packet up to this size is decrypted on the stack and copied
+ * once into its bytes object; larger ones go into a bytes object of the whole
+ * encrypted part, shrunk afterwards (in place with the full API) */
+#define STACK_DECRYPT_MAX 2048
+
+/* a memset the compiler cannot drop as a dead store */
+static void *(*const volatile wipe)(void *, int, size_t) = memset;
+
+/* a bytes object of the first `got` octets of `big` (consumed) */
+static PyObject *shrink(PyObject *big, size_t got) {
+#ifdef Py_LIMITED_API
+    if ((size_t)BYTES_SIZE(big) == got) return big;
+    PyObject *out = PyBytes_FromStringAndSize(BYTES_DATA(big), (Py_ssize_t)got);
+    Py_DECREF(big);
+    return out;
+#else
+    if (_PyBytes_Resize(&big, (Py_ssize_t)got) < 0) return NULL;
+    return big;
+#endif
+}
+
+static PyObject *sp_decrypt(PyObject *self, PyObject *const *args, Py_ssize_t n, PyObject *kwnames) {
     void *sa = ((SinglePacketESP *)self)->sa;
     size_t framing = ((SinglePacketESP *)self)->framing;
-    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames || !sa || !decrypt || !PyBytes_CheckExact(args[0]))
-        return forward(self, str_decrypt_general, args, nargsf, kwnames);
-    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(args[0]);
-    size_t len = (size_t)PyBytes_GET_SIZE(args[0]), got = 0;
+    if (n != 1 || kwnames || !sa || !decrypt || !PyBytes_CheckExact(args[0]))
+        return forward(self, str_decrypt_general, args, n, kwnames);
+    const uint8_t *data = (const uint8_t *)BYTES_DATA(args[0]);
+    size_t len = (size_t)BYTES_SIZE(args[0]), got = 0;
     int nh = 0, r;
     uint64_t seq = 0;
     /* room for the whole encrypted part (the core decrypts all of it there);
-     * the payload is that less the padding, so the final resize shrinks the
-     * object by a few octets at most. A packet shorter than its framing gets
-     * an error from the core. */
+     * the payload is that less the padding. A packet shorter than its framing
+     * gets an error from the core. */
     size_t room = len > framing ? len - framing + 2 : 1;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)room);
-    if (!out) return NULL;
-    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
-    if (len > RELEASE_GIL_ABOVE) {
+    PyObject *out;
+    if (room <= STACK_DECRYPT_MAX) {
+        uint8_t buf[STACK_DECRYPT_MAX];
+        if (len > RELEASE_GIL_ABOVE) {
+            Py_BEGIN_ALLOW_THREADS
+            r = decrypt(sa, data, len, buf, room, &got, &nh, &seq);
+            Py_END_ALLOW_THREADS
+        } else {
+            r = decrypt(sa, data, len, buf, room, &got, &nh, &seq);
+        }
+        if (r < 0) {
+            wipe(buf, 0, room);   /* may hold plaintext of a packet that failed late */
+            return fail(r, "ESP decrypt");
+        }
+        out = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)got);
+        wipe(buf, 0, got);
+        if (!out) return NULL;
+    } else {
+        PyObject *big = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)room);
+        if (!big) return NULL;
+        uint8_t *dst = (uint8_t *)BYTES_DATA(big);
         Py_BEGIN_ALLOW_THREADS
         r = decrypt(sa, data, len, dst, room, &got, &nh, &seq);
         Py_END_ALLOW_THREADS
-    } else {
-        r = decrypt(sa, data, len, dst, room, &got, &nh, &seq);
+        if (r < 0) {
+            Py_DECREF(big);
+            return fail(r, "ESP decrypt");
+        }
+        if (!(out = shrink(big, got))) return NULL;
     }
-    if (r < 0) {
-        Py_DECREF(out);
-        return fail(r, "ESP decrypt");
-    }
-    if (_PyBytes_Resize(&out, (Py_ssize_t)got) < 0) return NULL;
     PyObject *next_header = PyLong_FromLong(nh);
     if (!next_header) { Py_DECREF(out); return NULL; }
-    PyObject *t = PyTuple_New(2);
-    if (!t) { Py_DECREF(out); Py_DECREF(next_header); return NULL; }
-    PyTuple_SET_ITEM(t, 0, out);
-    PyTuple_SET_ITEM(t, 1, next_header);
+    PyObject *t = PyTuple_Pack(2, out, next_header);
+    Py_DECREF(out);
+    Py_DECREF(next_header);
     return t;
 }
 
@@ -184,14 +246,28 @@ static PyMethodDef sp_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject SinglePacketESP_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "ikecore._fastpath.SinglePacketESP",
-    .tp_basicsize = sizeof(SinglePacketESP),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Base of ikecore.esp.EspSA: its single-packet encrypt and decrypt in C.",
-    .tp_methods = sp_methods,
-    .tp_new = PyType_GenericNew,
+/* A heap type (the limited API has no static ones): it holds a reference to
+ * itself from each instance, which its dealloc drops, as heap types must. */
+static void sp_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot sp_slots[] = {
+    {Py_tp_doc, (void *)"Base of ikecore.esp.EspSA: its single-packet encrypt and decrypt in C."},
+    {Py_tp_methods, sp_methods},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_dealloc, (void *)sp_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec sp_spec = {
+    .name = "ikecore._fastpath.SinglePacketESP",
+    .basicsize = sizeof(SinglePacketESP),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = sp_slots,
 };
 
 /* ---- session resumption tickets: TicketKey, the C base of
@@ -223,8 +299,10 @@ static PyObject *fp_bind_tickets(PyObject *module, PyObject *const *args, Py_ssi
     if (!PyCallable_Check(args[2])) { PyErr_SetString(PyExc_TypeError, "raise_error must be callable"); return NULL; }
     ticket_seal = (ticket_seal_fn)s;
     ticket_open = (ticket_open_fn)o;
+    PyObject *old = ticket_raise_error;
     Py_INCREF(args[2]);
-    Py_XSETREF(ticket_raise_error, args[2]);
+    ticket_raise_error = args[2];
+    Py_XDECREF(old);
     Py_RETURN_NONE;
 }
 
@@ -243,18 +321,18 @@ typedef struct {
     void *key;         /* ikc_ticket_key *, owned by the subclass (its cffi handle) */
 } TicketKey;
 
-static PyObject *tk_seal(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+static PyObject *tk_seal(PyObject *self, PyObject *const *args, Py_ssize_t n, PyObject *kwnames) {
     void *key = ((TicketKey *)self)->key;
-    if (PyVectorcall_NARGS(nargsf) != 3 || kwnames || !key || !ticket_seal || !PyBytes_CheckExact(args[0]) ||
+    if (n != 3 || kwnames || !key || !ticket_seal || !PyBytes_CheckExact(args[0]) ||
         !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2]))
-        return forward(self, str_seal_general, args, nargsf, kwnames);
-    size_t plain_len = (size_t)PyBytes_GET_SIZE(args[0]), header_len = (size_t)PyBytes_GET_SIZE(args[2]);
+        return forward(self, str_seal_general, args, n, kwnames);
+    size_t plain_len = (size_t)BYTES_SIZE(args[0]), header_len = (size_t)BYTES_SIZE(args[2]);
     size_t total = header_len + TICKET_OVERHEAD + plain_len;   /* the core bounds every length */
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     if (!out) return NULL;
-    int r = ticket_seal(key, (const uint8_t *)PyBytes_AS_STRING(args[2]), header_len,
-                        (const uint8_t *)PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]),
-                        (const uint8_t *)PyBytes_AS_STRING(args[0]), plain_len, PyBytes_AS_STRING(out), total);
+    int r = ticket_seal(key, (const uint8_t *)BYTES_DATA(args[2]), header_len,
+                        (const uint8_t *)BYTES_DATA(args[1]), (size_t)BYTES_SIZE(args[1]),
+                        (const uint8_t *)BYTES_DATA(args[0]), plain_len, BYTES_DATA(out), total);
     if (r < 0) {
         Py_DECREF(out);
         return ticket_fail(r, "ticket seal");
@@ -262,29 +340,30 @@ static PyObject *tk_seal(PyObject *self, PyObject *const *args, size_t nargsf, P
     return out;
 }
 
-static PyObject *tk_open(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+static PyObject *tk_open(PyObject *self, PyObject *const *args, Py_ssize_t n, PyObject *kwnames) {
     void *key = ((TicketKey *)self)->key;
-    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames || !key || !ticket_open || !PyBytes_CheckExact(args[0]) ||
+    if (n != 2 || kwnames || !key || !ticket_open || !PyBytes_CheckExact(args[0]) ||
         !PyLong_CheckExact(args[1]))
-        return forward(self, str_open_general, args, nargsf, kwnames);
+        return forward(self, str_open_general, args, n, kwnames);
     Py_ssize_t header_len = PyLong_AsSsize_t(args[1]);
     if (header_len < 0) {
         if (PyErr_Occurred()) PyErr_Clear();
-        return forward(self, str_open_general, args, nargsf, kwnames);   /* its ValueError */
+        return forward(self, str_open_general, args, n, kwnames);   /* its ValueError */
     }
-    size_t len = (size_t)PyBytes_GET_SIZE(args[0]), got = 0;
+    size_t len = (size_t)BYTES_SIZE(args[0]), got = 0;
     /* too short for its framing: the core says so (IKC_ERR_TRUNCATED) */
     size_t room = len >= (size_t)header_len + TICKET_OVERHEAD ? len - (size_t)header_len - TICKET_OVERHEAD : 0;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(room ? room : 1));
     if (!out) return NULL;
-    int r = ticket_open(key, (const uint8_t *)PyBytes_AS_STRING(args[0]), len, (size_t)header_len,
-                        PyBytes_AS_STRING(out), room ? room : 1, &got);
+    int r = ticket_open(key, (const uint8_t *)BYTES_DATA(args[0]), len, (size_t)header_len,
+                        BYTES_DATA(out), room ? room : 1, &got);
     if (r < 0) {
         Py_DECREF(out);
         return ticket_fail(r, "ticket open");
     }
-    if (got != (room ? room : 1) && _PyBytes_Resize(&out, (Py_ssize_t)got) < 0) return NULL;
-    return out;
+    /* AES-GCM: the plaintext is exactly `room` octets, so this shrinks only the
+     * empty ticket's 1-octet placeholder */
+    return shrink(out, got);
 }
 
 /* _bind_key(address): the ikc_ticket_key * this object serves (0: none, calls go to Python) */
@@ -311,14 +390,19 @@ static PyMethodDef tk_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject TicketKey_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "ikecore._fastpath.TicketKey",
-    .tp_basicsize = sizeof(TicketKey),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Base of ikecore.crypto.TicketCipher: its seal and open in C.",
-    .tp_methods = tk_methods,
-    .tp_new = PyType_GenericNew,
+static PyType_Slot tk_slots[] = {
+    {Py_tp_doc, (void *)"Base of ikecore.crypto.TicketCipher: its seal and open in C."},
+    {Py_tp_methods, tk_methods},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_dealloc, (void *)sp_dealloc},   /* the same heap-type dealloc */
+    {0, NULL},
+};
+
+static PyType_Spec tk_spec = {
+    .name = "ikecore._fastpath.TicketKey",
+    .basicsize = sizeof(TicketKey),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = tk_slots,
 };
 
 static PyMethodDef module_methods[] = {
@@ -337,8 +421,6 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&SinglePacketESP_Type) < 0) return NULL;
-    if (PyType_Ready(&TicketKey_Type) < 0) return NULL;
     str_encrypt_general = PyUnicode_InternFromString("_encrypt_general");
     str_decrypt_general = PyUnicode_InternFromString("_decrypt_general");
     if (!str_encrypt_general || !str_decrypt_general) return NULL;
@@ -347,15 +429,17 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (!str_seal_general || !str_open_general) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    Py_INCREF(&SinglePacketESP_Type);
-    if (PyModule_AddObject(m, "SinglePacketESP", (PyObject *)&SinglePacketESP_Type) < 0) {
-        Py_DECREF(&SinglePacketESP_Type);
+    PyObject *type = PyType_FromSpec(&sp_spec);
+    if (!type) { Py_DECREF(m); return NULL; }
+    if (PyModule_AddObject(m, "SinglePacketESP", type) < 0) {   /* steals on success */
+        Py_DECREF(type);
         Py_DECREF(m);
         return NULL;
     }
-    Py_INCREF(&TicketKey_Type);
-    if (PyModule_AddObject(m, "TicketKey", (PyObject *)&TicketKey_Type) < 0) {
-        Py_DECREF(&TicketKey_Type);
+    PyObject *ticket_type = PyType_FromSpec(&tk_spec);
+    if (!ticket_type) { Py_DECREF(m); return NULL; }
+    if (PyModule_AddObject(m, "TicketKey", ticket_type) < 0) {
+        Py_DECREF(ticket_type);
         Py_DECREF(m);
         return NULL;
     }

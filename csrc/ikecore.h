@@ -1,7 +1,7 @@
 /*
  * ikecore.h - the whole FFI contract between the C core and Python.
  *
- * build.py hands everything between the CDEF markers to cffi's cdef, so this
+ * build_ffi.py hands everything between the CDEF markers to cffi's cdef, so this
  * region may only hold what cffi parses: plain integer #defines, opaque
  * typedefs and prototypes. No OpenSSL type crosses this boundary.
  *

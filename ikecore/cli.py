@@ -12,9 +12,13 @@ def _info(args: argparse.Namespace) -> int:
     from .crypto import backend
 
     rep = backend.report()
+    vaes, vaes_why = backend.aes_gcm_vaes()
     data = {
         "ikecore": __version__,
         "openssl": rep.openssl_version,
+        "libcrypto": backend.loaded_libcrypto(),
+        "aes_gcm_vaes": vaes,
+        "aes_gcm_vaes_reason": vaes_why,
         "providers_loaded": list(rep.loaded_providers),
         "provider_by_class": {"mac": rep.mac_provider, "cipher": rep.cipher_provider,
                               "kdf": rep.kdf_provider},
@@ -25,12 +29,20 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"ikecore {data['ikecore']}")
     print(f"OpenSSL  {data['openssl']}")
+    print(f"libcrypto loaded: {data['libcrypto'] or 'unknown'}")
+    said = {True: "yes", False: "no", None: "unknown"}[vaes]
+    print(f"AES-GCM on VAES (AVX-512): {said} ({vaes_why})")
     print(f"providers loaded: {', '.join(data['providers_loaded'])}")
     for cls, prov in data["provider_by_class"].items():
         print(f"  {cls:<7} served by {prov}")
     flags = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in rep.cpu_features.items())
     print(f"CPU: {flags}")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmarks.runner import run
+    return run(args)
 
 
 # ------------------------------------------------------------------ gateway --
@@ -362,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, OpenSSL providers per operation class, CPU features")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
+    bench = sub.add_parser("bench", help="benchmark suite for sizing a server: ESP, SK, key schedules, handshakes, "
+                           "each against a baseline measured in the same run")
+    from .benchmarks.runner import add_arguments
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
     _add_gateway_commands(sub)
     return parser
 

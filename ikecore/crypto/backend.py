@@ -56,3 +56,74 @@ def report() -> BackendReport:
         kdf_provider=fields["kdf"],
         cpu_features=cpu_features(),
     )
+
+
+def loaded_libcrypto() -> str | None:
+    """Path of the libcrypto this process has mapped (the system's, or the copy
+    a manylinux wheel bundles in ikecore.libs/); None where /proc is not there."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split(None, 5)[-1].strip()
+                if "/libcrypto" in path:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def _openssl_version_tuple(text: str) -> tuple[int, ...]:
+    for word in text.split():
+        parts = word.split(".")
+        if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]):
+            return tuple(int(p) for p in parts[:2])
+    return ()
+
+
+def _cpuinfo_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# what OpenSSL's VAES AES-GCM (aes-gcm-avx512.pl, OpenSSL 3.1 onwards) asks of the CPU
+_VAES_GCM_FLAGS = ("vaes", "vpclmulqdq", "avx512f", "avx512bw", "avx512vl")
+
+
+def aes_gcm_vaes() -> tuple[bool | None, str]:
+    """Whether the loaded OpenSSL's AES-GCM runs on VAES + VPCLMULQDQ (AVX-512),
+    with the reason. OpenSSL picks its GCM code at run time from the CPU; the
+    VAES code is in OpenSSL 3.1 onwards (3.0 stops at AES-NI + AVX), and needs
+    the flags above, which /proc/cpuinfo lists only where the kernel enabled
+    the AVX-512 state. None where it cannot be told (OPENSSL_ia32cap set, not
+    Linux, not x86)."""
+    import os
+    import platform
+
+    return vaes_verdict(ffi.string(lib.ikc_openssl_version_text()).decode(), _cpuinfo_flags(),
+                        platform.machine(), os.environ.get("OPENSSL_ia32cap"))
+
+
+def vaes_verdict(openssl_version: str, cpu_flags: set[str], machine: str,
+                 ia32cap: str | None) -> tuple[bool | None, str]:
+    """aes_gcm_vaes's decision from its inputs (kept apart so that it is tested)."""
+    if machine not in ("x86_64", "AMD64", "i686"):
+        return None, f"not x86 ({machine})"
+    if ia32cap:
+        return None, "OPENSSL_ia32cap overrides the CPU flags OpenSSL sees"
+    version = _openssl_version_tuple(openssl_version)
+    if not version:
+        return None, "OpenSSL version not understood"
+    if version < (3, 1):
+        return False, f"OpenSSL {version[0]}.{version[1]} has no VAES AES-GCM (3.1 onwards)"
+    if not cpu_flags:
+        return None, "no /proc/cpuinfo"
+    missing = [f for f in _VAES_GCM_FLAGS if f not in cpu_flags]
+    if missing:
+        return False, "the CPU lacks " + ", ".join(missing)
+    return True, f"OpenSSL {version[0]}.{version[1]} and a CPU with " + ", ".join(_VAES_GCM_FLAGS)

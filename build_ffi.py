@@ -1,8 +1,16 @@
-"""cffi build script (API mode, out-of-line) for ikecore._native.
+"""cffi build script (API mode, out-of-line) for ikecore._native, and the
+Extension of ikecore._fastpath.
 
 The cdef is the region of csrc/ikecore.h between the CDEF markers: that header
-is the whole FFI contract. Used by setuptools through `cffi_modules`, and
-runnable directly (`python build.py`) for an in-place developer build.
+is the whole FFI contract. Used by setuptools through `cffi_modules` (setup.py),
+and runnable directly (`python build_ffi.py`) for an in-place developer build.
+Named build_ffi.py, not build.py, so that it does not shadow the `build`
+package (`python -m build` from the repository root).
+
+Both modules are built on the limited API (abi3, CPython 3.10 onwards: cffi
+does that for _native itself): one wheel serves every CPython from 3.10.
+IKECORE_FASTPATH_ABI=full builds _fastpath per Python version instead (the
+comparison in docs/packaging.md).
 
 IKECORE_SANITIZE=1 builds with AddressSanitizer and UBSan (see README).
 """
@@ -64,15 +72,35 @@ ffibuilder.set_source(
     extra_link_args=_ldflags,
 )
 
+# the oldest CPython the abi3 modules serve (METH_FASTCALL is in the stable ABI from 3.10)
+LIMITED_API_VERSION = 0x030A0000
+LIMITED_API_TAG = "cp310"
+
+
+def fastpath_limited_api() -> bool:
+    """Whether _fastpath is built on the limited API (the default; not on a
+    free-threaded CPython, which has no abi3)."""
+    import sysconfig
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return False
+    return os.environ.get("IKECORE_FASTPATH_ABI", "abi3") != "full"
+
+
 def fastpath_extension():
     """The setuptools Extension of ikecore._fastpath (setup.py adds it)."""
     from setuptools import Extension
-    return Extension("ikecore._fastpath", [f"csrc/{FASTPATH_SOURCE}"],
-                     extra_compile_args=_cflags, extra_link_args=_ldflags)
+    limited = fastpath_limited_api()
+    macros = [("Py_LIMITED_API", hex(LIMITED_API_VERSION))] if limited else []
+    return Extension("ikecore._fastpath", [f"csrc/{FASTPATH_SOURCE}"], define_macros=macros,
+                     py_limited_api=limited, extra_compile_args=_cflags, extra_link_args=_ldflags)
 
 
 def _build_fastpath_inplace() -> None:
     from setuptools import Distribution
+    # an in-place build of the other flavour would sit beside this one, and
+    # Python prefers the version-tagged name: keep one
+    for old in (ROOT / "ikecore").glob("_fastpath.*.so"):
+        old.unlink()
     dist = Distribution({"name": "ikecore-fastpath", "ext_modules": [fastpath_extension()],
                          "script_args": ["build_ext", "--inplace", "--build-temp", "build/fastpath"]})
     dist.parse_command_line()

@@ -1,0 +1,196 @@
+"""Session resumption (RFC 5723) and full handshakes through a client and a
+gateway endpoint in memory, the gateway serving its ticket store from a dict
+(the one store round trip the I/O layer makes per resumption). For `ikecore
+bench` (suite_resumption) and bench/bench_resumption.py."""
+from __future__ import annotations
+
+import datetime
+import random
+import time
+
+from ..protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
+                               RemoteAuth, TrafficSelectorSpec)
+from ..protocol.endpoint import IkeEndpoint
+from ..protocol.tickets import TicketCheck, TicketPut
+from ..resumption import TicketAuthority, TicketKeyRing
+
+ADDR_I, ADDR_R = ("192.0.2.1", 500), ("192.0.2.2", 500)
+PSK = b"benchmark pre-shared key 0123456789"
+WALL_OFFSET = 1_700_000_000.0
+CERT_TIME = datetime.datetime(2025, 6, 1, tzinfo=datetime.timezone.utc)
+TARGETS = {"psk-x25519": 2.0, "rsa2048-x25519": 5.0}
+
+
+def _child(local: str, remote: str) -> ChildConfig:
+    return ChildConfig("net", [TrafficSelectorSpec.parse(local)], [TrafficSelectorSpec.parse(remote)],
+                       [EspProposal.parse("aes256gcm16")])
+
+
+def _rsa_pki():
+    """An RSA-2048 CA and one RSA-2048 leaf per side (SAN = the IKE identity)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from ikecore.protocol.auth import TrustStore
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(subject, key, issuer, issuer_key, ca, san=None):
+        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(CERT_TIME - datetime.timedelta(days=1))
+             .not_valid_after(CERT_TIME + datetime.timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                                critical=True)
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+    ca_key = rsa.generate_private_key(65537, 2048)
+    ca = cert("bench CA", ca_key, "bench CA", ca_key, True)
+    store = TrustStore([ca])
+    out = {}
+    for who in ("client.bench", "gw.bench"):
+        key = rsa.generate_private_key(65537, 2048)
+        out[who] = LocalAuth(private_key=key, certificates=(cert(who, key, "bench CA", ca_key, False, who),))
+    return out, store
+
+
+_PKI = None
+
+
+def configs(auth: str, *, resumption: bool):
+    """Client and gateway configurations; with ``resumption`` the gateway issues tickets."""
+    global _PKI
+    ids = ("client.bench", "gw.bench")
+    if auth == "psk":
+        local = {i: LocalAuth(psk=PSK) for i in ids}
+        remote = {i: RemoteAuth(psk=PSK) for i in ids}
+    else:
+        if _PKI is None:
+            _PKI = _rsa_pki()
+        local, store = _PKI
+        remote = {i: RemoteAuth(trust_store=store) for i in ids}
+    common = dict(proposals=[IkeProposal.parse("aes256gcm16-prfsha256-x25519")], dpd_delay=0,
+                  resumption=resumption, wall_clock=lambda now: now + WALL_OFFSET,
+                  certificate_time=lambda now: CERT_TIME)
+    ci = IkeConfig(local_id=Identity.parse(ids[0]), local_auth=local[ids[0]], remote_auth=remote[ids[1]],
+                   remote_id=Identity.parse(ids[1]), children=[_child("10.1.0.0/16", "10.2.0.0/16")],
+                   name="bench", **common)
+    authority = None
+    if resumption:
+        rnd = random.Random(11)
+        authority = TicketAuthority(TicketKeyRing(rng=rnd.randbytes, now=WALL_OFFSET), rng=rnd.randbytes)
+    cr = IkeConfig(local_id=Identity.parse(ids[1]), local_auth=local[ids[1]], remote_auth=remote[ids[0]],
+                   remote_id=Identity.parse(ids[0]), children=[_child("10.2.0.0/16", "10.1.0.0/16")],
+                   name="bench", ticket_authority=authority, **common)
+    return ci, cr
+
+
+class Link:
+    """A client and a gateway endpoint that live across rounds, a lossless wire,
+    and the gateway's ticket store (a dict: SET NX / GETDEL / SET)."""
+
+    def __init__(self, cfg_i, cfg_r, seed: int, now: float = 1000.0):
+        self.now = now
+        self.cfg_i = cfg_i
+        self.ei = IkeEndpoint(cfg_i, rng=random.Random(seed).randbytes, now=now)
+        self.er = IkeEndpoint(cfg_r, rng=random.Random(seed + 1).randbytes, now=now)
+        self.store: dict = {}
+        self.responder_s = 0.0
+        self.round_trips = 0
+
+    def _serve_store(self) -> bool:
+        ops = self.er.ticket_store_ops()
+        for op in ops:
+            if isinstance(op, TicketPut):
+                self.store[op.key] = op.value
+            elif isinstance(op, TicketCheck):
+                self.round_trips += 1
+                if op.by_reference:
+                    result = self.store.pop(op.take_key, None)
+                else:
+                    result = op.spend_key not in self.store
+                    self.store[op.spend_key] = b"1"
+                t0 = time.perf_counter()
+                self.er.ticket_checked(op.token, result, self.now)
+                self.responder_s += time.perf_counter() - t0
+        return bool(ops)
+
+    def pump(self) -> None:
+        ei, er, now, clock = self.ei, self.er, self.now, time.perf_counter
+        while True:
+            moved = False
+            for data, remote, local in ei.datagrams_to_send():
+                t0 = clock()
+                er.receive_datagram(data, local, remote, now)
+                self.responder_s += clock() - t0
+                moved = True
+            moved |= self._serve_store()
+            for data, remote, local in er.datagrams_to_send():
+                ei.receive_datagram(data, local, remote, now)
+                moved = True
+            if not moved:
+                break
+        for ep in (ei, er):            # events are not kept: they would pile up over rounds
+            while ep.next_event() is not None:
+                pass
+
+    def _finish(self, conn):
+        if not conn.established or not conn.children:
+            raise AssertionError("the benchmark exchange did not complete")
+        conn.suspend(self.now)         # the client goes away without a Delete, keeping its ticket
+        self.ei.collect_all()
+        self.now += 0.001
+        return conn
+
+    def handshake(self):
+        conn = self.ei.connect(self.cfg_i, ADDR_I, ADDR_R, self.now)
+        self.pump()
+        return self._finish(conn)
+
+    def resumption(self):
+        conn = self.ei.resume(self.cfg_i, ADDR_I, ADDR_R, self.now)
+        self.pump()
+        if conn.resumed is None:
+            raise AssertionError("the benchmark fell back to a full handshake")
+        return self._finish(conn)
+
+
+def _link(auth: str, *, resumption: bool, seed: int = 1) -> Link:
+    link = Link(*configs(auth, resumption=resumption), seed)
+    link.handshake()                  # the first ticket (and warm caches)
+    return link
+
+
+def full_handshake_fn(auth: str, *, tickets: bool = False):
+    """A full handshake; with ``tickets`` the gateway also issues a ticket in it
+    (what a full handshake costs where resumption is on)."""
+    link = _link(auth, resumption=tickets)
+    return link.handshake
+
+
+def resumption_fn(auth: str):
+    link = _link(auth, resumption=True)
+    return link.resumption
+
+
+def responder_ms(auth: str, rounds: int = 15, per_round: int = 40) -> tuple[float, float]:
+    """Gateway CPU (ms) per resumption and per full handshake: the best round of
+    each, the two measured alternately so that a busy neighbour hits both alike."""
+    links = {True: _link(auth, resumption=True), False: _link(auth, resumption=False)}
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(rounds):
+        for resumed, link in links.items():
+            fn = link.resumption if resumed else link.handshake
+            link.responder_s = 0.0
+            for _ in range(per_round):
+                fn()
+            best[resumed] = min(best[resumed], link.responder_s / per_round * 1000)
+    return best[True], best[False]
