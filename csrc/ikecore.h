@@ -32,6 +32,7 @@
 #define IKC_ERR_STATE        -14   /* call not valid in this object's state */
 
 /* IANA transform ids (RFC 7296 §3.3.2) */
+#define IKC_PRF_HMAC_SHA1       2   /* legacy peers only (RFC 8247 §2.3: MUST) */
 #define IKC_PRF_HMAC_SHA2_256   5
 #define IKC_PRF_HMAC_SHA2_384   6
 #define IKC_PRF_HMAC_SHA2_512   7
@@ -45,6 +46,7 @@
 #define IKC_ENCR_CHACHA20_POLY1305 28
 
 #define IKC_INTEG_NONE                  0
+#define IKC_INTEG_HMAC_SHA1_96          2   /* RFC 2404; legacy peers only (RFC 8247 §2.4) */
 #define IKC_INTEG_HMAC_SHA2_256_128    12
 #define IKC_INTEG_HMAC_SHA2_384_192    13
 #define IKC_INTEG_HMAC_SHA2_512_256    14
@@ -331,6 +333,11 @@ uint32_t ikc_spd_count(const ikc_spd *spd);
 #define IKC_TALLY_SIZE     24
 int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *v,
                     uint32_t *spis, uint32_t cap, uint32_t *tally, uint32_t ntally);
+/* sas NULL and nsas 0 in ikc_spd_receive: each packet's SA is the one bound
+ * to its SPI, found by hash (no work that grows with the number of SAs).
+ * bind: an inbound SA (made with its decrypt side) for an SPI in the table,
+ * or NULL to unbind; the caller keeps it alive while it is bound. */
+int ikc_spd_bind(ikc_spd *spd, uint32_t spi, ikc_esp *sa);
 /* spis: cap entries, one per packet; groups: groups_cap entries, receives the
  * distinct SPIs routed to, in order of first appearance (at most one per
  * packet, so groups_cap >= the vector's count always suffices; less is

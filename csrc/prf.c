@@ -181,6 +181,7 @@ void ikc_hmac_release(ikc_hmac *h) {
 
 int ikc_integ_params(int integ_id, size_t *key_len, size_t *icv_len, ikc_md_kind *md) {
     switch (integ_id) {
+    case IKC_INTEG_HMAC_SHA1_96:      *key_len = 20; *icv_len = 12; *md = IKC_MD_SHA1;   return IKC_OK;
     case IKC_INTEG_HMAC_SHA2_256_128: *key_len = 32; *icv_len = 16; *md = IKC_MD_SHA256; return IKC_OK;
     case IKC_INTEG_HMAC_SHA2_384_192: *key_len = 48; *icv_len = 24; *md = IKC_MD_SHA384; return IKC_OK;
     case IKC_INTEG_HMAC_SHA2_512_256: *key_len = 64; *icv_len = 32; *md = IKC_MD_SHA512; return IKC_OK;
@@ -292,12 +293,14 @@ typedef struct {
 } prf_state;
 
 static int is_hmac_prf(int id) {
-    return id == IKC_PRF_HMAC_SHA2_256 || id == IKC_PRF_HMAC_SHA2_384 || id == IKC_PRF_HMAC_SHA2_512;
+    return id == IKC_PRF_HMAC_SHA1 || id == IKC_PRF_HMAC_SHA2_256 || id == IKC_PRF_HMAC_SHA2_384
+        || id == IKC_PRF_HMAC_SHA2_512;
 }
 
 int ikc_prf_output_len(int prf_id, size_t *out_len) {
     if (!out_len) return IKC_ERR_ARG;
     switch (prf_id) {
+    case IKC_PRF_HMAC_SHA1:     *out_len = 20; return IKC_OK;
     case IKC_PRF_HMAC_SHA2_256: *out_len = 32; return IKC_OK;
     case IKC_PRF_HMAC_SHA2_384: *out_len = 48; return IKC_OK;
     case IKC_PRF_HMAC_SHA2_512: *out_len = 64; return IKC_OK;
@@ -353,10 +356,12 @@ static int prf_init(prf_state *st, int prf_id, const uint8_t *key, size_t key_le
     st->id = prf_id;
     if (!key && key_len) return IKC_ERR_ARG;
     switch (prf_id) {
+    case IKC_PRF_HMAC_SHA1:
     case IKC_PRF_HMAC_SHA2_256:
     case IKC_PRF_HMAC_SHA2_384:
     case IKC_PRF_HMAC_SHA2_512: {
-        ikc_md_kind md = prf_id == IKC_PRF_HMAC_SHA2_256 ? IKC_MD_SHA256
+        ikc_md_kind md = prf_id == IKC_PRF_HMAC_SHA1 ? IKC_MD_SHA1
+                       : prf_id == IKC_PRF_HMAC_SHA2_256 ? IKC_MD_SHA256
                        : prf_id == IKC_PRF_HMAC_SHA2_384 ? IKC_MD_SHA384 : IKC_MD_SHA512;
         rc = ikc_hmac_init_kdf(&st->hmac, md, key, key_len);
         if (rc == IKC_OK) rc = ikc_hmac_begin(&st->hmac);

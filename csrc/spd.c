@@ -25,6 +25,8 @@ typedef struct {
     uint32_t n_local, n_remote;
     ikc_ts *ts;                   /* n_local local selectors, then n_remote remote ones */
     uint64_t drops;
+    uint64_t seq;                 /* when it was added: the newest routable SA wins */
+    ikc_esp *sa;                  /* the inbound SA bound to this SPI, if any */
 } spd_entry;
 
 typedef struct {
@@ -43,8 +45,9 @@ typedef struct {
 } flow_slot;
 
 struct ikc_spd {
-    spd_entry *ent;               /* insertion order: the newest last */
+    spd_entry *ent;               /* unordered (a removal moves the last entry into the hole) */
     uint32_t n, cap;
+    uint64_t next_seq;
     uint32_t *index;              /* entry number + 1 by SPI hash; 0: free */
     uint32_t index_mask;
     uint64_t generation;
@@ -73,11 +76,35 @@ static void index_install(ikc_spd *spd, uint32_t *idx, uint32_t size) {
     spd->generation++;            /* every cached route is stale now */
 }
 
+/* the index slot that holds entry number k (0-based) */
+static uint32_t slot_of(const ikc_spd *spd, uint32_t k) {
+    uint32_t h = spi_hash(spd->ent[k].spi) & spd->index_mask;
+    while (spd->index[h] != k + 1) h = (h + 1) & spd->index_mask;
+    return h;
+}
+
 static spd_entry *find(const ikc_spd *spd, uint32_t spi) {
     uint32_t h = spi_hash(spi) & spd->index_mask;
     for (uint32_t k; (k = spd->index[h]) != 0; h = (h + 1) & spd->index_mask)
         if (spd->ent[k - 1].spi == spi) return &spd->ent[k - 1];
     return NULL;
+}
+
+/* linear probing deletion by backward shift: no tombstones, so lookups stay short */
+static void index_delete(ikc_spd *spd, uint32_t i) {
+    uint32_t mask = spd->index_mask, j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint32_t k = spd->index[j];
+        if (!k) break;
+        uint32_t home = spi_hash(spd->ent[k - 1].spi) & mask;
+        /* the entry at j may move to i if i lies on its probe path from home to j */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            spd->index[i] = k;
+            i = j;
+        }
+    }
+    spd->index[i] = 0;
 }
 
 int ikc_spd_new(ikc_spd **out) {
@@ -130,9 +157,13 @@ int ikc_spd_set(ikc_spd *spd, uint32_t spi, const ikc_ts *local, size_t n_local,
         return IKC_OK;
     }
     if (spd->n >= SPD_MAX_ENTRIES) { free(ts); return IKC_ERR_LIMIT; }
-    uint32_t size;
-    uint32_t *idx = index_alloc(spd->n + 1, &size);
-    if (!idx) { free(ts); return IKC_ERR_NOMEM; }
+    /* the index grows by doubling (amortised O(1) an SA); otherwise the new
+     * entry goes straight in: no whole-table work per SA */
+    uint32_t size = 0, *idx = NULL;
+    if ((spd->n + 1) * 2u > spd->index_mask + 1) {
+        idx = index_alloc(spd->n + 1, &size);
+        if (!idx) { free(ts); return IKC_ERR_NOMEM; }
+    }
     if (spd->n == spd->cap) {
         uint32_t cap = spd->cap ? spd->cap * 2 : 16;
         spd_entry *grown = realloc(spd->ent, cap * sizeof(*grown));
@@ -147,7 +178,15 @@ int ikc_spd_set(ikc_spd *spd, uint32_t spi, const ikc_ts *local, size_t n_local,
     e->n_local = (uint32_t)n_local;
     e->n_remote = (uint32_t)n_remote;
     e->flags = flags;
-    index_install(spd, idx, size);
+    e->seq = ++spd->next_seq;
+    if (idx) {
+        index_install(spd, idx, size);
+    } else {
+        uint32_t h = spi_hash(spi) & spd->index_mask;
+        while (spd->index[h]) h = (h + 1) & spd->index_mask;
+        spd->index[h] = spd->n;             /* entry number n - 1, plus one */
+        spd->generation++;                  /* cached routes may now prefer it */
+    }
     return IKC_OK;
 }
 
@@ -164,14 +203,23 @@ int ikc_spd_remove(ikc_spd *spd, uint32_t spi) {
     if (!spd) return IKC_ERR_ARG;
     spd_entry *e = find(spd, spi);
     if (!e) return IKC_ERR_SPI;
-    uint32_t size;
-    uint32_t *idx = index_alloc(spd->n - 1, &size);
-    if (!idx) return IKC_ERR_NOMEM;
-    uint32_t k = (uint32_t)(e - spd->ent);
+    uint32_t k = (uint32_t)(e - spd->ent), last = spd->n - 1;
+    index_delete(spd, slot_of(spd, k));
     free(e->ts);
-    memmove(&spd->ent[k], &spd->ent[k + 1], (spd->n - k - 1) * sizeof(*e));   /* keep the order */
+    if (k != last) {                        /* the last entry fills the hole; its seq keeps its age */
+        spd->index[slot_of(spd, last)] = k + 1;
+        spd->ent[k] = spd->ent[last];
+    }
     spd->n--;
-    index_install(spd, idx, size);
+    spd->generation++;                      /* every cached route is stale now */
+    return IKC_OK;
+}
+
+int ikc_spd_bind(ikc_spd *spd, uint32_t spi, ikc_esp *sa) {
+    if (!spd || (sa && !sa->dec)) return IKC_ERR_ARG;
+    spd_entry *e = find(spd, spi);
+    if (!e) return IKC_ERR_SPI;
+    e->sa = sa;
     return IKC_OK;
 }
 
@@ -264,8 +312,25 @@ int ikc_spd_receive(ikc_spd *spd, ikc_esp *const *sas, size_t nsas, ikc_pktvec *
         was_pending[i / 64] |= (uint64_t)1 << (i % 64);
         if (ikc_vec_span_ok(v, i) && v->len[i] >= 4) spis[i] = ikc_get32(pkt_at(v, i));
     }
+    /* no array given: each packet's SA is the one bound to its SPI here, found
+     * through the index; the call below then picks among at most count SAs */
+    ikc_esp **bound = NULL;
+    if (!sas && !nsas && v->count) {
+        bound = malloc(v->count * sizeof(*bound));
+        if (!bound) return IKC_ERR_NOMEM;
+        for (uint32_t i = 0; i < v->count; i++) {
+            if (!spis[i]) continue;
+            spd_entry *e = find(spd, spis[i]);
+            if (!e || !e->sa) continue;
+            size_t m = nsas;                /* packets of one SA come in runs: look back first */
+            while (m > 0 && bound[m - 1] != e->sa) m--;
+            if (m == 0) bound[nsas++] = e->sa;
+        }
+        sas = bound;
+    }
     uint32_t n_ok;
     int rc = ikc_esp_decrypt_vec_multi(sas, nsas, v, NULL, &n_ok);
+    free(bound);
     if (rc != IKC_OK) return rc;
     for (uint32_t i = 0; i < v->count; i++) {
         if (!(was_pending[i / 64] >> (i % 64) & 1)) continue;
@@ -303,9 +368,13 @@ static uint32_t route_one(ikc_spd *spd, const flow *f) {
     flow_slot *c = &spd->cache[flow_hash(f) & (FLOW_CACHE_SLOTS - 1)];
     if (c->generation == spd->generation && memcmp(&c->key, f, sizeof(*f)) == 0) return c->spi;
     uint32_t spi = 0;
-    for (uint32_t k = spd->n; k-- > 0;) {          /* the newest SA first */
+    uint64_t newest = 0;
+    for (uint32_t k = 0; k < spd->n; k++) {        /* the newest SA that covers the flow */
         const spd_entry *e = &spd->ent[k];
-        if ((e->flags & IKC_SPD_ROUTE) && allows(e, f, 1)) { spi = e->spi; break; }
+        if (e->seq > newest && (e->flags & IKC_SPD_ROUTE) && allows(e, f, 1)) {
+            spi = e->spi;
+            newest = e->seq;
+        }
     }
     c->key = *f;
     c->generation = spd->generation;

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -47,6 +48,20 @@ def _bench(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ gateway --
 
+DEFAULT_CONFIG_PATH = "/etc/ikecore/ikecore.toml"
+DEFAULT_CONFIG = __import__("os").environ.get("IKECORE_CONFIG", DEFAULT_CONFIG_PATH)
+
+# the largest UDP payload the demo sends: inner IP + UDP headers and ESP-in-UDP overhead must fit the
+# data plane's 2048-byte packet slots
+DEMO_MAX_SIZE = 1800
+
+
+def _option_error(command: str, option: str, problem) -> int:
+    """A command-line error in the configuration errors' style: one line, the option, exit 2."""
+    print(f"ikecore {command}: {option}: {problem}", file=sys.stderr)
+    return 2
+
+
 def _config_error(exc: Exception) -> int:
     print(f"ikecore: configuration error: {exc}", file=sys.stderr)
     return 2
@@ -54,14 +69,17 @@ def _config_error(exc: Exception) -> int:
 
 def _gateway(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import signal
 
     from .aio import Gateway, load_config, setup_logging
     from .aio.config import KeyExportSpec
     from .errors import ConfigError
 
+    from .aio.control import DEFAULT_CONTROL_SOCKET, ControlServer, read_config, reload_config
+
     try:
-        cfg = load_config(args.config)
+        cfg, fingerprints = read_config(args.config)
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
@@ -72,12 +90,21 @@ def _gateway(args: argparse.Namespace) -> int:
         return 0
     if args.log_level:
         cfg.logging.level = args.log_level
+    if args.log_file:
+        cfg.logging.file = args.log_file
     if args.key_export:
         cfg.key_export = KeyExportSpec(args.key_export)
-    setup_logging(cfg.logging)
+    try:
+        setup_logging(cfg.logging)
+        if args.syslog:
+            _log_to_syslog()
+    except OSError as exc:
+        return _option_error("gateway", "--syslog" if args.syslog else "--log-file",
+                             f"cannot log there: {exc.strerror or exc}")
 
     async def run() -> int:
         gw = Gateway(cfg)
+        gw.config_fingerprints = fingerprints
         writer = None
         if args.pcap:
             from .aio.pcap import PcapWriter
@@ -89,20 +116,58 @@ def _gateway(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         if hasattr(signal, "SIGUSR1"):
             loop.add_signal_handler(signal.SIGUSR1, _report_status, gw, args.status_file)
+        if hasattr(signal, "SIGHUP"):
+            loop.add_signal_handler(signal.SIGHUP, _reload, gw, args.config, reload_config)
+        explicit = args.control_socket or cfg.control_socket
+        control = ControlServer(gw, explicit or DEFAULT_CONTROL_SOCKET, config_path=args.config)
         try:
             await gw.start()
+            try:
+                await control.start()
+            except OSError as exc:
+                if explicit:
+                    raise
+                # the default path is taken (another daemon) or not writable: run without
+                logging.getLogger("ikecore.control").warning(
+                    "no control socket: %s (set [gateway] control_socket or --control-socket)", exc)
         except ConfigError as exc:          # e.g. the store's key ring does not open with our wrapping key
             return _config_error(exc)
         except OSError as exc:
-            print(f"ikecore: cannot start the gateway: {exc}", file=sys.stderr)
+            await gw.stop(timeout=0)
+            if str(exc.strerror or "").startswith("TUN device"):     # the [tun] section cannot be honoured
+                return _config_error(f"{args.config}: tun.name: {exc.strerror}")
+            print(f"ikecore: cannot start the gateway: {exc.strerror or exc}", file=sys.stderr)
             return 1
         await stop.wait()
+        await control.close()
         await gw.stop(timeout=args.shutdown_timeout)
         if writer is not None:
             writer.close()
         return 0
 
     return asyncio.run(run())
+
+
+def _log_to_syslog() -> None:
+    import logging
+    import logging.handlers
+    handler = logging.handlers.SysLogHandler(address="/dev/log",
+                                             facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    handler.setFormatter(logging.Formatter("ikecore[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("ikecore").handlers[:] = [handler]
+
+
+def _reload(gw, path: str, reload_config) -> None:
+    """SIGHUP: read the configuration again; a broken file leaves the old one in force."""
+    import logging
+    from .errors import ConfigError
+    log = logging.getLogger("ikecore.control")
+    try:
+        reload_config(gw, path)
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays: %s", exc)
+    except Exception:            # a reload must never take the daemon down
+        log.exception("reload failed")
 
 
 def _redacted(url: str) -> str:
@@ -163,18 +228,24 @@ def _connect(args: argparse.Namespace) -> int:
             if not args.name:
                 raise ConfigError(f"{args.config}: name the connection to initiate")
             spec = cfg.connection(args.name)
+            if args.initial_contact != spec.ike.initial_contact:
+                import dataclasses
+                spec.ike = dataclasses.replace(spec.ike, initial_contact=args.initial_contact)
             if args.remote:
                 spec.remote_addrs = [args.remote]
             name = args.name
         else:
-            if not (args.remote and args.psk and args.local_ts and args.remote_ts):
-                raise ConfigError("without --config, give REMOTE, --psk, --local-ts and --remote-ts")
+            psk = _connect_psk(args)
+            if not (args.remote and psk and args.local_ts and args.remote_ts):
+                raise ConfigError("without --config, give REMOTE, a PSK (--psk-file, $IKECORE_PSK), "
+                                  "--local-ts and --remote-ts")
             child = ChildConfig("net", [TrafficSelectorSpec.parse(t) for t in args.local_ts],
                                 [TrafficSelectorSpec.parse(t) for t in args.remote_ts],
                                 [EspProposal.parse(p) for p in args.esp])
-            ike = psk_config(args.local_id, args.remote_id, args.psk.encode(), children=[child],
+            ike = psk_config(args.local_id, args.remote_id, psk, children=[child],
                              proposals=[IkeProposal.parse(p) for p in args.proposal], name="connect",
-                             force_encap=True, mobike=args.mobike or bool(args.move_to))
+                             force_encap=True, mobike=args.mobike or bool(args.move_to),
+                             initial_contact=args.initial_contact)
             host = args.remote
             family = ipaddress.ip_address(host).version if _is_ip(host) else 4
             cfg = GatewayConfig(connections={}, listen=args.listen or ["0.0.0.0" if family == 4 else "::"],
@@ -189,6 +260,10 @@ def _connect(args: argparse.Namespace) -> int:
         cfg.key_export = KeyExportSpec(args.key_export)
     cfg.logging = LoggingSpec(level=args.log_level or "warning")
     setup_logging(cfg.logging)
+    if args.initial_contact and not args.json:
+        # RFC 7296 §2.4: the peer deletes every other IKE SA between these identities
+        print("ikecore connect: sending INITIAL_CONTACT: the peer will delete any other tunnel it has "
+              f"with {args.local_id if not args.config else 'this identity'}", file=sys.stderr)
 
     async def run() -> int:
         import time
@@ -254,6 +329,32 @@ def _connect(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _connect_psk(args) -> bytes | None:
+    """The PSK for ``connect``: --psk-file, else $IKECORE_PSK, else --psk (visible
+    to every user in the process list: warned about)."""
+    import os
+    if args.psk_file:
+        try:
+            with open(args.psk_file, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                data = f.read().strip()
+        except OSError as exc:
+            raise ValueError(f"--psk-file: cannot read {args.psk_file!r}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise ValueError(f"--psk-file: {args.psk_file!r} is readable by group or others "
+                             f"(mode {mode & 0o777:04o}): chmod 600 it")
+        if not data:
+            raise ValueError(f"--psk-file: {args.psk_file!r} is empty")
+        return data
+    if os.environ.get("IKECORE_PSK"):
+        return os.environ["IKECORE_PSK"].encode()
+    if args.psk:
+        print("ikecore connect: warning: --psk puts the key in the process list; "
+              "use --psk-file or $IKECORE_PSK", file=sys.stderr)
+        return args.psk.encode()
+    return None
+
+
 def _first_host(ts) -> str:
     """The first usable address of a selector (skips a network address)."""
     import ipaddress
@@ -274,6 +375,22 @@ def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
     from .aio.demo import format_summary, run_demo
+    from .errors import ConfigError
+    from .protocol.config import EspProposal, IkeProposal
+
+    try:
+        IkeProposal.parse(args.ike)
+    except ConfigError as exc:
+        return _option_error("demo", "--ike", exc)
+    try:
+        EspProposal.parse(args.esp)
+    except ConfigError as exc:
+        return _option_error("demo", "--esp", exc)
+    if args.packets < 1:
+        return _option_error("demo", "--packets", f"must be at least 1 (got {args.packets})")
+    if not 8 <= args.size <= DEMO_MAX_SIZE:
+        return _option_error("demo", "--size", f"must be 8..{DEMO_MAX_SIZE} bytes (got {args.size}): "
+                             "each packet must fit one ESP slot")
 
     if args.log_level:
         import logging
@@ -299,15 +416,141 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import logging
+
+    from .aio import load_config
+    from .aio.loadgen import LoadGenerator, LoadSpec, format_progress, format_summary, summarize
+    from .errors import ConfigError
+    from .protocol.config import ChildConfig, EspProposal, IkeProposal, TrafficSelectorSpec, psk_config
+
+    def fail(option: str, message: str) -> int:
+        print(f"ikecore: {option}: {message}", file=sys.stderr)
+        return 2
+
+    for option, value, low in (("--sas", args.sas, 1), ("--concurrency", args.concurrency, 1)):
+        if value < low:
+            return fail(option, f"must be at least {low}")
+    for option, value in (("--rate", args.rate), ("--rekey-window", args.rekey_window),
+                          ("--rekey-ike-window", args.rekey_ike_window), ("--hold", args.hold),
+                          ("--timeout", args.timeout)):
+        if value < 0:
+            return fail(option, "must not be negative")
+    if args.responder_pid is not None and not os.path.exists(f"/proc/{args.responder_pid}/stat"):
+        return fail("--responder-pid", f"no process {args.responder_pid}")
+    if not _is_ip(args.remote):
+        return fail("REMOTE", f"{args.remote!r} is not an IP address")
+    try:
+        if args.config:
+            if not args.name:
+                return fail("--name", f"name the connection of {args.config} to load with")
+            try:
+                template = load_config(args.config).connection(args.name).ike
+            except ConfigError as exc:
+                return _config_error(exc)
+            template = dataclasses.replace(template, dpd_delay=0)
+            auth = "from " + args.config
+        else:
+            if not args.psk:
+                return fail("--psk", "give a pre-shared key (or --config and --name)")
+            try:
+                proposals = [IkeProposal.parse(p) for p in args.proposal]
+            except (ConfigError, ValueError) as exc:
+                return fail("--proposal", str(exc))
+            try:
+                esp = [EspProposal.parse(p) for p in args.esp]
+            except (ConfigError, ValueError) as exc:
+                return fail("--esp", str(exc))
+            try:
+                remote_ts = [TrafficSelectorSpec.parse(t) for t in args.remote_ts]
+            except ConfigError as exc:
+                return fail("--remote-ts", str(exc))
+            child = ChildConfig("load", [TrafficSelectorSpec.parse("0.0.0.0/0")], remote_ts, esp)
+            try:
+                template = psk_config("load@ikecore.test", args.remote_id, args.psk.encode(), children=[child],
+                                      proposals=proposals, name="load", force_encap=not args.no_encap,
+                                      dpd_delay=0, retransmit_timeout=args.retransmit_timeout)
+            except (ConfigError, ValueError) as exc:
+                return fail("--remote-id", str(exc))
+            auth = "PSK"
+        if args.id_template is None:            # a certificate names one identity: keep the config's
+            id_template = None if args.config else "load-{n}@ikecore.test"
+        else:
+            id_template = None if args.id_template.lower() == "none" else args.id_template
+        try:
+            spec = LoadSpec(args.remote, template, port=args.port, natt_port=args.natt_port, source=args.source,
+                            id_template=id_template, inner_net=args.inner_net or None,
+                            concurrency=args.concurrency, rate=args.rate)
+        except ConfigError as exc:
+            option = "--id-template" if "identity" in str(exc) else "--inner-net"
+            return fail(option, str(exc))
+        capacity = spec.inner_capacity()
+        if capacity is not None and args.sas > capacity:
+            return fail("--inner-net", f"{args.inner_net} has {capacity:,} host addresses, fewer than --sas")
+    except ConfigError as exc:
+        return _config_error(exc)
+    logging.getLogger("ikecore").setLevel(args.log_level.upper() if args.log_level else logging.ERROR)
+    if args.log_level:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    suite = f"IKE {', '.join(args.proposal)}, ESP {', '.join(args.esp)}" if not args.config else args.name
+    tty = sys.stderr.isatty()
+
+    def show(snap: dict) -> None:
+        line = format_progress(snap)
+        if tty:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    async def run() -> dict:
+        gen = LoadGenerator(spec, responder_pid=args.responder_pid, progress=None if args.quiet else show,
+                            progress_interval=args.progress_interval, freeze_gc=True)
+        phases = []
+        try:
+            await gen.start()
+        except OSError as exc:
+            raise SystemExit(fail("--source", f"cannot bind: {exc}"))
+        try:
+            timeout = args.timeout or None
+            phases.append(await gen.establish(args.sas, timeout=timeout))
+            if args.rekey_window and gen.held:
+                phases.append(await gen.rekey_children(args.rekey_window))
+            if args.rekey_ike_window and gen.held:
+                phases.append(await gen.rekey_ike_sas(args.rekey_ike_window))
+            if args.hold:
+                await gen.hold(args.hold)
+            if not args.keep:
+                phases.append(await gen.delete_all(timeout=timeout or 60.0))
+        finally:
+            if tty and not args.quiet:
+                print(file=sys.stderr)
+            await gen.close()
+        return summarize(gen, phases, suite=suite, auth=auth)
+
+    summary = asyncio.run(run())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 0 if summary["ok"] else 1
+
+
 def _add_gateway_commands(sub) -> None:
     gw = sub.add_parser("gateway", help="run the IKEv2 gateway daemon from a TOML configuration")
-    gw.add_argument("--config", "-c", required=True, help="the TOML configuration file")
+    gw.add_argument("--config", "-c", default=DEFAULT_CONFIG,
+                    help=f"the TOML configuration file (default $IKECORE_CONFIG or {DEFAULT_CONFIG_PATH})")
+    gw.add_argument("--log-file", metavar="FILE", help="log to FILE (overrides [logging] file)")
+    gw.add_argument("--syslog", action="store_true", help="log to syslog (/dev/log, facility daemon)")
     gw.add_argument("--check", action="store_true", help="check the configuration and exit")
     gw.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override [logging] level")
     gw.add_argument("--key-export", metavar="DIR", help="write Wireshark/tshark key tables to DIR (secrets!)")
     gw.add_argument("--pcap", metavar="FILE", help="record every datagram sent and received to FILE")
     gw.add_argument("--status-file", metavar="FILE",
                     help="on SIGUSR1, write the IKE and Child SAs and the counters to FILE as JSON")
+    gw.add_argument("--control-socket", metavar="PATH",
+                    help="the control socket (default [gateway] control_socket, else /run/ikecore/ikecore.sock)")
     gw.add_argument("--shutdown-timeout", type=float, default=5.0,
                     help="seconds to wait for the peers to answer our Deletes on SIGTERM/SIGINT")
     gw.set_defaults(func=_gateway)
@@ -327,7 +570,12 @@ def _add_gateway_commands(sub) -> None:
     c.add_argument("--listen", action="append", help="local address to bind (default: any)")
     c.add_argument("--local-port", type=int, default=0, help="local IKE port (default: ephemeral)")
     c.add_argument("--local-natt-port", type=int, default=0, help="local NAT-T port (default: ephemeral)")
-    c.add_argument("--psk", help="pre-shared key")
+    c.add_argument("--psk-file", metavar="FILE", help="read the pre-shared key from FILE (mode 0600)")
+    c.add_argument("--psk", help="pre-shared key (deprecated: visible in the process list; "
+                                 "use --psk-file or $IKECORE_PSK)")
+    c.add_argument("--initial-contact", action="store_true",
+                   help="send INITIAL_CONTACT: the peer deletes every other IKE SA with our identity "
+                        "(a running tunnel included)")
     c.add_argument("--local-id", default="ikecore-connect", help="our identity")
     c.add_argument("--remote-id", help="the peer's identity (default: any)")
     c.add_argument("--local-ts", action="append", help="local traffic selector (repeatable)")
@@ -360,11 +608,53 @@ def _add_gateway_commands(sub) -> None:
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.set_defaults(func=_demo)
 
+    ld = sub.add_parser("load", help="load generator: many IKE SAs + Child SAs against a responder, with rates")
+    ld.add_argument("remote", metavar="REMOTE", help="the responder's IP address")
+    ld.add_argument("--port", type=int, default=500, help="responder IKE port (default 500)")
+    ld.add_argument("--natt-port", type=int, default=4500, help="responder NAT-T port (default 4500)")
+    ld.add_argument("--source", help="our address (default: the one routed toward REMOTE)")
+    ld.add_argument("--sas", type=int, default=100, help="IKE SAs (each with one Child SA) to establish and hold")
+    ld.add_argument("--rate", type=float, default=0.0, help="new handshakes per second (default: unlimited)")
+    ld.add_argument("--concurrency", type=int, default=64, help="handshakes in flight at once (default 64)")
+    ld.add_argument("--config", "-c", help="TOML configuration: take suites and authentication from a connection")
+    ld.add_argument("--name", help="the connection of --config")
+    ld.add_argument("--psk", help="pre-shared key (without --config)")
+    ld.add_argument("--remote-id", help="the responder's identity (default: any)")
+    ld.add_argument("--proposal", action="append", default=None, help="IKE proposal, strongSwan style")
+    ld.add_argument("--esp", action="append", default=None, help="ESP proposal, strongSwan style")
+    ld.add_argument("--remote-ts", action="append", default=None, help="remote traffic selector (default 0.0.0.0/0)")
+    ld.add_argument("--id-template", default=None,
+                    help="our identity per SA, {n} its number (default load-{n}@ikecore.test; 'none': one identity)")
+    ld.add_argument("--inner-net", default="10.128.0.0/9",
+                    help="each SA's local selector is one host of this network (default 10.128.0.0/9)")
+    ld.add_argument("--no-encap", action="store_true", help="do not force NAT-T / ESP-in-UDP")
+    ld.add_argument("--retransmit-timeout", type=float, default=2.0, help="first IKE retransmission (seconds)")
+    ld.add_argument("--rekey-window", type=float, default=0.0, metavar="SECONDS",
+                    help="once established, rekey every Child SA, spread over this many seconds")
+    ld.add_argument("--rekey-ike-window", type=float, default=0.0, metavar="SECONDS",
+                    help="then rekey every IKE SA, spread over this many seconds")
+    ld.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="hold the SAs this long")
+    ld.add_argument("--keep", action="store_true", help="do not delete the SAs at the end")
+    ld.add_argument("--timeout", type=float, default=0.0, help="bound each phase (seconds, default: none)")
+    ld.add_argument("--responder-pid", type=int, help="the responder's PID: report its CPU and RSS per SA")
+    ld.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress lines")
+    ld.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    ld.add_argument("--json", action="store_true", help="machine-readable summary")
+    ld.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    ld.set_defaults(func=_load_defaults)
+
 
 def _connect_defaults(args: argparse.Namespace) -> int:
     args.proposal = args.proposal or ["aes256gcm16-prfsha256-x25519"]
     args.esp = args.esp or ["aes256gcm16"]
     return _connect(args)
+
+
+def _load_defaults(args: argparse.Namespace) -> int:
+    args.proposal = args.proposal or ["aes256gcm16-prfsha256-x25519"]
+    args.esp = args.esp or ["aes256gcm16"]
+    args.remote_ts = args.remote_ts or ["0.0.0.0/0"]
+    return _load(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(bench)
     bench.set_defaults(func=_bench)
     _add_gateway_commands(sub)
+    from .cli_control import add_control_commands
+    add_control_commands(sub)
     return parser
 
 

@@ -42,6 +42,7 @@ class ConnectionSpec:
     start: bool = False                 # initiate when the gateway starts
     start_child: str | None = None      # the child the initial exchange creates (default: first)
     restart: bool | None = None         # initiate again when the IKE SA ends; None: as ``start``
+    start_children: list[str] | None = None   # children brought up with the IKE SA (None: the first only)
 
     @property
     def keep_up(self) -> bool:
@@ -147,6 +148,7 @@ class GatewayConfig:
     key_export: KeyExportSpec | None = None
     tun: TunSpec | None = None
     logging: LoggingSpec = field(default_factory=LoggingSpec)
+    control_socket: str | None = None      # the daemon's control socket (aio/control.py); "" or None: the default
     resumption: ResumptionSpec | None = None   # None: this gateway issues no tickets
     source: str = "<config>"               # where it came from (error messages)
 
@@ -243,6 +245,21 @@ class _Reader:
         except OSError as exc:
             raise self.error(name, f"cannot read {str(path)!r}: {exc.strerror}") from None
 
+    def secret_file(self, name: str, value: str) -> bytes:
+        """A file holding a secret (psk_file, a private key): refused when the
+        group or others may read it, as ssh refuses such a key."""
+        path = Path(value)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise self.error(name, f"cannot read {str(path)!r}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise self.error(name, f"{str(path)!r} holds a secret but is readable by group or others "
+                                   f"(mode {mode & 0o777:04o}): chmod 600 it")
+        return self.file(name, value)
+
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
@@ -261,7 +278,7 @@ def _psk(r: _Reader) -> bytes | None:
         raise r.error("psk_file", "give psk or psk_file, not both")
     text = r.get("psk", str)
     if text is None and r.has("psk_file"):
-        text = r.file("psk_file", r.get("psk_file", str)).decode("utf-8", "replace").strip()
+        text = r.secret_file("psk_file", r.get("psk_file", str)).decode("utf-8", "replace").strip()
     if text is None:
         return None
     name = "psk" if r.has("psk") else "psk_file"
@@ -279,7 +296,7 @@ def _psk(r: _Reader) -> bytes | None:
 
 def _private_key(r: _Reader, name: str):
     from cryptography.hazmat.primitives import serialization
-    data = r.file(name, r.get(name, str))
+    data = r.secret_file(name, r.get(name, str))
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return serialization.load_pem_private_key(data, password=None)
@@ -376,6 +393,7 @@ def _child(r: _Reader, name: str, defaults: dict) -> ChildConfig:
     if not 0 <= kw["replay_window"] <= 1 << 20:
         raise r.error("replay_window", "must be 0 .. 1048576")
     child = r.wrap("", lambda: ChildConfig(name, **kw))
+    defaults.setdefault("started", []).append(name) if r.get("start", bool, True) else None
     r.done()
     return child
 
@@ -469,9 +487,10 @@ def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = Non
 
     children_r = r.sub("children", {})
     children = []
+    child_flags: dict = {}
     for cname, ctable in children_r.table.items():
         children_r.used.add(cname)
-        children.append(_child(_Reader(r.source, children_r.key(cname), ctable, r.base_dir), cname, {}))
+        children.append(_child(_Reader(r.source, children_r.key(cname), ctable, r.base_dir), cname, child_flags))
 
     kw: dict[str, Any] = {}
     for key, attr in (("rekey_time", "rekey_time"), ("life_time", "life_time"),
@@ -518,7 +537,7 @@ def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = Non
         if not kw.get("mobike"):
             raise r.error("mobike_addresses", "needs mobike = true")
         kw["mobike_addresses"] = mobike_addrs
-    kw.setdefault("force_encap", True)      # ESP-in-UDP always: the only ESP path without kernel ESP
+    kw.setdefault("force_encap", True)      # ESP-in-UDP unless encap = false (then plain ESP without NAT: plain_esp.py)
     pools = r.string_list("pools")
     if pools:
         addrs = []
@@ -551,7 +570,7 @@ def _connection(r: _Reader, name: str, resumption: "ResumptionSpec | None" = Non
         remote_natt_port=r.port("remote_natt_port", DEFAULT_NATT_PORT),
         local_addr=r.get("local_addr", str),
         start=r.get("start", bool, False), start_child=r.get("start_child", str),
-        restart=r.get("restart", bool))
+        restart=r.get("restart", bool), start_children=child_flags.get("started", []))
     for key in ("start", "restart"):
         if getattr(spec, key) and spec.initiator_target is None:
             raise r.error(key, "an initiating connection needs one host in remote_addrs")
@@ -584,6 +603,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
     cfg.batch_size = gw.get("batch_size", int, 64)
     if not 1 <= cfg.batch_size <= 1024:
         raise gw.error("batch_size", "must be 1..1024")
+    cfg.control_socket = gw.get("control_socket", str)
     cfg.socket_buffer = gw.get("socket_buffer", int, 4 << 20)
     if cfg.socket_buffer < 0:
         raise gw.error("socket_buffer", "must not be negative")
@@ -656,7 +676,22 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
         raise ConfigError(f"{path}: not UTF-8: {exc}") from None
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax: {exc}") from None
-    return parse_config(data, source=str(path), base_dir=path.parent)
+    cfg = parse_config(data, source=str(path), base_dir=path.parent)
+    warn_if_exposed(path, raw)
+    return cfg
+
+
+def warn_if_exposed(path: Path, raw: bytes) -> None:
+    """A configuration with a PSK in it that others may read: warn (the key
+    belongs in a 0600 psk_file, or the file should be 0600)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077 and re.search(rb"(?m)^\s*psk\s*=", raw):
+        logging.getLogger("ikecore.config").warning(
+            "%s holds a pre-shared key and is readable by group or others (mode %04o): chmod 600 it, "
+            "or move the key to a psk_file", path, mode & 0o777)
 
 
 def setup_logging(spec: LoggingSpec) -> None:

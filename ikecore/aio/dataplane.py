@@ -29,7 +29,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..esp import DUMMY, EMPTY, OK, PENDING, EspSA, InboundSATable, PacketVector, SelectorTable
+from ..esp import DUMMY, EMPTY, OK, PENDING, EspSA, PacketVector, SelectorTable
 from ..esp import batch as _b
 from ..esp.policy import ERR_POLICY, tally_count
 
@@ -52,13 +52,18 @@ class TunDevice:
     """A Linux TUN device (IFF_TUN | IFF_NO_PI): one IP packet per read()/write()."""
 
     def __init__(self, name: str = "ikc0") -> None:
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OSError(exc.errno, f"TUN device {name}: cannot open /dev/net/tun: {exc.strerror}"
+                          + (" (needs CAP_NET_ADMIN)" if exc.errno in (1, 13) else "")) from None
         try:
             ifr = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI)
             res = fcntl.ioctl(fd, TUNSETIFF, ifr)
-        except OSError:
+        except OSError as exc:
             os.close(fd)
-            raise
+            hint = " (needs CAP_NET_ADMIN)" if exc.errno in (1, 13) else ""
+            raise OSError(exc.errno, f"TUN device {name}: cannot create it: {exc.strerror}{hint}") from None
         self.fd = fd
         self.name = res[:16].rstrip(b"\0").decode()
 
@@ -149,7 +154,6 @@ class DataPlane:
         self.tap: Callable | None = None       # tap(datagram, src, dst): a capture of sent ESP
         self.tun: TunDevice | None = None
         self.batch_size = batch_size
-        self.inbound = InboundSATable()
         self.policy = SelectorTable()                # selectors by inbound SPI, in C
         self.states: dict[int, ChildState] = {}      # by inbound SPI
         self._by_child: dict[int, ChildState] = {}   # id(ChildSa) -> state
@@ -168,9 +172,6 @@ class DataPlane:
     def install(self, conn, child) -> ChildState | None:
         if id(child) in self._by_child:
             return self._by_child[id(child)]
-        if not child.udp_encap:
-            log.warning("%s: Child SA %s without UDP encapsulation: plain ESP (IP protocol 50) is not "
-                        "carried by this gateway; set encap = true", getattr(conn, "name", "?"), child.spi_in.hex())
         out_sa, in_sa = child.esp_sas()
         state = ChildState(child, conn, out_sa, in_sa, policy=self.policy)
         tunnel = child.mode == "tunnel"     # transport mode: neither checked nor routed here
@@ -178,7 +179,7 @@ class DataPlane:
         self.states[in_sa.spi] = state
         self._by_child[id(child)] = state
         self._by_conn.setdefault(conn, {})[id(child)] = state
-        self.inbound.add(in_sa)
+        self.policy.bind(in_sa.spi, in_sa)     # inbound packets find it by SPI hash
         log.info("%s: ESP SAs installed for child %s: in 0x%08x, out 0x%08x (%s)", getattr(conn, "name", "?"),
                  child.name, in_sa.spi, out_sa.spi, "ESP-in-UDP" if child.udp_encap else "ESP")
         return state
@@ -205,7 +206,6 @@ class DataPlane:
             if not siblings:
                 del self._by_conn[state.conn]
         self.states.pop(state.spi_in, None)
-        self.inbound.remove(state.spi_in)
         self.policy.remove(state.spi_in)
         log.info("%s: ESP SAs removed for child %s (in 0x%08x)", getattr(state.conn, "name", "?"),
                  child.name, state.spi_in)
@@ -253,7 +253,7 @@ class DataPlane:
         good ones. Returns how many were delivered."""
         spis, _ = self._arrays(vec)
         tally = self._tally
-        self.policy.receive(vec, self.inbound, spis, tally)
+        self.policy.receive(vec, None, spis, tally)
         total = sum(tally)
         if not total:
             return 0

@@ -48,6 +48,7 @@ from ..errors import ConfigError, IkeError
 from ..esp import PacketVector
 from ..protocol import events as ev
 from ..protocol.config import IkeConfig
+from ..protocol.describe import esp_suite_text, ike_suite_text
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
 from .cloning import GatewayCloning
@@ -59,6 +60,8 @@ from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .resumption import GatewayResumption
 from .sockets import GatewaySockets, _IkeProtocol, _Listener
+from .virtual_ip import VirtualIps
+from .plain_esp import PlainEsp
 from .status import GatewayStatus, _ts_text
 from .timers import GatewayTimers, KeepaliveScheduler
 
@@ -120,6 +123,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self._waiters: list[_Waiter] = []
         self._initiations: dict[IkeConnection, _Initiation] = {}
         self._kept_up: dict[str, IkeConnection] = {}   # restart connections: name -> IKE SA
+        self.connection_failures: dict[str, dict] = {}   # name -> the last failure (status.py)
+        self.virtual_ips = VirtualIps(self)             # road-warrior client addresses on the TUN device
+        self.plain_esp = PlainEsp(self)                 # raw ESP sockets for Child SAs without NAT-T
         self._local_cache: dict[str, str] = {}
         self._changed = asyncio.Event()
         self.running = False
@@ -161,6 +167,8 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 lambda lst=lst: _IkeProtocol(self, lst), sock=lst.ike_sock)
             lst.transport = transport
             self.loop.add_reader(lst.natt_sock.fileno(), self._natt_readable, lst)
+        if any(not spec.ike.force_encap for spec in self.config.connections.values()):
+            self.plain_esp.open()                       # only where a connection may use plain ESP
         if self.config.tun is not None:
             self._open_tun()
         self.running = True
@@ -257,6 +265,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 lst.transport.abort()
             lst.natt_sock.close()
             lst.ike_sock.close()
+        self.plain_esp.close()
         self.listeners = []
         if self.tun is not None:
             try:
@@ -305,7 +314,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                             child=child or spec.start_child, local_host=spec.local_addr)
         if spec.keep_up:
             self._initiations[conn].keep_up = name
-        return await self.established(conn, timeout=timeout)
+        conn = await self.established(conn, timeout=timeout)
+        self._start_other_children(conn, spec)        # every child marked to start (restart.py)
+        return conn
 
     def connect(self, config: IkeConfig, remote: tuple[str, int], *, remote_natt_port: int = 4500,
                 child: str | None = None, local_host: str | None = None) -> IkeConnection:
@@ -476,11 +487,12 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             self.counters["ike_sas_established"] += 1
             if self.keepalives is not None:
                 self.keepalives.add(conn)
-            log.info("%s: IKE SA established with %s (%s), %s:%d", conn.name, event.remote_id,
-                     "initiator" if event.initiator else "responder", *conn.remote)
+            log.info("%s: IKE SA established with %s (%s), %s:%d, %s", conn.name, event.remote_id,
+                     "initiator" if event.initiator else "responder", *conn.remote, ike_suite_text(conn.suite))
             if self.keylog:
                 self.keylog.ike_sa(conn)
             conn.release_session_keys()
+            self.virtual_ips.established(conn)
             if init is not None:
                 init.established = True
                 if not init.want_child:
@@ -499,7 +511,10 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             log.info("%s: Child SA %s %s deleted: %s", conn.name, event.child.name,
                      event.child.spi_in.hex(), event.reason)
         elif isinstance(event, ev.ChildSaFailed):
-            log.warning("%s: Child SA %s failed: %s", conn.name, event.name, event.reason)
+            # a responder's refusal (no child name) was logged by the core when it was sent
+            log.log(logging.DEBUG if not event.name else logging.WARNING,
+                    "%s: Child SA %s failed: %s", conn.name, event.name, event.reason)
+            self.note_failure(conn.config.name, f"Child SA {event.name}: {event.reason}")
             if init is not None and not init.future.done():
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: Child SA {event.name or ''} not created: {event.reason}", conn,
@@ -511,6 +526,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                 self.keepalives.add(new)
             if isinstance(event, ev.IkeSaRekeyed):
                 self.dataplane.rehome(conn, new)
+                self.virtual_ips.rekeyed(conn, new)
                 name = self._kept_name(conn)
                 if name is not None and new is not None:
                     self._kept_up[name] = new      # hold the live SA, not the rekeyed-away chain
@@ -525,8 +541,11 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
             if self.keepalives is not None:
                 self.keepalives.discard(conn)
             log.info("%s: IKE SA deleted: %s", conn.name, event.reason)
+            if conn.replaced_by is None and event.reason not in ("deleted", "gateway shutdown"):
+                self.note_failure(conn.config.name, f"IKE SA: {event.reason}")
             for s in self.dataplane.states_of(conn):
                 self.dataplane.remove(s.child)
+            self.virtual_ips.deleted(conn)
             if init is not None:
                 self._resolve_init(conn, error=GatewayError(
                     f"{conn.name}: IKE SA failed: {event.reason}", conn, event.notify_type))
@@ -542,9 +561,9 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                         *event.local, *event.remote)
 
     def _log_child(self, conn, child, what: str) -> None:
-        log.info("%s: Child SA %s %s: in %s out %s, %s, %s <=> %s", conn.name, child.name, what,
+        log.info("%s: Child SA %s %s: in %s out %s, %s, %s, %s <=> %s", conn.name, child.name, what,
                  child.spi_in.hex(), child.spi_out.hex(), "ESP-in-UDP" if child.udp_encap else "ESP",
-                 _ts_text(child.local_ts), _ts_text(child.remote_ts))
+                 esp_suite_text(child.suite), _ts_text(child.local_ts), _ts_text(child.remote_ts))
         if self.keylog:
             self.keylog.child_sa(child, self.current(conn).local[0], self.current(conn).remote[0])
         if not (self.keylog and self.keylog.esp and conn.config.mobike):

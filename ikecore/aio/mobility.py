@@ -214,8 +214,8 @@ class GatewayMobility:
 def esp_target(gw: "Gateway", conn: IkeConnection):
     """(NAT-T socket, remote, local) for the ESP of ``conn``'s Child SAs, or None."""
     local, remote = mobike.esp_addresses(conn)
-    if local[1] != gw.natt_port:
-        return None                      # plain ESP is not carried (see DataPlane.install)
+    if local[1] != gw.natt_port:         # no NAT-T: plain ESP on the raw socket (plain_esp.py)
+        return gw.plain_esp.target(gw._listener_for(local), tuple(remote), tuple(local))
     lst = gw._listener_for(local)
     if lst is None:
         return None

@@ -24,14 +24,29 @@ class RestartPolicy:
         """``start = true`` (and ``restart``): initiate, and try again (backing off)
         while it fails."""
         delay = RESTART_FIRST_DELAY
-        while self.running and not self._stopping:
+        # a reload that removed or replaced the connection ends the loop
+        while self.running and not self._stopping and self.config.connections.get(spec.name) is spec:
             try:
                 await self.initiate(spec.name)
+                self.connection_failures.pop(spec.name, None)
                 return
             except (GatewayError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("%s: initiation failed: %s; retrying in %.0f s", spec.name, exc, delay)
+                self.note_failure(spec.name, str(exc), retry_at=self.loop.time() + delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_DELAY)
+
+    def _start_other_children(self, conn: IkeConnection, spec: ConnectionSpec) -> None:
+        """The IKE SA is up with its first Child SA: create the connection's
+        other children marked ``start`` (CREATE_CHILD_SA each; the window
+        queues them). They come back with the IKE SA when ``restart`` does."""
+        if not spec.start_children:
+            return
+        have = {c.name for c in self.child_sas(conn)}
+        for name in spec.start_children:
+            if name not in have:
+                log.info("%s: starting Child SA %s", spec.name, name)
+                self.create_child(conn, name)
 
     def _restart_if_kept(self, conn: IkeConnection, reason: str) -> None:
         """The IKE SA of a ``restart`` connection ended: initiate it again, unless

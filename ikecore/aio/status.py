@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..protocol.describe import esp_suite_text, ike_suite_text
+
 
 class GatewayStatus:
     """``stats()`` and ``status()`` (mixin)."""
@@ -28,18 +30,75 @@ class GatewayStatus:
                 state = self.dataplane.state_of(child)
                 entry = {"name": child.name, "mode": child.mode, "spi_in": child.spi_in.hex(),
                          "spi_out": child.spi_out.hex(), "encap": child.udp_encap,
-                         "local_ts": _ts_text(child.local_ts), "remote_ts": _ts_text(child.remote_ts)}
+                         "algorithms": esp_suite_text(child.suite),
+                         "local_ts": _ts_text(child.local_ts), "remote_ts": _ts_text(child.remote_ts),
+                         "age_s": round(now - child.created_at, 1),
+                         "rekey_in_s": _until(child.rekey_at, now), "expire_in_s": _until(child.expire_at, now)}
                 if state is not None:
                     entry.update({k: v for k, v in state.stats().items() if k not in entry and k != "name"})
                 children.append(entry)
             sas.append({"name": conn.config.name, "role": "initiator" if conn.initiator else "responder",
                         "spi_i": conn.spi_i.hex(), "spi_r": conn.spi_r.hex(),
                         "local": f"{conn.local[0]}:{conn.local[1]}", "remote": f"{conn.remote[0]}:{conn.remote[1]}",
+                        "local_id": str(conn.config.local_id),
                         "remote_id": str(conn.remote_id) if conn.remote_id is not None else None,
+                        "algorithms": ike_suite_text(conn.suite),
+                        "nat": {"local": conn.nat_local, "remote": conn.nat_remote},
                         "virtual_ip": conn.virtual_ip, "assigned_ip": conn.assigned_ip,
-                        "age_s": round(now - conn.created_at, 1), "child_sas": children})
-        return {"ike_sas": sas, "counters": dict(self.counters), "dataplane": dict(self.dataplane.counters),
+                        "age_s": round(now - conn.created_at, 1),
+                        "rekey_in_s": _until(conn.rekey_at, now), "expire_in_s": _until(conn.expire_at, now),
+                        "child_sas": children})
+        return {"ike_sas": sas, "connections": self.connections_status(),
+                "counters": dict(self.counters), "dataplane": dict(self.dataplane.counters),
                 "half_open": self.endpoint.half_open if self.endpoint else 0}
+
+    def connections_status(self) -> list[dict]:
+        """Every configured connection: ``up`` (an IKE SA established), ``connecting``
+        (being initiated), ``retrying`` (initiation failed, trying again), ``down``;
+        with its IKE SAs' SPIs and the last failure."""
+        now = self.loop.time() if self.loop is not None else 0.0
+        live: dict[str, list] = {}
+        if self.endpoint is not None:
+            for conn in self.endpoint.connections.values():
+                if conn.config is not None and conn.replaced_by is None:
+                    live.setdefault(conn.config.name, []).append(conn)
+        out = []
+        for name, spec in self.config.connections.items():
+            sas = live.get(name, [])
+            up = [c for c in sas if c.established]
+            failure = self.connection_failures.get(name)
+            if up:
+                state = "up"
+            elif failure is not None and failure.get("retry_at") is not None:
+                state = "retrying"
+            elif sas:
+                state = "connecting"
+            else:
+                state = "down"
+            entry = {"name": name, "state": state, "remote_addrs": list(spec.remote_addrs),
+                     "local_id": str(spec.ike.local_id),
+                     "remote_id": str(spec.ike.remote_id) if spec.ike.remote_id is not None else None,
+                     "start": spec.start, "restart": spec.keep_up,
+                     "children": [c.name for c in spec.ike.children],
+                     "ike_sas": [f"{c.spi_i.hex()}_i {c.spi_r.hex()}_r" for c in up]}
+            if failure is not None:
+                entry["last_failure"] = failure["reason"]
+                entry["last_failure_ago_s"] = round(now - failure["at"], 1)
+                if failure.get("retry_at") is not None and state == "retrying":
+                    entry["retry_in_s"] = round(max(0.0, failure["retry_at"] - now), 1)
+            out.append(entry)
+        return out
+
+    def note_failure(self, name: str | None, reason: str, retry_at: float | None = None) -> None:
+        """Remember why connection ``name`` last failed (for ``list-conns``)."""
+        if name is None or name not in self.config.connections:
+            return
+        now = self.loop.time() if self.loop is not None else 0.0
+        self.connection_failures[name] = {"reason": reason, "at": now, "retry_at": retry_at}
+
+
+def _until(deadline: float, now: float) -> float | None:
+    return None if deadline == float("inf") else round(deadline - now, 1)
 
 
 def _ts_text(selectors) -> str:

@@ -23,6 +23,7 @@ class Encr(IntEnum):
 
 
 class Prf(IntEnum):
+    HMAC_SHA1 = 2           # legacy peers only (RFC 8247 §2.3); offered only when configured
     AES128_XCBC = 4
     HMAC_SHA2_256 = 5
     HMAC_SHA2_384 = 6
@@ -32,6 +33,7 @@ class Prf(IntEnum):
 
 class Integ(IntEnum):
     NONE = 0
+    HMAC_SHA1_96 = 2        # RFC 2404; legacy peers only (RFC 8247 §2.4)
     HMAC_SHA2_256_128 = 12
     HMAC_SHA2_384_192 = 13
     HMAC_SHA2_512_256 = 14
@@ -39,10 +41,11 @@ class Integ(IntEnum):
 
 AEAD_ENCR = frozenset({Encr.AES_GCM_8, Encr.AES_GCM_12, Encr.AES_GCM_16, Encr.CHACHA20_POLY1305})
 
-_PRF_LENGTH = {Prf.AES128_XCBC: 16, Prf.HMAC_SHA2_256: 32, Prf.HMAC_SHA2_384: 48,
+_PRF_LENGTH = {Prf.HMAC_SHA1: 20, Prf.AES128_XCBC: 16, Prf.HMAC_SHA2_256: 32, Prf.HMAC_SHA2_384: 48,
                Prf.HMAC_SHA2_512: 64, Prf.AES128_CMAC: 16}
 _INTEG = {  # id: (key length, ICV length), RFC 4868 §2.6
     Integ.NONE: (0, 0),
+    Integ.HMAC_SHA1_96: (20, 12),              # RFC 2404 §3
     Integ.HMAC_SHA2_256_128: (32, 16),
     Integ.HMAC_SHA2_384_192: (48, 24),
     Integ.HMAC_SHA2_512_256: (64, 32),

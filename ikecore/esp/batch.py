@@ -262,7 +262,12 @@ class PacketVector:
 
 class InboundSATable:
     """Inbound SAs demultiplexed by SPI in C: one call decrypts a whole vector
-    received on a shared socket. Packets for an unknown SPI get ERR_SPI."""
+    received on a shared socket. Packets for an unknown SPI get ERR_SPI.
+
+    The C call compares each packet's SPI with the table's SAs in turn: right
+    for a handful of SAs. A gateway's thousands go into a SelectorTable with
+    ``bind`` instead, which finds each packet's SA by hash (ikecore.aio's
+    DataPlane does)."""
 
     __slots__ = ("_sas", "_arr", "_n")
 

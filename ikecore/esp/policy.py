@@ -62,6 +62,7 @@ class SelectorTable:
         _check(lib.ikc_spd_new(out), "selector table")
         self._h = ffi.gc(out[0], lib.ikc_spd_free)
         self._flags: dict[int, int] = {}
+        self._bound: dict[int, object] = {}          # SPI -> EspSA: alive while C points at it
         self._n = ffi.new("uint32_t *")
         self._u64 = ffi.new("uint64_t *")
 
@@ -85,6 +86,13 @@ class SelectorTable:
     def remove(self, spi: int) -> None:
         if self._flags.pop(spi, None) is not None:
             _check(lib.ikc_spd_remove(self._h, spi), "selector table remove")
+        self._bound.pop(spi, None)
+
+    def bind(self, spi: int, sa) -> None:
+        """Decrypt this SPI's packets with ``sa`` (an inbound EspSA) when
+        :meth:`receive` is given no InboundSATable: found by hash, per packet."""
+        _check(lib.ikc_spd_bind(self._h, spi, sa._h), "selector table bind")
+        self._bound[spi] = sa
 
     def drops(self, spi: int) -> int:
         """Inbound packets of this SA dropped for lying outside its selectors."""
@@ -101,11 +109,12 @@ class SelectorTable:
 
     def receive(self, vec, inbound, spis, tally) -> None:
         """Decrypt every PENDING packet of ``vec`` with its SA from ``inbound`` (an
-        InboundSATable), then give ERR_POLICY to the tunnel-mode ones outside their
-        SA's selectors. ``spis`` (from :meth:`spi_array`): the inbound SPI of each
+        InboundSATable; None: the SAs bound with :meth:`bind`, looked up by hash),
+        then give ERR_POLICY to the tunnel-mode ones outside their SA's
+        selectors. ``spis`` (from :meth:`spi_array`): the inbound SPI of each
         packet that ended OK. ``tally`` (from :meth:`tally_array`): how many of
         these packets ended with each status (see :func:`tally_count`)."""
-        sas, nsas = inbound._handles()
+        sas, nsas = inbound._handles() if inbound is not None else (ffi.NULL, 0)
         _check(lib.ikc_spd_receive(self._h, sas, nsas, vec._v, spis, len(spis), tally, len(tally)),
                "inbound policy")
 

@@ -24,12 +24,12 @@ _ENCR_WORDS = {
     "chacha20poly1305": (Encr.CHACHA20_POLY1305, None),
     "aes128": (Encr.AES_CBC, 128), "aes192": (Encr.AES_CBC, 192), "aes256": (Encr.AES_CBC, 256),
 }
-_INTEG_WORDS = {"sha256": Integ.HMAC_SHA2_256_128, "sha384": Integ.HMAC_SHA2_384_192,
+_INTEG_WORDS = {"sha1": Integ.HMAC_SHA1_96, "sha256": Integ.HMAC_SHA2_256_128, "sha384": Integ.HMAC_SHA2_384_192,
                 "sha512": Integ.HMAC_SHA2_512_256}
-_PRF_WORDS = {"prfsha256": Prf.HMAC_SHA2_256, "prfsha384": Prf.HMAC_SHA2_384,
+_PRF_WORDS = {"prfsha1": Prf.HMAC_SHA1, "prfsha256": Prf.HMAC_SHA2_256, "prfsha384": Prf.HMAC_SHA2_384,
               "prfsha512": Prf.HMAC_SHA2_512, "prfaesxcbc": Prf.AES128_XCBC,
               "prfaescmac": Prf.AES128_CMAC}
-_PRF_FOR_INTEG = {Integ.HMAC_SHA2_256_128: Prf.HMAC_SHA2_256, Integ.HMAC_SHA2_384_192: Prf.HMAC_SHA2_384,
+_PRF_FOR_INTEG = {Integ.HMAC_SHA1_96: Prf.HMAC_SHA1, Integ.HMAC_SHA2_256_128: Prf.HMAC_SHA2_256, Integ.HMAC_SHA2_384_192: Prf.HMAC_SHA2_384,
                   Integ.HMAC_SHA2_512_256: Prf.HMAC_SHA2_512}
 _DH_WORDS = {"modp2048": 14, "modp3072": 15, "ecp256": 19, "ecp384": 20, "ecp521": 21,
              "x25519": 31, "curve25519": 31}

@@ -32,6 +32,16 @@ FRAGMENT_SIZE_IPV4 = 576 - 20 - 8 - 4
 FRAGMENT_SIZE_IPV6 = 1280 - 40 - 8 - 4
 
 
+def message_budget(ip_packet_size: int, remote_host: str, natt: bool) -> int:
+    """The largest IKE message (header included) whose IP packet is at most
+    ``ip_packet_size`` octets: less the IPv4 (20) or IPv6 (40) header, UDP (8)
+    and, on the NAT-T port, the non-ESP marker (4; RFC 3948 §2.2). The
+    configured fragment size bounds the whole packet (RFC 7383 §2.5.1: 1280
+    for IPv6, whose minimum MTU it is)."""
+    ip = 40 if ":" in str(remote_host) else 20
+    return ip_packet_size - ip - 8 - (4 if natt else 0)
+
+
 def fragment_message(msg: Message, sk_cipher, max_size: int = FRAGMENT_SIZE_IPV6, *,
                      ivs: list | None = None) -> list[bytes]:
     """The IKE messages (fragments) that together carry ``msg.inner``.

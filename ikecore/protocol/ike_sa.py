@@ -32,10 +32,11 @@ from .child_sa import ChildSa
 from .config import IkeConfig
 from .constants import ExchangeType, Flags, NotifyType
 from .exchanges import responder_for    # the package only: its handlers load on first use
-from .fragments import Reassembler, fragment_message
+from .fragments import Reassembler, fragment_message, message_budget
 from .message import Message, parse_message
 from .negotiation import IkeSuite
 from .payloads import NotifyPayload
+from .describe import message_summary
 from .rules import check_rules
 
 log = logging.getLogger("ikecore.ike")
@@ -515,10 +516,10 @@ class IkeConnection:
         if msg.inner is None:
             return [msg.encode()]
         data = msg.encode(self.sk_out)
-        if (len(data) > self.config.fragment_size and self.peer_fragmentation
-                and self.config.fragmentation):
+        budget = message_budget(self.config.fragment_size, self.remote[0], self.local[1] == self.natt_port)
+        if len(data) > budget and self.peer_fragmentation and self.config.fragmentation:
             return [f.encode() if isinstance(f, Message) else f
-                    for f in fragment_message(msg, self.sk_out, self.config.fragment_size)]
+                    for f in fragment_message(msg, self.sk_out, budget)]
         return [data]
 
     def send_request(self, task, msg: Message, now: float, *, message_id: int | None = None) -> None:
@@ -531,6 +532,9 @@ class IkeConnection:
         msg.flags = Flags.INITIATOR if self.initiator else Flags.NONE
         msg.spi_i, msg.spi_r = self.spi_i, self.spi_r
         datagrams = self.encode(msg)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: sending %s to %s", self.name, message_summary(msg), (task.destination(self)
+                                                                             or (self.remote,))[0][0])
         if message_id is None:
             self.next_request_id += 1
         timeout = self.config.retransmit_timeout
@@ -554,6 +558,9 @@ class IkeConnection:
         msg = Message(self.spi_i, self.spi_r, request.exchange_type, flags, request.message_id,
                       payloads=[] if encrypted else payloads, inner=payloads if encrypted else None)
         datagrams = self.encode(msg)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: sending %s to %s", self.name, message_summary(msg),
+                      (self.request_path or (self.remote,))[0][0])
         self.response_cache[request.message_id] = datagrams
         # keep one window's worth of responses (RFC 7296 §2.3)
         for old in [m for m in self.response_cache if m <= request.message_id - self.config.window_size]:
@@ -668,6 +675,8 @@ class IkeConnection:
         if opened is None:
             return
         msg = opened
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: received %s from %s", self.name, message_summary(msg), remote[0])
         action = admit_request(self.state, msg.exchange_type, initiator=self.initiator)
         if action is Admit.DROP:
             log.info("%s: dropping %s request %d in state %s", self.name,
@@ -713,6 +722,8 @@ class IkeConnection:
         if opened is None:
             return
         msg = opened
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: received %s from %s", self.name, message_summary(msg), remote[0])
         self.last_heard = now
         self._follow_peer(remote, local)
         del self.outstanding[msg.message_id]

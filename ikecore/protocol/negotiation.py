@@ -14,8 +14,8 @@ from .payloads import Proposal, SaPayload, Transform, TransformAttribute
 _ENCR_OK = {Encr.AES_CBC: (128, 192, 256), Encr.AES_GCM_8: (128, 192, 256),
             Encr.AES_GCM_12: (128, 192, 256), Encr.AES_GCM_16: (128, 192, 256),
             Encr.CHACHA20_POLY1305: (None,)}
-_PRF_OK = frozenset({4, 5, 6, 7, 8})
-_INTEG_OK = frozenset({Integ.HMAC_SHA2_256_128, Integ.HMAC_SHA2_384_192, Integ.HMAC_SHA2_512_256})
+_PRF_OK = frozenset({2, 4, 5, 6, 7, 8})     # 2: PRF_HMAC_SHA1, chosen only when configured
+_INTEG_OK = frozenset({Integ.HMAC_SHA1_96, Integ.HMAC_SHA2_256_128, Integ.HMAC_SHA2_384_192, Integ.HMAC_SHA2_512_256})
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,7 @@ remote_ts = ["10.2.0.0/16"]
             [child] = sa["child_sas"]
             assert (child["spi_in"], child["spi_out"]) == (rchild.spi_out.hex(), rchild.spi_in.hex())
             assert child["local_ts"] == "10.1.0.0/16" and child["remote_ts"] == "10.2.0.0/16"
-            assert "key" not in json.dumps(status).lower()
+            assert "key" not in json.dumps(status).lower().replace("rekey_in_s", "")   # no key material
             gone = asyncio.ensure_future(gr.wait_for(ev.IkeSaDeleted, timeout=30))
             proc.send_signal(signal.SIGTERM)             # by PID
             _, d = await gone

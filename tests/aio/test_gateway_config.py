@@ -154,6 +154,7 @@ def test_certificate_auth_files(tmp_path):
     (tmp_path / "a.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                        serialization.PrivateFormat.PKCS8,
                                                        serialization.NoEncryption()))
+    (tmp_path / "a.key").chmod(0o600)
     text = MINIMAL.replace('psk = "secret secret"\n', '').replace(
         'id = "a@test"', 'id = "a@test"\nauth = "pubkey"\nkey = "a.key"\ncerts = ["ca.pem"]\n'
         '[connections.b.remote]\nauth = "pubkey"\ncacerts = ["ca.pem"]')

@@ -150,7 +150,7 @@ def test_bad_pad_length_after_valid_tag():
     ((Encr.AES_CBC, b"k" * 20, Integ.HMAC_SHA2_256_128, b"i" * 32), InvalidKey),
     ((Encr.AES_CBC, b"k" * 16, Integ.HMAC_SHA2_256_128, b"i" * 31), InvalidKey),
     ((Encr.AES_CBC, b"k" * 16), UnsupportedAlgorithm),          # CBC needs INTEG
-    ((Encr.AES_CBC, b"k" * 16, 2, b"i" * 20), UnsupportedAlgorithm),  # HMAC-SHA1-96: not offered
+    ((Encr.AES_CBC, b"k" * 16, 1, b"i" * 16), UnsupportedAlgorithm),  # HMAC-MD5-96: not implemented
     ((Encr.AES_GCM_16, b"k" * 20, Integ.HMAC_SHA2_256_128, b"i" * 32), ValueError),
     ((3, b"k" * 24), UnsupportedAlgorithm),
     ((Encr.AES_GCM_16, "not bytes"), TypeError),

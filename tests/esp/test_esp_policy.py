@@ -169,6 +169,59 @@ def test_inbound_check_tally_and_drop_counts():
     assert sum(tally) == 0 and t.drops(0x4001) == 3
 
 
+def test_bound_sas_are_found_by_spi_without_an_inbound_table():
+    """receive(vec, None, ...) decrypts each packet with the SA bound to its SPI
+    (looked up by hash, not by scanning every SA): the same outcome as with an
+    InboundSATable, among thousands of SAs."""
+    t = SelectorTable()
+    pairs = {}
+    for spi in range(0x5000, 0x5000 + 2000):
+        pairs[spi] = esp_pair(spi)
+        t.set(spi, [net("10.1.0.0/16")], [net("10.2.0.0/16")])
+        t.bind(spi, pairs[spi][1])
+    chosen = [0x5000, 0x57CF, 0x5123, 0x5123, 0x5555]
+    packets = [pairs[spi][0].encrypt(ip4("10.2.0.1", "10.1.0.1", sport=k), 4) for k, spi in enumerate(chosen)]
+    packets.append(b"\x00\x00\x77\x77" + bytes(40))          # nobody's SPI
+    vec = PacketVector(8)
+    vec.load(packets)
+    spis, tally = SelectorTable.spi_array(vec), SelectorTable.tally_array()
+    t.receive(vec, None, spis, tally)
+    assert list(vec.status[0:6]) == [OK] * 5 + [ERR_SPI]
+    assert list(spis[0:5]) == chosen
+    t.remove(0x5123)                                           # unbound with its entry
+    vec.load([pairs[0x5123][0].encrypt(ip4("10.2.0.1", "10.1.0.1"), 4)])
+    t.receive(vec, None, spis, tally)
+    assert vec.status[0] == ERR_SPI
+    with pytest.raises(ValueError):
+        t.bind(0x5123, pairs[0x5123][1])                       # no such entry any more
+
+
+def test_many_adds_and_removes_keep_lookups_and_the_newest_route():
+    """The SPI index grows by doubling and deletes by backward shift, and a
+    removal moves the last entry into the hole: every remaining SPI must still
+    be found, and routing must still prefer the newest covering SA."""
+    import random
+    rnd = random.Random(3)
+    t = SelectorTable()
+    live = []
+    everything = ([net("0.0.0.0/0")], [net("0.0.0.0/0")])
+    for step in range(6000):
+        if live and rnd.random() < 0.4:
+            t.remove(live.pop(rnd.randrange(len(live))))
+        else:
+            spi = 0x10000 + step
+            t.set(spi, *everything)
+            live.append(spi)
+        if step % 500 == 0:
+            assert len(t) == len(live) and all(spi in t for spi in live)
+    assert len(t) == len(live) and all(spi in t for spi in live)
+    assert not any(spi in t for spi in range(0x10000, 0x10000 + 6000) if spi not in set(live))
+    assert route_one(t, ip4("10.1.0.1", "10.2.0.1")) == live[-1]       # the newest one added
+    t.remove(live[-1])
+    newest_left = max(live[:-1])
+    assert route_one(t, ip4("10.1.0.1", "10.2.0.1")) == newest_left
+
+
 # ------------------------------------------------- against the Python oracle --
 
 # small pools, so that random selectors and random packets meet often

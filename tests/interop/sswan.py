@@ -57,6 +57,13 @@ class Peer:
     rekey_time: str = "0"            # 0: no automatic rekeys; tests drive them
     dpd_delay: str = "0"
     extra_conn: str = ""
+    remote_ts: str = f"{INNER_LOCAL}/32"
+    extra_child: str = ""
+    remote_addrs: str | None = None  # default: the host side of the veth pair
+    # load tests: extra settings in strongswan.conf's charon section, and quieter logs
+    # (the default logs keys, for the key comparison tests)
+    charon_options: str = ""
+    log_levels: str = "default = 1\n      ike = 4\n      chd = 4\n      knl = 2\n      cfg = 2\n      enc = 1"
     ns: str = field(init=False)
     host_if: str = field(init=False)
     pid: int | None = field(default=None, init=False)
@@ -111,24 +118,21 @@ charon {{
       time_format = %H:%M:%S
       append = no
       flush_line = yes
-      default = 1
-      ike = 4
-      chd = 4
-      knl = 2
-      cfg = 2
-      enc = 1
+      {self.log_levels}
     }}
   }}
   syslog {{ daemon {{ default = -1 }} }}
   plugins {{ vici {{ socket = {self.vici} }} }}
+  {self.charon_options}
 }}
 """)
+        peer_id = "" if self.remote_id == "%any" else f"id-2 = {self.remote_id}"
         (self.workdir / "swanctl.conf").write_text(f"""
 connections {{
   c {{
     version = 2
     local_addrs = {self.peer_addr}
-    remote_addrs = {self.host_addr}
+    remote_addrs = {self.remote_addrs or self.host_addr}
     proposals = {self.ike_proposals}
     mobike = no
     rekey_time = {self.rekey_time}
@@ -145,11 +149,12 @@ connections {{
     children {{
       net {{
         local_ts = {INNER_REMOTE}/32
-        remote_ts = {INNER_LOCAL}/32
+        remote_ts = {self.remote_ts}
         esp_proposals = {self.esp_proposals}
         mode = tunnel
         rekey_time = 0
         start_action = none
+        {self.extra_child}
       }}
     }}
   }}
@@ -157,7 +162,7 @@ connections {{
 secrets {{
   ike-1 {{
     id-1 = {self.local_id}
-    id-2 = {self.remote_id}
+    {peer_id}
     secret = "{self.psk}"
   }}
 }}

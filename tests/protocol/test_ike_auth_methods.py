@@ -553,3 +553,25 @@ def test_a_signature_with_an_unannounced_hash_fails(pki, keys, monkeypatch):
     ci, cr = cert_configs(pki, keys["p256"], keys["p256"], cfg_r={"signature_hashes": (3,)})
     monkeypatch.setattr(ike_auth, "_signature_hash", lambda key, peer: 2)
     _failed(Pair(ci, cr), detected_by="r")
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_fragment_size_bounds_the_whole_ip_packet(pki, keys, family):
+    """fragment_size = 1280 (the IPv6 minimum MTU): every datagram plus its IP
+    header (20 or 40), UDP header (8) and, on the NAT-T port, the non-ESP
+    marker (already in the traced datagram) fits 1280."""
+    size = {"fragment_size": 1280}
+    ci, cr = cert_configs(pki, keys["rsa"], keys["rsa2"], cfg_i=size, cfg_r=size)
+    addrs = {} if family == 4 else {"addr_i": ("2001:db8::1", 500), "addr_r": ("2001:db8::2", 500)}
+    p = Pair(ci, cr, **addrs)
+    _established(p)
+    ip = 20 if family == 4 else 40
+    assert _fragments(p, "i>r") or _fragments(p, "r>i")          # the certificates needed fragments
+    assert all(len(d) + ip + 8 <= 1280 for _, d in p.trace)
+    assert max(len(d) for _, d in p.trace) + ip + 8 > 1200   # and the budget is used, not wasted
+
+
+def test_message_budget():
+    from ikecore.protocol.fragments import message_budget
+    assert message_budget(1280, "2001:db8::1", natt=True) == 1280 - 40 - 8 - 4
+    assert message_budget(1280, "192.0.2.1", natt=False) == 1280 - 20 - 8

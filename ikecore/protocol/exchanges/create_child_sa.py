@@ -26,7 +26,7 @@ from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload
 from . import ike_clone, ike_rekey
-from .ike_auth import child_keys, child_request_payloads, choose_child, complete_child_initiator, new_child, new_child_spi
+from .ike_auth import _child_refusal, child_keys, child_request_payloads, choose_child, complete_child_initiator, new_child, new_child_spi
 from .ike_rekey import lowest_nonce_in
 from .informational import DeleteChildTask, DeleteRefusedChildTask
 from .task import Task, answer_key_exchange
@@ -98,7 +98,9 @@ class CreateChildTask(Task):
                 return
         error = msg.error_notify()
         if error is not None:
-            return self.failed(conn, now, f"CREATE_CHILD_SA refused: notify {error.notify_type}",
+            return self.failed(conn, now, "CREATE_CHILD_SA refused: " + _child_refusal(
+                error.notify_type, self.cfg, getattr(self, "offer", None), getattr(self, "tsi", ()),
+                getattr(self, "tsr", ())),
                                error.notify_type)
         try:
             child = self._complete(conn, msg, now)

@@ -33,6 +33,8 @@ from .task import Task
 
 log = logging.getLogger("ikecore.ike")
 
+from ..describe import config_proposals_text, notify_name, refusal_text, sa_text, selectors_text  # noqa: E402
+
 HASH_IDENTITY = 5
 # what a failed peer authentication may raise: each ends the SA with AUTHENTICATION_FAILED
 AUTH_ERRORS = (AuthenticationFailed, ParseError, UnsupportedAlgorithm)
@@ -189,7 +191,8 @@ def choose_child(conn, msg: Message, *, allow_dh: bool = False, assigned_ip: str
     sa = msg.find(PayloadType.SA)
     tsi, tsr = msg.find(PayloadType.TSI), msg.find(PayloadType.TSR)
     transport = msg.has_notify(NotifyType.USE_TRANSPORT_MODE)
-    last_error: ProtocolError = ProtocolError("TS_UNACCEPTABLE", notify_type=NotifyType.TS_UNACCEPTABLE)
+    last_error: ProtocolError | None = None
+    ts_tried = []
     for cfg in conn.config.children:
         # the peer's TSi is its side: our remote selectors; its TSr our local ones
         remote_allowed = ([host_selector(assigned_ip)] if assigned_ip
@@ -197,16 +200,37 @@ def choose_child(conn, msg: Message, *, allow_dh: bool = False, assigned_ip: str
         n_tsi = narrow(tsi.selectors, remote_allowed)
         n_tsr = narrow(tsr.selectors, [to_payload(t) for t in cfg.local_ts])
         if not n_tsi or not n_tsr:
+            ts_tried.append(f"{cfg.name}: {selectors_text(remote_allowed)} === {selectors_text(cfg.local_ts)}")
             continue
         try:
             proposal, suite = select_esp(sa, cfg.esp_proposals, allow_dh=allow_dh, ke_group=ke_group,
                                          ignore_dh=ignore_dh)
         except NoProposalChosen as exc:
-            last_error = exc
+            last_error = NoProposalChosen(
+                f"NO_PROPOSAL_CHOSEN: the peer offered {sa_text(sa)}; child {cfg.name} accepts "
+                f"{config_proposals_text(cfg.esp_proposals)} ({exc})")
             continue
         mode = "transport" if transport and cfg.mode == "transport" else "tunnel"
         return cfg, proposal, suite, n_tsi, n_tsr, mode
+    if last_error is None:
+        last_error = ProtocolError(
+            f"TS_UNACCEPTABLE: the peer's TSi {selectors_text(tsi.selectors)} TSr {selectors_text(tsr.selectors)}"
+            f" match none of ours ({'; '.join(ts_tried) or 'no children'}; ours as TSi === TSr)",
+            notify_type=NotifyType.TS_UNACCEPTABLE)
+    # the one log line of this refusal (IKE_AUTH and CREATE_CHILD_SA responders)
+    log.info("%s: refusing a Child SA from %s: %s", conn.name, conn.remote_id, last_error)
     raise last_error
+
+
+def _child_refusal(notify, cfg, offer, tsi, tsr) -> str:
+    """What we asked for, next to the peer's refusal of it."""
+    if notify == NotifyType.NO_PROPOSAL_CHOSEN:
+        return refusal_text(notify, ours=f"we offered {sa_text(offer)}")
+    if notify == NotifyType.TS_UNACCEPTABLE:
+        return refusal_text(notify, ours=f"we proposed TSi {selectors_text(tsi)} TSr {selectors_text(tsr)}")
+    if notify is None:
+        return "no Child SA and no notify"
+    return refusal_text(notify)
 
 
 # ------------------------------------------------------------------ initiator --
@@ -265,17 +289,20 @@ class IkeAuthTask(Task):
             if conn.resumed is not None:     # e.g. a gateway that signs the other octets
                 return resumption.fall_back(conn, now, "the gateway refused the resumed AUTH",
                                             error.notify_type, child=self.child_name)
+            log.warning("%s: received AUTHENTICATION_FAILED: the responder refused us as %s (%s)", conn.name,
+                        conn.config.local_id, _local_method_text(conn.config))
             return conn.terminate("authentication failed", now, NotifyType.AUTHENTICATION_FAILED)
         idr, auth = msg.find(PayloadType.IDR), msg.find(PayloadType.AUTH)
         if idr is None or auth is None:
-            return self.failed(conn, now, f"IKE_AUTH failed: notify {error.notify_type if error else None}",
+            return self.failed(conn, now, f"IKE_AUTH failed: {notify_name(error.notify_type if error else None)}",
                                error.notify_type if error else None)
         try:
             expected = conn.resumed.remote_id if conn.resumed is not None else conn.config.remote_id
             conn.remote_id = _check_identity(conn, idr, expected)
             verify_peer_auth(conn, msg, peer_is_initiator=False, id_payload=idr, now=now)
         except AUTH_ERRORS as exc:
-            log.warning("%s: responder authentication failed: %s", conn.name, exc)
+            log.warning("%s: responder %s (%s) failed authentication: %s; sending AUTHENTICATION_FAILED",
+                        conn.name, _id_text(idr), _auth_method_text(msg), exc)
             # the responder thinks the SA is up: tell it (RFC 7296 §2.21.2 allows this one
             # INFORMATIONAL after a failed response) and delete it in the same message
             conn.remote_id = None
@@ -300,7 +327,8 @@ class IkeAuthTask(Task):
             return
         if msg.find(PayloadType.SA) is None:
             notify = error.notify_type if error else None
-            conn.emit(ev.ChildSaFailed(self.child_cfg.name, notify, "the responder created no Child SA"))
+            conn.emit(ev.ChildSaFailed(self.child_cfg.name, notify, "the responder refused it: "
+                                       + _child_refusal(notify, self.child_cfg, self.offer, self.tsi, self.tsr)))
             return
         try:
             complete_child_initiator(conn, msg, self.child_cfg, self.offer, self.spi_in, self.tsi, self.tsr,
@@ -400,7 +428,8 @@ def respond(conn, msg: Message, now: float) -> list | None:
         auth, certs = own_auth(conn, initiator_side=False, id_type=cfg.local_id.id_type,
                                id_data=cfg.local_id.data)
     except (*AUTH_ERRORS, IkeError) as exc:
-        log.warning("%s: initiator authentication failed: %s", conn.name, exc)
+        log.warning("%s: sending AUTHENTICATION_FAILED: initiator %s (%s) at %s: %s", conn.name,
+                    _id_text(idi), _auth_method_text(msg), conn.remote[0], exc)
         conn.remote_id = None
         conn.exchange_state["after_response"] = lambda t: conn.terminate(
             "authentication failed", t, NotifyType.AUTHENTICATION_FAILED)
@@ -470,3 +499,27 @@ def _lease(conn) -> str | None:
             conn.leases.add(addr)
             return addr
     return None
+
+
+def _id_text(id_payload) -> str:
+    if id_payload is None:
+        return "(no identity)"
+    try:
+        return str(Identity(id_payload.id_type, id_payload.data))
+    except (IkeError, ValueError):
+        return f"(identity type {id_payload.id_type})"
+
+
+def _auth_method_text(msg) -> str:
+    from ..constants import AuthMethod
+    auth = msg.find(PayloadType.AUTH)
+    if auth is None:
+        return "no AUTH"
+    try:
+        return f"auth {AuthMethod(auth.method).name}"
+    except ValueError:
+        return f"auth method {auth.method}"
+
+
+def _local_method_text(cfg) -> str:
+    return "auth PSK" if getattr(cfg.local_auth, "psk", None) else "auth pubkey"

@@ -41,6 +41,8 @@ from .informational import DeleteIkeTask
 from .task import Task, answer_key_exchange
 
 log = logging.getLogger("ikecore.ike")
+
+from ..describe import notify_name  # noqa: E402
 NONCE_LENGTH = 32
 RETRY_DELAY = 2.0            # seconds before a refused rekey is tried again (plus jitter)
 
@@ -110,7 +112,7 @@ class RekeyIkeTask(Task):
                 return
         error = msg.error_notify()
         if error is not None:
-            return self.failed(conn, now, f"IKE rekey refused: notify {error.notify_type}", error.notify_type)
+            return self.failed(conn, now, f"IKE rekey refused: {notify_name(error.notify_type)}", error.notify_type)
         sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
         if sa is None or nonce is None or ke is None:
             return self.failed(conn, now, "IKE rekey response lacks SA, Nr or KEr", NotifyType.INVALID_SYNTAX)

@@ -28,6 +28,8 @@ from ..rules import check_rules
 from .task import Task
 
 log = logging.getLogger("ikecore.ike")
+
+from ..describe import config_proposals_text, message_summary, refusal_text, sa_text  # noqa: E402
 NONCE_LENGTH = 32           # >= half the largest PRF key (SHA-512: 64), RFC 7296 §2.10
 MIN_NONCE, MAX_NONCE = 16, 256
 
@@ -178,7 +180,9 @@ class IkeSaInitTask(Task):
                                NotifyType.INVALID_KE_PAYLOAD)
         error = msg.error_notify()
         if error is not None:
-            return self.failed(conn, now, f"IKE_SA_INIT refused: notify {error.notify_type}",
+            ours = (f"we offered {config_proposals_text(conn.config.proposals)}"
+                    if error.notify_type == NotifyType.NO_PROPOSAL_CHOSEN else None)
+            return self.failed(conn, now, "IKE_SA_INIT refused: " + refusal_text(error.notify_type, ours=ours),
                                error.notify_type)
         if not any(msg.spi_r):
             return self.failed(conn, now, "IKE_SA_INIT response without a responder SPI")
@@ -212,6 +216,8 @@ def respond(config: IkeConfig, msg: Message, *, local, remote, rng, now: float,
     INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN and INVALID_SYNTAX answers keep no state."""
     if msg.is_response or msg.message_id != 0 or any(msg.spi_r) or not msg.is_initiator:
         return None, None
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("received %s from %s", message_summary(msg), remote[0])
     try:
         check_rules(msg)
     except ParseError as exc:
@@ -225,6 +231,8 @@ def respond(config: IkeConfig, msg: Message, *, local, remote, rng, now: float,
     try:
         chosen, suite = select_ike(sa, config.proposals, ke_group=ke.group)
     except NoProposalChosen:
+        log.info("IKE_SA_INIT from %s: sending NO_PROPOSAL_CHOSEN: the peer offered %s; %s accepts %s",
+                 remote[0], sa_text(sa), config.name, config_proposals_text(config.proposals))
         return None, stateless_reply(msg, NotifyType.NO_PROPOSAL_CHOSEN)
     if ke.group != suite.dh_group:
         err = InvalidKePayload(suite.dh_group)
