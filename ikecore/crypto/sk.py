@@ -12,6 +12,9 @@ from .._binding import as_bytes, check, error_for, ffi, lib
 from .transforms import Integ, is_aead
 
 _MAX_MESSAGE = 1 << 20
+# (encr_id, integ_id, encr key length) -> (IV, ICV, block length): a few hundred
+# entries at most (ikc_sk_new refuses unknown transforms and key lengths first)
+_PARAMS: dict = {}
 _SCRATCH = 2048     # most IKE messages fit; a larger one grows the buffer once
 
 
@@ -55,9 +58,13 @@ class SkCipher:
         self._handle = ffi.gc(handle[0], lib.ikc_sk_free)
         self.encr_id = encr_id
         self.integ_id = integ_id
-        iv, icv, block = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("size_t *")
-        check(lib.ikc_sk_params(self._handle, iv, icv, block))
-        self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
+        shape = (encr_id, integ_id, len(encr_key))
+        params = _PARAMS.get(shape)
+        if params is None:       # they follow from the transforms alone: asked once per suite
+            iv, icv, block = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("size_t *")
+            check(lib.ikc_sk_params(self._handle, iv, icv, block))
+            params = _PARAMS[shape] = (iv[0], icv[0], block[0])
+        self.iv_length, self.icv_length, self.block_length = params
         self._fixed = self.iv_length + self.icv_length
 
     def idle(self) -> None:

@@ -31,6 +31,7 @@ from . import events as ev
 from .child_sa import ChildSa
 from .config import IkeConfig
 from .constants import ExchangeType, Flags, NotifyType
+from .exchanges import responder_for    # the package only: its handlers load on first use
 from .fragments import Reassembler, fragment_message, message_budget
 from .limits import unauthenticated_log
 from .message import Message, parse_message
@@ -485,12 +486,12 @@ class IkeConnection:
         self._start_tasks(now)
 
     def _start_tasks(self, now: float) -> None:
-        from .exchanges.informational import WindowSizeTask
         if self.state == State.ESTABLISHED and not self._window_announced:
             # the window is 1 until the initial exchanges (or a rekey) complete; then we
             # say how many requests we will take at once (RFC 7296 §2.3)
             self._window_announced = True
             if self.config.window_size > 1:
+                from .exchanges.informational import WindowSizeTask   # here: runs once per SA, not per message
                 self.tasks.insert(0, WindowSizeTask(self.config.window_size))
         while self.tasks and self.state != State.DELETED and self._window_open():
             task = self.tasks[0]
@@ -708,7 +709,6 @@ class IkeConnection:
             post(now)
 
     def _respond(self, msg: Message, action: Admit, now: float) -> list | None:
-        from .exchanges import responder_for
         handler = responder_for(msg.exchange_type)
         if action is Admit.HANDLE and handler is not None:
             return handler(self, msg, now)

@@ -108,15 +108,24 @@ class Message:
     @property
     def all_payloads(self) -> list:
         """Clear payloads followed by the inner (decrypted) ones."""
-        return self.payloads + self.inner if self.inner else self.payloads
+        inner = self.inner
+        if not inner:
+            return self.payloads
+        # an encrypted message usually has no clear payload but SK: no copy then
+        return self.payloads + inner if self.payloads else inner
 
     def __iter__(self) -> Iterator[Payload]:
         return iter(self.all_payloads)
 
     def find(self, kind) -> Payload | None:
         """First payload of a type (``PayloadType.NONCE``) or class (``IdPayload``)."""
+        if isinstance(kind, type):
+            for p in self.all_payloads:
+                if isinstance(p, kind):
+                    return p
+            return None
         for p in self.all_payloads:
-            if (isinstance(p, kind) if isinstance(kind, type) else p.payload_type == kind):
+            if p.payload_type == kind:
                 return p
         return None
 

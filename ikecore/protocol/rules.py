@@ -98,6 +98,7 @@ RULES: dict[tuple[int, bool], MessageRules] = {(r.exchange_type, r.is_request): 
 )}
 
 _ZERO_SPI = bytes(8)
+_MESSAGE_ID_ZERO = frozenset({int(X.IKE_SA_INIT), int(X.IKE_SESSION_RESUME)})   # plain ints: no enum lookups per check
 
 
 def rules_for(exchange_type: int, is_request: bool) -> MessageRules:
@@ -122,10 +123,10 @@ def check_rules(msg: Message, is_request: bool | None = None) -> None:
     if msg.spi_i == _ZERO_SPI:
         raise ParseError("the initiator's SPI is zero")
     xchg = msg.exchange_type
-    if xchg in (X.IKE_SA_INIT, X.IKE_SESSION_RESUME) and msg.message_id != 0:
+    if xchg in _MESSAGE_ID_ZERO and msg.message_id != 0:
         # RFC 5723 §4.3.2: IKE_SESSION_RESUME follows IKE_SA_INIT's Message ID rules
         raise ParseError(f"{rules.name} with a Message ID other than 0")
-    if is_request and xchg in (X.IKE_SA_INIT, X.IKE_SESSION_RESUME) and msg.spi_r != _ZERO_SPI:
+    if is_request and xchg in _MESSAGE_ID_ZERO and msg.spi_r != _ZERO_SPI:
         raise ParseError(f"{rules.name} with a responder SPI")
 
     if rules.encrypted:
@@ -145,24 +146,30 @@ def check_rules(msg: Message, is_request: bool | None = None) -> None:
     counts: dict[int, int] = {}
     error = False
     notify_types = set()
+    allowed = rules.counts
+    error_notifies = rules.error_notifies
     for p in payloads:
-        t = p.payload_type
-        if type(p) is UnknownPayload:
+        tp = type(p)
+        if tp is UnknownPayload:
             continue                       # non-critical unknown: ignored (§2.5)
-        if t not in rules.counts:
+        t = p.payload_type
+        if t not in allowed:
             raise ParseError(f"payload {t} is not allowed in {rules.name}")
         counts[t] = counts.get(t, 0) + 1
-        if type(p) is NotifyPayload:
+        if tp is NotifyPayload:
             nt = p.notify_type
             notify_types.add(nt)
-            if 0 < nt < 16384 or nt in rules.error_notifies:
+            if 0 < nt < 16384 or nt in error_notifies:
                 error = True
-    for t, (lo, hi) in rules.counts.items():
-        c = counts.get(t, 0)
-        if c > hi:
-            raise ParseError(f"payload {t} appears {c} times in {rules.name} (at most {hi})")
-        if c < lo and not error:
-            raise ParseError(f"{rules.name} lacks mandatory payload {t}")
+    # the usual message breaks no count: checked against the few types present and the
+    # few mandatory ones; any breach goes through the full walk below for its exact error
+    for t, c in counts.items():
+        if c > allowed[t][1]:
+            _check_counts(rules, counts, error)
+    if not error:
+        for t, lo in _mandatory(rules):
+            if counts.get(t, 0) < lo:
+                _check_counts(rules, counts, error)
     for group in rules.together:
         present = [t for t in group if t in counts]
         if present and len(present) != len(group):
@@ -173,6 +180,26 @@ def check_rules(msg: Message, is_request: bool | None = None) -> None:
         missing = rules.required_notifies - notify_types
         if missing:
             raise ParseError(f"{rules.name} lacks notify {sorted(missing)}")
+
+
+def _mandatory(rules: MessageRules) -> tuple:
+    """((payload type, minimum), ...) of the payloads ``rules`` requires, kept on it."""
+    try:
+        return rules._mandatory
+    except AttributeError:
+        mandatory = tuple((t, lo) for t, (lo, _) in rules.counts.items() if lo)
+        object.__setattr__(rules, "_mandatory", mandatory)   # a cache, not a field
+        return mandatory
+
+
+def _check_counts(rules: MessageRules, counts: dict, error: bool) -> None:
+    """Raise the error for the first count ``counts`` breaks, in the rules' order."""
+    for t, (lo, hi) in rules.counts.items():
+        c = counts.get(t, 0)
+        if c > hi:
+            raise ParseError(f"payload {t} appears {c} times in {rules.name} (at most {hi})")
+        if c < lo and not error:
+            raise ParseError(f"{rules.name} lacks mandatory payload {t}")
 
 
 __all__ = ["MessageRules", "RULES", "rules_for", "check_rules", "MANY"]

@@ -20,6 +20,7 @@ from ...errors import InvalidKePayload, NoProposalChosen, ParseError, ProtocolEr
 from ..auth import decode_hash_algorithms, encode_hash_algorithms
 from ..config import IkeConfig
 from ..constants import CertEncoding, ExchangeType, Flags, NotifyType, PayloadType
+from ..ike_sa import IkeConnection, State     # module level: a per-call import costs ~0.6 us a message
 from ..message import Message
 from ..negotiation import accept_ike_reply, ike_sa_payload, select_ike
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, SaPayload
@@ -132,7 +133,6 @@ class IkeSaInitTask(Task):
         return True
 
     def build_request(self, conn, now: float) -> Message:
-        from ..ike_sa import State
         cfg = conn.config
         if self.group is None:
             self.group = cfg.default_group
@@ -163,7 +163,6 @@ class IkeSaInitTask(Task):
         conn.send_request(self, self.build_request(conn, now), now, message_id=0)
 
     def on_response(self, conn, msg: Message, now: float) -> None:
-        from ..ike_sa import State
         cookie = msg.notify(NotifyType.COOKIE)
         if cookie is not None:
             if not 1 <= len(cookie.data) <= 64:
@@ -216,7 +215,6 @@ def respond(config: IkeConfig, msg: Message, *, local, remote, rng, now: float,
             natt_port: int = 4500):
     """The responder's IKE_SA_INIT. Returns (connection or None, reply bytes or None);
     INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN and INVALID_SYNTAX answers keep no state."""
-    from ..ike_sa import IkeConnection, State
     if msg.is_response or msg.message_id != 0 or any(msg.spi_r) or not msg.is_initiator:
         return None, None
     if log.isEnabledFor(logging.DEBUG):

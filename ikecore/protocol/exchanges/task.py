@@ -1,6 +1,11 @@
 """The initiator side of an exchange."""
 from __future__ import annotations
 
+from ...crypto.dh import KeyExchange
+from ...errors import InvalidKePayload, ParseError, ProtocolError
+from ..constants import NotifyType
+from ..ike_sa import State     # module level: a per-call import costs ~0.6 us a message
+
 
 class Task:
     """Subclasses build one request and take its response; the connection
@@ -14,7 +19,6 @@ class Task:
     def ready(self, conn) -> bool:
         """May this task start now? (e.g. IKE_AUTH waits for IKE_SA_INIT). By
         default: on an established SA whose rekey is not in flight."""
-        from ..ike_sa import State
         return conn.state == State.ESTABLISHED and not conn.rekey_in_flight
 
     def destination(self, conn):
@@ -56,9 +60,6 @@ def answer_key_exchange(group: int, ke, rng):
     """Responder side of a KE: our key pair for ``group`` and the shared secret
     with the peer's KEi. A KEi of another group asks for INVALID_KE_PAYLOAD;
     unusable KE data is INVALID_SYNTAX."""
-    from ...crypto.dh import KeyExchange
-    from ...errors import InvalidKePayload, ParseError, ProtocolError
-    from ..constants import NotifyType
     if ke is None or ke.group != group:
         raise InvalidKePayload(group)
     kex = KeyExchange.generate(group, rng)
