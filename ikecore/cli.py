@@ -72,7 +72,7 @@ def _gateway(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from .aio import Gateway, load_config, setup_logging
+    from .aio import Gateway, setup_logging
     from .aio.config import KeyExportSpec
     from .errors import ConfigError
 

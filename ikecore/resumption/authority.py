@@ -12,11 +12,11 @@ import dataclasses
 import struct
 from typing import Callable, NamedTuple
 
-from ..crypto.ticket import KEY_ID_LENGTH, NONCE_LENGTH, TAG_LENGTH
+from ..crypto.ticket import NONCE_LENGTH, TAG_LENGTH
 from ..errors import (InvalidTag, MalformedPacket, TicketExpired, TicketInvalid, TicketMalformed,
                       TicketUnknownKey)
 from .keyring import TicketKeyRing
-from .state import MAX_STATE_LENGTH, TICKET_ID_LENGTH, TicketState
+from .state import MAX_STATE_LENGTH, TicketState
 
 FORMAT_VERSION = 1
 KIND_BY_VALUE = 1        # the state travels in the ticket
