@@ -43,6 +43,8 @@ from ..protocol import events as ev
 from ..protocol.config import Identity, IkeConfig, TrafficSelectorSpec
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.ike_sa import IkeConnection, State
+from .sockets import grow_buffers
+from .timers import GatewayTimers
 
 RECV_BATCH = 256                 # datagrams read per readiness callback and socket
 DEFAULT_SOCKET_BUFFER = 8 << 20  # bursts of thousands of replies must not overflow
@@ -215,7 +217,7 @@ class _Track:
 
 # --------------------------------------------------------------- generator --
 
-class LoadGenerator:
+class LoadGenerator(GatewayTimers):
     """Many IKE initiators on one event loop. See the module docstring.
 
     ``progress(snapshot)`` is called about every ``progress_interval`` seconds
@@ -265,7 +267,7 @@ class LoadGenerator:
                 s = socket.socket(family, socket.SOCK_DGRAM)
                 socks.append(s)
                 s.setblocking(False)
-                _socket_buffers(s, spec.socket_buffer)
+                grow_buffers(s, spec.socket_buffer)
                 s.bind((self.local, 0))
         except OSError:
             for s in socks:
@@ -514,33 +516,12 @@ class LoadGenerator:
         self._arm_timer()
 
     def _collect(self, conn: IkeConnection, now: float) -> None:
-        collect = getattr(self.endpoint, "collect", None)
-        if collect is not None:
-            collect(conn, now)
-        else:                            # older endpoints: the per-connection gather is private
-            self.endpoint._collect(conn, now)
+        self.endpoint.collect(conn, now)
 
-    def _arm_timer(self) -> None:
-        if not self._socks:
-            return
-        t = self.endpoint.get_timer()
-        if t == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = t
-        if t is not None:
-            self._timer = self.loop.call_at(max(t, self.loop.time()), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        try:
-            self.endpoint.handle_timer(self.loop.time())
-        except Exception:
-            self.counters["internal_errors"] += 1
-        self._flush()
+    @property
+    def running(self) -> bool:
+        """For the timer mixin: armed only while the sockets are open."""
+        return bool(self._socks)
 
     # ------------------------------------------------------------ events --
     def _finish(self, conn: IkeConnection, now: float, failure: str | None = None) -> None:
@@ -651,22 +632,6 @@ def _route_source(remote: str, family: int) -> str:
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.connect((remote, 9))
         return s.getsockname()[0]
-
-
-def _socket_buffers(s: socket.socket, size: int) -> None:
-    """SO_RCVBUFFORCE/SO_SNDBUFFORCE where allowed (root), else up to the system's maximum."""
-    if size <= 0:
-        return
-    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
-        for opt in (force, plain):
-            if opt is None:
-                continue
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, size)
-                break
-            except OSError:
-                continue
 
 
 # ------------------------------------------------------------------ report --

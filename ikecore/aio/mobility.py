@@ -29,7 +29,7 @@ from ..protocol.exchanges import mobike
 from ..protocol.ike_sa import IkeConnection
 from .errors import GatewayError
 from .keylog import esp_row
-from .sockets import _grow_buffers, _IkeProtocol, _Listener
+from .sockets import _IkeProtocol, _Listener, grow_buffers
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -131,7 +131,7 @@ class GatewayMobility:
                 if family == socket.AF_INET6:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 s.setblocking(False)
-                _grow_buffers(s, self.config.socket_buffer)
+                grow_buffers(s, self.config.socket_buffer)
                 s.bind((str(ip), port))
         except OSError as exc:
             for s in socks:

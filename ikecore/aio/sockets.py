@@ -37,7 +37,7 @@ class _Listener:
         return ipaddress.ip_address(self.host).is_unspecified
 
 
-def _grow_buffers(s: socket.socket, size: int) -> None:
+def grow_buffers(s: socket.socket, size: int) -> None:
     """Room for bursts of ESP: SO_RCVBUFFORCE when allowed (root), else up to rmem_max."""
     if size <= 0:
         return
@@ -92,7 +92,7 @@ class GatewaySockets:
                         if family == socket.AF_INET6:
                             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                         s.setblocking(False)
-                        _grow_buffers(s, self.config.socket_buffer)
+                        grow_buffers(s, self.config.socket_buffer)
                         try:
                             s.bind((host, p))
                         except OSError:
