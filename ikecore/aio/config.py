@@ -694,8 +694,9 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
     return cfg
 
 
-def load_config(path: str | os.PathLike) -> GatewayConfig:
-    """Read and check a gateway TOML file. Raises ConfigError naming the file and key."""
+def load_config_data(path: str | os.PathLike) -> tuple[GatewayConfig, dict]:
+    """The checked configuration and the parsed TOML it came from (a reload
+    compares tables). Raises ConfigError naming the file and key."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -709,7 +710,12 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
         raise ConfigError(f"{path}: TOML syntax: {exc}") from None
     cfg = parse_config(data, source=str(path), base_dir=path.parent)
     warn_if_exposed(path, raw)
-    return cfg
+    return cfg, data
+
+
+def load_config(path: str | os.PathLike) -> GatewayConfig:
+    """Read and check a gateway TOML file. Raises ConfigError naming the file and key."""
+    return load_config_data(path)[0]
 
 
 def warn_if_exposed(path: Path, raw: bytes) -> None:

@@ -35,13 +35,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, IkeError
 from ..protocol import events as ev
-from .config import GatewayConfig, parse_config, warn_if_exposed
+from .config import GatewayConfig, load_config_data
 from .errors import GatewayError
-
-try:
-    import tomllib as _toml
-except ModuleNotFoundError:            # pragma: no cover
-    import tomli as _toml              # type: ignore[no-redef]
 
 log = logging.getLogger("ikecore.control")
 
@@ -60,18 +55,7 @@ def read_config(path: str | os.PathLike) -> tuple[GatewayConfig, dict]:
     (its TOML table plus the content of the files it names), so that a reload
     can tell which connections changed."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = _toml.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8: {exc}") from None
-    except _toml.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax: {exc}") from None
-    cfg = parse_config(data, source=str(path), base_dir=path.parent)
-    warn_if_exposed(path, raw)
+    cfg, data = load_config_data(path)
     prints = {name: _fingerprint(table, path.parent)
               for name, table in (data.get("connections") or {}).items()}
     return cfg, {"connections": prints, "gateway": json.dumps(data.get("gateway") or {}, sort_keys=True,
