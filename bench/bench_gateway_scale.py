@@ -32,6 +32,7 @@ from ikecore.aio.dataplane import DataPlane
 from ikecore.protocol import events as ev
 from ikecore.protocol.config import Identity
 from ikecore.protocol.endpoint import IkeEndpoint
+from ikecore.protocol.limits import EndpointLimits
 
 CHARON_BYTES_PER_SA = 12.7 * 1024
 TARGET_BYTES_PER_SA = 10 * 1024
@@ -48,7 +49,9 @@ class Responder:
         self.cfg_i = dataclasses.replace(cfg_i, initial_contact=False)
         self.now = now
         self.rng = random.Random(seed).randbytes
-        self.ep = IkeEndpoint(cfg_r, rng=random.Random(seed + 1).randbytes, now=now)
+        # every simulated client authenticates as the same identity: no per-identity cap
+        self.ep = IkeEndpoint(cfg_r, rng=random.Random(seed + 1).randbytes, now=now,
+                              limits=EndpointLimits(max_sas_per_identity=0))
         self.dataplane: DataPlane | None = None
         self.port = 0
 
