@@ -64,7 +64,7 @@ from .sockets import GatewaySockets, _IkeProtocol, _Listener
 from .virtual_ip import VirtualIps
 from .plain_esp import PlainEsp
 from .status import GatewayStatus, _ts_text
-from .timers import GatewayTimers, KeepaliveScheduler
+from .timers import GatewayTimers, KeepaliveScheduler, flush_suppressed_logs
 
 log = logging.getLogger("ikecore.gateway")
 
@@ -176,6 +176,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self.started_at = now
         if self.keepalives is not None:
             self._spawn(self.keepalives.run())
+        self._spawn(flush_suppressed_logs(self, 10.0))
         if self.config.roam_interval > 0:
             self._spawn(self._roam_loop(self.config.roam_interval))     # MOBIKE: mobility.py
         log.info("gateway listening on %s (IKE %d, NAT-T %d)",

@@ -44,6 +44,15 @@ class GatewayTimers:
         self._flush()
 
 
+async def flush_suppressed_logs(gw, interval: float) -> None:
+    """Every ``interval``: the counts of log lines rate-limiting held back
+    (ikecore.protocol.limits), also after a flood has stopped."""
+    from ..protocol.limits import unauthenticated_log
+    while gw.running:
+        await asyncio.sleep(interval)
+        unauthenticated_log.flush()
+
+
 class KeepaliveScheduler:
     """NAT keepalives (RFC 3948 §2.3): one 0xFF octet every ``interval`` to each
     peer of an SA on NAT-T when we are behind a NAT (or force encapsulation).

@@ -88,7 +88,7 @@ class RateLimitedLog:
         self.burst = burst
         self.interval = interval
         self.clock = clock
-        self._windows: dict[str, list] = {}     # kind -> [window start, lines in it, suppressed]
+        self._windows: dict[str, list] = {}     # kind -> [window start, lines in it, suppressed, level]
         self.suppressed_total = 0
 
     def log(self, level: int, kind: str, fmt: str, *args) -> None:
@@ -97,17 +97,31 @@ class RateLimitedLog:
         now = self.clock()
         window = self._windows.get(kind)
         if window is None or now - window[0] >= self.interval:
-            suppressed = window[2] if window is not None else 0
-            window = self._windows[kind] = [now, 0, 0]
-            if suppressed:
-                self.logger.log(level, "%d more %r lines were suppressed in the last %.0f s",
-                                suppressed, kind, self.interval)
+            if window is not None:
+                self._summarise(kind, window)
+            window = self._windows[kind] = [now, 0, 0, level]
         if window[1] >= self.burst:
             window[2] += 1
             self.suppressed_total += 1
             return
         window[1] += 1
         self.logger.log(level, fmt, *args)
+
+    def _summarise(self, kind: str, window: list) -> None:
+        if window[2]:
+            self.logger.log(window[3], "%d more %r lines were suppressed in the last %.0f s",
+                            window[2], kind, self.interval)
+            window[2] = 0
+
+    def flush(self) -> None:
+        """Log the count of every kind whose window has ended with lines
+        suppressed, so the summary comes even when a flood simply stops (the
+        gateway calls this every interval)."""
+        now = self.clock()
+        for kind, window in list(self._windows.items()):
+            if now - window[0] >= self.interval:
+                self._summarise(kind, window)
+                del self._windows[kind]
 
     def info(self, kind: str, fmt: str, *args) -> None:
         self.log(logging.INFO, kind, fmt, *args)

@@ -200,6 +200,22 @@ def test_unauthenticated_log_lines_are_rate_limited_with_a_summary(caplog):
     assert limited.suppressed_total == 97
 
 
+def test_the_summary_comes_when_a_flood_just_stops(caplog):
+    clock = [0.0]
+    limited = RateLimitedLog(logging.getLogger("test.ratelog"), burst=3, interval=10.0,
+                             clock=lambda: clock[0])
+    with caplog.at_level(logging.INFO, logger="test.ratelog"):
+        for k in range(50):
+            limited.info("bad init", "bad IKE_SA_INIT %d", k)
+        limited.flush()                              # the window is still open: nothing yet
+        assert len(caplog.records) == 3
+        clock[0] = 10.0
+        limited.flush()                              # no further line of that kind ever comes
+        limited.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[3:] == ["47 more 'bad init' lines were suppressed in the last 10 s"]
+
+
 def test_a_flood_logs_a_bounded_number_of_lines(caplog):
     p = Pair(*configs())
     gw = _gateway(p, max_half_open=10, max_half_open_per_host=10)
