@@ -248,6 +248,8 @@ def test_clone_offering_gateway_interoperates_and_never_clones(tmp_path):
             gw.set_capture(Capture())
             try:
                 conn = await gw.initiate("sw", timeout=10)
+                # the SK ciphers as the SAs used them: a dead SA drops its keys
+                ciphers = {conn.spis: conn.sk_out}
                 assert conn.config.clone and not conn.peer_clone
                 ping = await _in_thread(lambda: peer.ping(3))
                 assert " 0% packet loss" in ping.stdout, ping.stdout
@@ -255,14 +257,15 @@ def test_clone_offering_gateway_interoperates_and_never_clones(tmp_path):
                 gw.rekey(conn)
                 _, event = await rekeyed
                 new = event.connection
+                ciphers[new.spis] = new.sk_out
                 sas = await _in_thread(lambda: _wait_sas(peer, lambda s: len(s) == 1))
                 assert [(s["initiator-spi"], s["responder-spi"]) for s in sas] == [(new.spi_i.hex(), new.spi_r.hex())]
                 ping = await _in_thread(lambda: peer.ping(3))
                 assert " 0% packet loss" in ping.stdout, ping.stdout
-                return {conn.spis: conn, new.spis: new}
+                return ciphers
             finally:
                 await gw.stop()
-        conns = asyncio.run(run())
+        ciphers = asyncio.run(run())
         # what we sent, opened with our own keys: the offer went out, a clone request never did
         offered, clone_requests, opened = False, 0, 0
         for data in sent:
@@ -272,10 +275,10 @@ def test_clone_offering_gateway_interoperates_and_never_clones(tmp_path):
                 msg = parse_message(data)
             except Exception:
                 continue                       # ESP
-            conn = conns.get((msg.spi_i, msg.spi_r))
-            if conn is None or msg.sk is None or msg.is_fragment:
+            sk_out = ciphers.get((msg.spi_i, msg.spi_r))
+            if sk_out is None or msg.sk is None or msg.is_fragment:
                 continue
-            msg.decrypt(conn.sk_out)
+            msg.decrypt(sk_out)
             opened += 1
             types = [n.notify_type for n in msg.notifies()]
             if msg.exchange_type == ExchangeType.IKE_AUTH and not msg.is_response:
