@@ -42,7 +42,11 @@ def test_unknowable_cases_say_so():
 
 
 def test_info_json_reports_them():
+    # run from where this process's ikecore lives: from the repository root, `-m`
+    # would import the source tree even when the tests run against an installed wheel
+    here = os.path.dirname(os.path.dirname(os.path.abspath(backend.__file__)))
     out = subprocess.run([sys.executable, "-m", "ikecore", "info", "--json"], capture_output=True, text=True,
+                         cwd=os.path.dirname(here),
                          check=True).stdout
     data = json.loads(out)
     assert data["libcrypto"] == backend.loaded_libcrypto()
