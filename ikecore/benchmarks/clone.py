@@ -3,53 +3,18 @@ endpoints, PSK or RSA-2048 certificates: the drivers of `ikecore bench`
 (suite_clone) and bench/bench_clone.py."""
 from __future__ import annotations
 
-import datetime
 import statistics
 import time
 
 from ..protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
                                RemoteAuth, TrafficSelectorSpec)
+from .certs import CERT_TIME, rsa_pki
 from .ike import ADDR_I, ADDR_R, PSK, Link
 
 SUITE = "aes256gcm16-prfsha256-x25519"
 TARGETS = {"psk": 2.0, "rsa": 5.0}
-CERT_TIME = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 
 
-def _pki():
-    """An RSA-2048 CA and an RSA-2048 leaf for each end (made once)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.x509.oid import NameOID
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def issue(subject, key, issuer, issuer_key, ca, san=None):
-        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(CERT_TIME - datetime.timedelta(days=1))
-             .not_valid_after(CERT_TIME + datetime.timedelta(days=365))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if ca:
-            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                                critical=True)
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256()).public_bytes(Encoding.DER)
-
-    ca_key = rsa.generate_private_key(65537, 2048)
-    ca = issue(name("bench CA"), ca_key, name("bench CA"), ca_key, True)
-    out = {"ca": ca}
-    for who in ("initiator.bench", "responder.bench"):
-        key = rsa.generate_private_key(65537, 2048)
-        out[who] = (key, issue(name(who), key, name("bench CA"), ca_key, False, san=who))
-    return out
-
-
-_PKI: dict = {}
 
 
 def configs(auth: str, *, child: bool = True):
@@ -64,11 +29,10 @@ def configs(auth: str, *, child: bool = True):
             return IkeConfig(local_id=Identity.parse(me), local_auth=LocalAuth(psk=PSK),
                              remote_auth=RemoteAuth(psk=PSK), remote_id=Identity.parse(peer), **common)
         from ikecore.protocol.auth import TrustStore
-        if not _PKI:
-            _PKI.update(_pki())
-        key, cert = _PKI[me]
+        ca, leaves = rsa_pki(("initiator.bench", "responder.bench"))
+        key, cert = leaves[me]
         return IkeConfig(local_id=Identity.parse(me), local_auth=LocalAuth(private_key=key, certificates=[cert]),
-                         remote_auth=RemoteAuth(trust_store=TrustStore([_PKI["ca"]])),
+                         remote_auth=RemoteAuth(trust_store=TrustStore([ca])),
                          remote_id=Identity.parse(peer), certificate_time=lambda now: CERT_TIME, **common)
     return (side("initiator.bench", "responder.bench", "10.1.0.0/16", "10.2.0.0/16"),
             side("responder.bench", "initiator.bench", "10.2.0.0/16", "10.1.0.0/16"))
@@ -78,23 +42,7 @@ class CpuLink(Link):
     """bench_ike's Link, but ``responder_s`` counts process CPU time (the
     machine's other work does not land in it)."""
 
-    def pump(self) -> None:
-        ei, er, now, clock = self.ei, self.er, self.now, time.process_time
-        while True:
-            moved = False
-            for data, remote, local in ei.datagrams_to_send():
-                t0 = clock()
-                er.receive_datagram(data, local, remote, now)
-                self.responder_s += clock() - t0
-                moved = True
-            for data, remote, local in er.datagrams_to_send():
-                ei.receive_datagram(data, local, remote, now)
-                moved = True
-            if not moved:
-                break
-        for ep in (ei, er):
-            while ep.next_event() is not None:
-                pass
+    clock = staticmethod(time.process_time)
 
 
 def _handshake(link: Link, child: bool):

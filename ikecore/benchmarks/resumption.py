@@ -4,20 +4,20 @@ gateway endpoint in memory, the gateway serving its ticket store from a dict
 bench` (suite_resumption) and bench/bench_resumption.py."""
 from __future__ import annotations
 
-import datetime
 import random
 import time
 
 from ..protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
                                RemoteAuth, TrafficSelectorSpec)
+from ..protocol.auth import TrustStore
 from ..protocol.endpoint import IkeEndpoint
 from ..protocol.tickets import TicketCheck, TicketPut
 from ..resumption import TicketAuthority, TicketKeyRing
+from .certs import CERT_TIME, rsa_pki
 
 ADDR_I, ADDR_R = ("192.0.2.1", 500), ("192.0.2.2", 500)
 PSK = b"benchmark pre-shared key 0123456789"
 WALL_OFFSET = 1_700_000_000.0
-CERT_TIME = datetime.datetime(2025, 6, 1, tzinfo=datetime.timezone.utc)
 TARGETS = {"psk-x25519": 2.0, "rsa2048-x25519": 5.0}
 
 
@@ -26,56 +26,18 @@ def _child(local: str, remote: str) -> ChildConfig:
                        [EspProposal.parse("aes256gcm16")])
 
 
-def _rsa_pki():
-    """An RSA-2048 CA and one RSA-2048 leaf per side (SAN = the IKE identity)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.x509.oid import NameOID
-
-    from ikecore.protocol.auth import TrustStore
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def cert(subject, key, issuer, issuer_key, ca, san=None):
-        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(CERT_TIME - datetime.timedelta(days=1))
-             .not_valid_after(CERT_TIME + datetime.timedelta(days=365))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if ca:
-            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                                critical=True)
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256()).public_bytes(Encoding.DER)
-
-    ca_key = rsa.generate_private_key(65537, 2048)
-    ca = cert("bench CA", ca_key, "bench CA", ca_key, True)
-    store = TrustStore([ca])
-    out = {}
-    for who in ("client.bench", "gw.bench"):
-        key = rsa.generate_private_key(65537, 2048)
-        out[who] = LocalAuth(private_key=key, certificates=(cert(who, key, "bench CA", ca_key, False, who),))
-    return out, store
-
-
-_PKI = None
 
 
 def configs(auth: str, *, resumption: bool):
     """Client and gateway configurations; with ``resumption`` the gateway issues tickets."""
-    global _PKI
     ids = ("client.bench", "gw.bench")
     if auth == "psk":
         local = {i: LocalAuth(psk=PSK) for i in ids}
         remote = {i: RemoteAuth(psk=PSK) for i in ids}
     else:
-        if _PKI is None:
-            _PKI = _rsa_pki()
-        local, store = _PKI
+        ca, leaves = rsa_pki(ids)
+        local = {i: LocalAuth(private_key=key, certificates=(cert,)) for i, (key, cert) in leaves.items()}
+        store = TrustStore([ca])
         remote = {i: RemoteAuth(trust_store=store) for i in ids}
     common = dict(proposals=[IkeProposal.parse("aes256gcm16-prfsha256-x25519")], dpd_delay=0,
                   resumption=resumption, wall_clock=lambda now: now + WALL_OFFSET,
