@@ -6,6 +6,8 @@ operation class to it with a property query, e.g.
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 from .._binding import check, ffi, lib
@@ -59,17 +61,25 @@ def report() -> BackendReport:
 
 
 def loaded_libcrypto() -> str | None:
-    """Path of the libcrypto this process has mapped (the system's, or the copy
-    a manylinux wheel bundles in ikecore.libs/); None where /proc is not there."""
+    """Path of the libcrypto ikecore runs on: the copy a manylinux wheel bundles
+    in ikecore.libs/ when this process has it mapped (the stdlib's ssl and hashlib
+    may have mapped the system's first), else the first one mapped; None where
+    /proc is not there."""
+    bundled = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+    bundled += "ikecore.libs" + os.sep
+    paths: list[str] = []
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 path = line.split(None, 5)[-1].strip()
-                if "/libcrypto" in path:
-                    return path
+                if "/libcrypto" in path and path not in paths:
+                    paths.append(path)
     except OSError:
-        pass
-    return None
+        return None
+    for path in paths:
+        if path.startswith(bundled):
+            return path
+    return paths[0] if paths else None
 
 
 def _openssl_version_tuple(text: str) -> tuple[int, ...]:
