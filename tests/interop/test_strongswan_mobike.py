@@ -190,7 +190,13 @@ def test_gateway_roams_when_its_address_goes_away(tmp_path):
                 assert event.local == (peer.host_addr2, 4500) and event.previous_local == (peer.host_addr, 4500)
                 [sa] = await _in_thread(lambda: _wait_sas(peer, lambda s: s and s[0].get("remote-host") == peer.host_addr2))
                 assert sa["remote-host"] == peer.host_addr2, sa
-                ping = await _in_thread(lambda: peer.ping(3))
+                # charon (kernel-libipsec) rekeys the Child SA after an address update: pings
+                # may fall into that exchange, so allow it a few seconds to settle
+                for _ in range(6):
+                    ping = await _in_thread(lambda: peer.ping(3))
+                    if " 0% packet loss" in ping.stdout:
+                        break
+                    await asyncio.sleep(0.5)
                 assert " 0% packet loss" in ping.stdout, ping.stdout
             finally:
                 await gw.stop()
