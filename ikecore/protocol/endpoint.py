@@ -42,7 +42,6 @@ from .message import Message, parse_message
 log = logging.getLogger("ikecore.endpoint")
 
 NON_ESP_MARKER = bytes(4)
-_ACCOUNTED = (ev.IkeSaEstablished, ev.IkeSaRekeyed, ev.IkeSaCloned)
 COOKIE_VERSION_BYTES = 1
 # why an IKE SA ended that leaves its client's ticket usable: the SA went without a
 # Delete (RFC 5723 §6.2: a ticket dies with an SA deleted by either side)
@@ -485,24 +484,23 @@ class IkeEndpoint:
         old.terminate("replaced by a resumed session", now)
         self._collect(old, now)
 
-    def _note_ticket_event(self, conn: IkeConnection, event: ev.Event) -> None:
-        """Bookkeeping of tickets: the client keeps the newest per connection name
-        (and forgets it with an SA deleted by either side, RFC 5723 §6.2); the
-        gateway remembers which SA each ticket came from."""
-        if isinstance(event, ev.TicketReceived):
-            name = conn.config.name
-            self.tickets[name] = event.ticket
-            self._ticket_sa[name] = conn
-        elif isinstance(event, ev.TicketIssued):
-            if event.store_put is not None:
-                self._store_ops.append(event.store_put)
-            ids = conn.exchange_state.setdefault("ticket_ids", [])
-            ids.append(event.ticket_id)
-            self._ticket_holders[event.ticket_id] = conn
-            while len(ids) > resumption.MAX_TICKET_IDS_PER_SA:
-                self._ticket_holders.pop(ids.pop(0), None)
-        elif isinstance(event, ev.IkeSaRekeyed) and event.connection is not None:
-            new = event.connection
+    # -- what the endpoint does with each event type (_EVENT_WORK) before the
+    # application sees it; a True return means the SA is over its identity cap
+
+    def _on_established(self, conn: IkeConnection, event: ev.Event, now: float | None) -> bool:
+        self._account(conn, event)
+        self._index(conn)
+        return self._over_identity_cap(conn)
+
+    def _on_rekeyed_or_cloned(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self._account(conn, event)
+        new = event.connection
+        if new is None:
+            return
+        self._adopt(new)
+        self._collect(new, now)
+        if type(event) is ev.IkeSaRekeyed:
+            # the tickets of the old SA now belong to the one that replaced it
             for name, sa in list(self._ticket_sa.items()):
                 if sa is conn:
                     self._ticket_sa[name] = new
@@ -511,11 +509,45 @@ class IkeEndpoint:
             for tid in ids:
                 if self._ticket_holders.get(tid) is conn:
                     self._ticket_holders[tid] = new
-        elif isinstance(event, ev.IkeSaDeleted):
-            name = conn.config.name
-            if self._ticket_sa.get(name) is conn and event.reason not in KEEP_TICKET_REASONS:
-                del self._ticket_sa[name]
-                self.tickets.pop(name, None)
+
+    def _on_resume_failed(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        # the fallback runs under a new SPIi
+        if self.connections.get(event.old_spi_i) is conn:
+            del self.connections[event.old_spi_i]
+        self.connections[conn.spi_i] = conn
+
+    # Bookkeeping of tickets: the client keeps the newest per connection name (and
+    # forgets it with an SA deleted by either side, RFC 5723 §6.2); the gateway
+    # remembers which SA each ticket came from.
+
+    def _on_ticket_received(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        name = conn.config.name
+        self.tickets[name] = event.ticket
+        self._ticket_sa[name] = conn
+
+    def _on_ticket_issued(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        if event.store_put is not None:
+            self._store_ops.append(event.store_put)
+        ids = conn.exchange_state.setdefault("ticket_ids", [])
+        ids.append(event.ticket_id)
+        self._ticket_holders[event.ticket_id] = conn
+        while len(ids) > resumption.MAX_TICKET_IDS_PER_SA:
+            self._ticket_holders.pop(ids.pop(0), None)
+
+    def _on_ike_sa_deleted(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        name = conn.config.name
+        if self._ticket_sa.get(name) is conn and event.reason not in KEEP_TICKET_REASONS:
+            del self._ticket_sa[name]
+            self.tickets.pop(name, None)
+
+    def _on_child_installed(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self.inbound_spis.add(event.child.spi_in)
+
+    def _on_child_rekeyed(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self.inbound_spis.add(event.new.spi_in)
+
+    def _on_child_deleted(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self.inbound_spis.discard(event.child.spi_in)
 
     def _forget_ticket_holder(self, conn: IkeConnection) -> None:
         for tid in conn.exchange_state.pop("ticket_ids", ()):
@@ -590,36 +622,26 @@ class IkeEndpoint:
         return held >= cap
 
     def _collect(self, conn: IkeConnection, now: float | None = None) -> None:
+        # runs after every input and command (several times a handshake): the output
+        # lists are looked at before they are copied, and each event type's
+        # bookkeeping is one dict lookup (_EVENT_WORK) instead of a chain of isinstance
         over_cap = False
-        for new in conn.spawned_connections():   # SAs a rekey made take messages at once
-            self._adopt(new)
-            self._collect(new, now)
-        for data, remote, local in conn.datagrams_to_send():
-            self._send(data, remote, local)
-        while (event := conn.next_event()) is not None:
-            if type(event) in _ACCOUNTED:
-                self._account(conn, event)
-            if isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)) and event.connection is not None:
-                self._adopt(event.connection)
-                self._collect(event.connection, now)
-            if isinstance(event, ev.ResumeFailed):       # the fallback runs under a new SPIi
-                if self.connections.get(event.old_spi_i) is conn:
-                    del self.connections[event.old_spi_i]
-                self.connections[conn.spi_i] = conn
-            elif isinstance(event, (ev.TicketReceived, ev.TicketIssued, ev.IkeSaRekeyed, ev.IkeSaDeleted)):
-                self._note_ticket_event(conn, event)
-            if len(self._events) == self._events.maxlen:
-                self.stats["events_dropped"] += 1
-            self._events.append((conn, event))
-            if isinstance(event, ev.IkeSaEstablished):
-                self._index(conn)
-                over_cap = self._over_identity_cap(conn)
-            elif isinstance(event, ev.ChildSaInstalled):
-                self.inbound_spis.add(event.child.spi_in)
-            elif isinstance(event, ev.ChildSaRekeyed):
-                self.inbound_spis.add(event.new.spi_in)
-            elif isinstance(event, ev.ChildSaDeleted):
-                self.inbound_spis.discard(event.child.spi_in)
+        if conn._spawned:
+            for new in conn.spawned_connections():   # SAs a rekey made take messages at once
+                self._adopt(new)
+                self._collect(new, now)
+        if conn._datagrams:
+            for data, remote, local in conn.datagrams_to_send():
+                self._send(data, remote, local)
+        events, work_for = self._events, _EVENT_WORK
+        while conn._events:           # (work on one event may add more)
+            for event in conn.take_events():
+                work = work_for.get(type(event))
+                if work is not None and work(self, conn, event, now):
+                    over_cap = True
+                if len(events) == events.maxlen:
+                    self.stats["events_dropped"] += 1
+                events.append((conn, event))
         self._forget_half_open(conn)
         if over_cap and now is not None:
             self.stats["identity_refused"] += 1
@@ -711,6 +733,22 @@ class IkeEndpoint:
         (shutdown); a single command should use :meth:`collect`."""
         for conn in list(self.connections.values()):
             self._collect(conn)
+
+
+# event type -> the endpoint's work for it (IkeEndpoint._collect); the other types
+# only go to the application
+_EVENT_WORK = {
+    ev.IkeSaEstablished: IkeEndpoint._on_established,
+    ev.IkeSaRekeyed: IkeEndpoint._on_rekeyed_or_cloned,
+    ev.IkeSaCloned: IkeEndpoint._on_rekeyed_or_cloned,
+    ev.ResumeFailed: IkeEndpoint._on_resume_failed,
+    ev.TicketReceived: IkeEndpoint._on_ticket_received,
+    ev.TicketIssued: IkeEndpoint._on_ticket_issued,
+    ev.IkeSaDeleted: IkeEndpoint._on_ike_sa_deleted,
+    ev.ChildSaInstalled: IkeEndpoint._on_child_installed,
+    ev.ChildSaRekeyed: IkeEndpoint._on_child_rekeyed,
+    ev.ChildSaDeleted: IkeEndpoint._on_child_deleted,
+}
 
 
 class TimerQueue:

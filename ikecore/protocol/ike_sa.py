@@ -321,6 +321,13 @@ class IkeConnection:
     def next_event(self) -> ev.Event | None:
         return self._events.pop(0) if self._events else None
 
+    def take_events(self) -> list:
+        """Every event since the last call, oldest first (the endpoint's way: one
+        list handed over instead of a next_event() call per event)."""
+        events = self._events
+        self._events = []
+        return events
+
     def spawned_connections(self) -> list["IkeConnection"]:
         """IKE SAs made by this one (rekeys) since the last call."""
         out = list(self._spawned)
