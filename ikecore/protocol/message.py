@@ -117,6 +117,9 @@ class Message:
     def __iter__(self) -> Iterator[Payload]:
         return iter(self.all_payloads)
 
+    # find/notify run a dozen times per message: they walk the lists without the
+    # all_payloads property (an encrypted message's clear list is usually empty)
+
     def find(self, kind) -> Payload | None:
         """First payload of a type (``PayloadType.NONCE``) or class (``IdPayload``)."""
         if isinstance(kind, type):
@@ -124,9 +127,13 @@ class Message:
                 if isinstance(p, kind):
                     return p
             return None
-        for p in self.all_payloads:
+        for p in self.payloads:
             if p.payload_type == kind:
                 return p
+        if self.inner:
+            for p in self.inner:
+                if p.payload_type == kind:
+                    return p
         return None
 
     def find_all(self, kind) -> list:
@@ -139,9 +146,13 @@ class Message:
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
         """The first Notify of that type, or None."""
-        for p in self.all_payloads:
+        for p in self.payloads:
             if type(p) is NotifyPayload and p.notify_type == notify_type:
                 return p
+        if self.inner:
+            for p in self.inner:
+                if type(p) is NotifyPayload and p.notify_type == notify_type:
+                    return p
         return None
 
     def has_notify(self, notify_type: int) -> bool:
@@ -177,6 +188,7 @@ def parse_chain(buf: bytes, off: int, end: int, next_type: int, *, validate: boo
     parsers = PARSERS
     sk = None
     sk_offset = 0
+    room = max_payloads          # payloads still allowed
     while next_type:
         if off + 4 > end:
             raise ParseError(f"payload chain ends early: no room for payload type {next_type}")
@@ -212,7 +224,8 @@ def parse_chain(buf: bytes, off: int, end: int, next_type: int, *, validate: boo
         else:
             p = UnknownPayload(next_type, buf[off + 4:p_end], False)
         append(p)
-        if len(payloads) > max_payloads:
+        room -= 1
+        if room < 0:
             raise ParseError(f"more than {max_payloads} payloads")
         off = p_end
         next_type = nxt
@@ -297,13 +310,14 @@ def encode_payloads(payloads, last_next: int = 0) -> bytes:
     """The chain of generic headers and bodies; the last Next Payload is ``last_next``."""
     parts = []
     append = parts.append
-    n = len(payloads)
-    for i, p in enumerate(payloads):
+    # each header names the type of the payload after it: walk with the next one in hand
+    nexts = [p.payload_type for p in payloads]
+    nexts.append(last_next)
+    i = 0
+    for p in payloads:
+        i += 1
         body = p.encode_body()
-        if i + 1 < n:
-            nxt = payloads[i + 1].payload_type
-        else:
-            nxt = last_next
+        nxt = nexts[i]
         flags = 0
         tp = type(p)
         if tp is UnknownPayload:
