@@ -31,7 +31,7 @@ from typing import Callable
 from ..errors import IkeError, ParseError
 from . import events as ev
 from .config import IkeConfig
-from .constants import ExchangeType, NotifyType
+from .constants import ExchangeType, Flags, NotifyType
 from .exchanges import ike_sa_init, resumption
 from .tickets import ClientTicket, TicketCheck
 from .ike_sa import Address, IkeConnection, State
@@ -42,6 +42,11 @@ from .message import Message, parse_message
 log = logging.getLogger("ikecore.endpoint")
 
 NON_ESP_MARKER = bytes(4)
+# bound once for the per-datagram test (ExchangeType.X goes through EnumType.__getattr__)
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT
+_INITIAL_EXCHANGES = frozenset({int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_SESSION_RESUME)})
+_ZERO_SPI = bytes(8)
+_I_FLAG, _R_FLAG = int(Flags.INITIATOR), int(Flags.RESPONSE)
 COOKIE_VERSION_BYTES = 1
 # why an IKE SA ended that leaves its client's ticket usable: the SA went without a
 # Delete (RFC 5723 §6.2: a ticket dies with an SA deleted by either side)
@@ -241,16 +246,15 @@ class IkeEndpoint:
         return Classification.IKE
 
     def receive_message(self, msg: Message, remote: Address, local: Address, now: float) -> None:
-        if (msg.exchange_type == ExchangeType.IKE_SA_INIT and not any(msg.spi_r)
-                and msg.is_request):
-            self._init_request(msg, remote, local, now)
-            return
-        if (msg.exchange_type == ExchangeType.IKE_SESSION_RESUME and not any(msg.spi_r)
-                and msg.is_request):
-            self._resume_request(msg, remote, local, now)
+        xchg, flags = msg.exchange_type, msg.flags
+        if xchg in _INITIAL_EXCHANGES and msg.spi_r == _ZERO_SPI and not flags & _R_FLAG:
+            if xchg == _IKE_SA_INIT:
+                self._init_request(msg, remote, local, now)
+            else:
+                self._resume_request(msg, remote, local, now)
             return
         # our SPI is SPIr when the sender is the original initiator, else SPIi
-        own = msg.spi_r if msg.is_initiator else msg.spi_i
+        own = msg.spi_r if flags & _I_FLAG else msg.spi_i
         conn = self.connections.get(own)
         if conn is None:
             self.stats["dropped"] += 1

@@ -513,6 +513,10 @@ NOTIFY_DATA_LENGTH = {
 # Notifies about a Child SA that carry its SPI (RFC 7296 §3.10, §3.10.1)
 NOTIFY_WITH_CHILD_SPI = frozenset({NotifyType.INVALID_SELECTORS, NotifyType.REKEY_SA,
                                    NotifyType.CHILD_SA_NOT_FOUND})
+# bound once: NotifyType.X goes through EnumType.__getattr__ (~75 ns) and every
+# received Notify is validated
+_SIGNATURE_HASH_ALGORITHMS = NotifyType.SIGNATURE_HASH_ALGORITHMS
+_NO_NATS_ALLOWED = NotifyType.NO_NATS_ALLOWED
 
 
 @dataclass(slots=True)
@@ -547,9 +551,9 @@ class NotifyPayload(Payload):
         lengths = NOTIFY_DATA_LENGTH.get(t)
         if lengths is not None and not lengths[0] <= len(self.data) <= lengths[1]:
             raise _fail(f"notify {t} with {len(self.data)} octets of data")
-        if t == NotifyType.SIGNATURE_HASH_ALGORITHMS and len(self.data) % 2:
+        if t == _SIGNATURE_HASH_ALGORITHMS and len(self.data) % 2:
             raise _fail("SIGNATURE_HASH_ALGORITHMS data is a list of 2-octet ids")
-        if t == NotifyType.NO_NATS_ALLOWED and len(self.data) not in (12, 36):
+        if t == _NO_NATS_ALLOWED and len(self.data) not in (12, 36):
             raise _fail("NO_NATS_ALLOWED data must hold two addresses and two ports")
 
 
