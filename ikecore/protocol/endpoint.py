@@ -484,7 +484,8 @@ class IkeEndpoint:
         old = self._ticket_holders.pop(ticket_id, None)
         if old is None or old is conn or old.state is State.DELETED:
             return
-        log.info("%s: replaced by the resumed %s", old.name, conn.name)
+        if log.isEnabledFor(logging.INFO):         # the .name of both costs more than the check
+            log.info("%s: replaced by the resumed %s", old.name, conn.name)
         old.terminate("replaced by a resumed session", now)
         self._collect(old, now)
 

@@ -872,7 +872,8 @@ class IkeConnection:
         if not self.silent and (was_up or self.initiator):
             self.emit(ev.IkeSaDeleted(self.spi_i, self.spi_r, reason, notify_type))
         if self.remote_id is not None or self.initiator:
-            log.info("%s: IKE SA gone: %s", self.name, reason)
+            if log.isEnabledFor(logging.INFO):     # .name costs more than the check
+                log.info("%s: IKE SA gone: %s", self.name, reason)
         else:                                   # a half-open SA: any source can make these
             unauthenticated_log.info("half-open SA gone", "%s: half-open IKE SA gone: %s", self.name, reason)
 
