@@ -46,6 +46,7 @@ NON_ESP_MARKER = bytes(4)
 _IKE_SA_INIT = ExchangeType.IKE_SA_INIT
 _INITIAL_EXCHANGES = frozenset({int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_SESSION_RESUME)})
 _ZERO_SPI = bytes(8)
+_INIT_DONE, _ESTABLISHED, _DELETED = State.INIT_DONE, State.ESTABLISHED, State.DELETED
 _I_FLAG, _R_FLAG = int(Flags.INITIATOR), int(Flags.RESPONSE)
 COOKIE_VERSION_BYTES = 1
 # why an IKE SA ended that leaves its client's ticket usable: the SA went without a
@@ -265,14 +266,15 @@ class IkeEndpoint:
     def _forget_half_open(self, conn: IkeConnection) -> None:
         state = conn.exchange_state
         key = state.get("half_open_key")
-        if key is not None and conn.state != State.INIT_DONE:
+        sa_state = conn.state
+        if key is not None and sa_state is not _INIT_DONE:
             if self._half_open.get(key) is conn:
                 del self._half_open[key]
                 self._count_host(key[1][0], -1)
             del state["half_open_key"]
-        if conn.state is not State.INIT_DONE:
+        if sa_state is not _INIT_DONE:
             state.pop("init_request_versions", None)
-        if conn.state is State.ESTABLISHED and "initial_contact" in state:
+        if sa_state is _ESTABLISHED and "initial_contact" in state:
             # IKE_AUTH is over: the hook and the key are of no more use (memory per SA)
             del state["initial_contact"]
             if not state:
@@ -482,7 +484,7 @@ class IkeEndpoint:
         """A session resumed with ``ticket_id`` is up: the SA the ticket was issued on,
         if this node still holds it, goes without a Delete (RFC 5723 §4.3.4)."""
         old = self._ticket_holders.pop(ticket_id, None)
-        if old is None or old is conn or old.state is State.DELETED:
+        if old is None or old is conn or old.state is _DELETED:
             return
         if log.isEnabledFor(logging.INFO):         # the .name of both costs more than the check
             log.info("%s: replaced by the resumed %s", old.name, conn.name)
@@ -657,7 +659,7 @@ class IkeEndpoint:
             return
         self.timers.touch(conn)
         conn.idle()
-        if conn.state == State.DELETED:
+        if conn.state is _DELETED:
             if conn.reassembler is not None:
                 conn.reassembler.clear()
             self.timers.forget(conn)           # a dead SA has no timers: nothing keeps it
