@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from ..crypto.sk import SkCipher
 from ..errors import (IntegrityCheckFailed, InvalidMajorVersion, InvalidTag, ParseError,
                       UnsupportedCriticalPayload)
 from .constants import IKEV2_VERSION, MAX_MESSAGE_LENGTH, Flags, PayloadType
@@ -359,6 +360,8 @@ def encode_message(msg: Message, sk_cipher=None, *, iv: bytes | None = None) -> 
                           msg.version, msg.exchange_type, msg.flags, msg.message_id, total),
                 clear_bytes,
                 _gen_pack(inner[0].payload_type if inner else 0, 0, 4 + sealed_len)))
+            if iv is None and type(sk_cipher) is SkCipher:
+                return sk_cipher.seal_message(aad, plaintext)    # one C call writes the message
             return aad + sk_cipher.seal(aad, plaintext, iv)
         chain = clear + [msg.sk] if msg.sk is not None else clear
         body = encode_payloads(chain)
