@@ -435,12 +435,22 @@ def _feature_notifies(cfg) -> list:
 
 
 def _take_features(conn, msg: Message) -> None:
-    conn.peer_mobike = msg.has_notify(_MOBIKE_SUPPORTED)
-    if conn.peer_mobike and conn.config.mobike:
+    # one walk over the notifies for the three this looks at
+    mobike = clone = False
+    window = None
+    for n in msg.notifies():
+        t = n.notify_type
+        if t == _MOBIKE_SUPPORTED:
+            mobike = True
+        elif t == _CLONE_IKE_SA_SUPPORTED:
+            clone = True
+        elif t == _SET_WINDOW_SIZE and window is None:
+            window = n
+    conn.peer_mobike = mobike
+    if mobike and conn.config.mobike:
         from .mobike import take_addresses
         take_addresses(conn, msg)
-    conn.peer_clone = msg.has_notify(_CLONE_IKE_SA_SUPPORTED)
-    window = msg.notify(_SET_WINDOW_SIZE)
+    conn.peer_clone = clone
     if window is not None and len(window.data) == 4:
         conn.peer_window = max(1, min(int.from_bytes(window.data, "big"), 64))
 

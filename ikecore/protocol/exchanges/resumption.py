@@ -62,6 +62,8 @@ _TICKET_LT_OPAQUE, _TICKET_OPAQUE, _TICKET_NACK, _COOKIE = (
 _TICKET_REQUEST = NotifyType.TICKET_REQUEST
 _NONCE, _AUTH = PayloadType.NONCE, PayloadType.AUTH
 _SHARED_KEY_MIC = AuthMethod.SHARED_KEY_MIC
+_RESPONSE, _INITIATOR = int(Flags.RESPONSE), int(Flags.INITIATOR)
+_ZERO_SPI = bytes(8)
 
 
 class ResumptionRefused(ProtocolError):
@@ -359,13 +361,13 @@ def nack(msg: Message) -> bytes:
 def ticket_of(msg: Message) -> bytes:
     """The ticket of a well-formed IKE_SESSION_RESUME request; ParseError otherwise
     (the endpoint answers INVALID_SYNTAX), ResumptionRefused for an unusable ticket."""
-    if msg.is_response or msg.message_id != 0 or any(msg.spi_r) or not msg.is_initiator:
+    if msg.flags & _RESPONSE or msg.message_id != 0 or msg.spi_r != _ZERO_SPI or not msg.flags & _INITIATOR:
         raise ParseError("not an IKE_SESSION_RESUME request")
     check_rules(msg)
     nonce = msg.find(_NONCE)
     if not MIN_NONCE <= len(nonce.data) <= MAX_NONCE:
         raise ParseError("Ni of a bad length")
-    tickets = [n for n in msg.notifies() if n.notify_type == _TICKET_OPAQUE]
+    tickets = [n for n in msg.payloads if type(n) is NotifyPayload and n.notify_type == _TICKET_OPAQUE]
     if len(tickets) != 1:
         raise ParseError("IKE_SESSION_RESUME needs exactly one TICKET_OPAQUE")
     if len(tickets[0].data) > MAX_TICKET:
