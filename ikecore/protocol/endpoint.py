@@ -657,9 +657,10 @@ class IkeEndpoint:
             conn.delete(now, reason="too many IKE SAs for this identity")
             self._collect(conn, now)
             return
-        self.timers.touch(conn)
-        conn.idle()
-        if conn.state is _DELETED:
+        if conn.state is not _DELETED:
+            self.timers.touch(conn)
+            conn.idle()
+        else:
             if conn.reassembler is not None:
                 conn.reassembler.clear()
             self.timers.forget(conn)           # a dead SA has no timers: nothing keeps it
