@@ -115,6 +115,8 @@ TRANSFORM = Layout("transform substructure", [
     ("last_substruc", "B"), (None, "x"), ("transform_length", "H"),
     ("transform_type", "B"), (None, "x"), ("transform_id", "H")])
 LAST_TRANSFORM, MORE_TRANSFORMS = 0, 3
+_proposal_pack, _transform_pack = PROPOSAL.pack, TRANSFORM.pack
+_PROPOSAL_SIZE, _TRANSFORM_SIZE = PROPOSAL.size, TRANSFORM.size
 
 # Data Attributes (§3.3.5)
 # +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -163,9 +165,13 @@ class Transform:
         return None
 
     def encode(self, last: bool) -> bytes:
-        attrs = b"".join([a.encode() for a in self.attributes]) if self.attributes else b""
-        return TRANSFORM.pack(LAST_TRANSFORM if last else MORE_TRANSFORMS,
-                              TRANSFORM.size + len(attrs), self.type, self.id) + attrs
+        attributes = self.attributes
+        if not attributes:
+            return _transform_pack(LAST_TRANSFORM if last else MORE_TRANSFORMS, _TRANSFORM_SIZE,
+                                   self.type, self.id)
+        attrs = b"".join([a.encode() for a in attributes])
+        return _transform_pack(LAST_TRANSFORM if last else MORE_TRANSFORMS,
+                               _TRANSFORM_SIZE + len(attrs), self.type, self.id) + attrs
 
 
 @dataclass(slots=True)
@@ -182,10 +188,13 @@ class Proposal:
     def encode(self, last: bool) -> bytes:
         transforms = self.transforms
         n = len(transforms)
-        body = b"".join([t.encode(i == n - 1) for i, t in enumerate(transforms)])
-        return PROPOSAL.pack(LAST_PROPOSAL if last else MORE_PROPOSALS,
-                             PROPOSAL.size + len(self.spi) + len(body), self.num,
-                             self.protocol_id, len(self.spi), n) + self.spi + body
+        parts = [t.encode(False) for t in transforms[:-1]]
+        if transforms:
+            parts.append(transforms[-1].encode(True))
+        body = b"".join(parts)
+        spi = self.spi
+        return _proposal_pack(LAST_PROPOSAL if last else MORE_PROPOSALS, _PROPOSAL_SIZE + len(spi) + len(body),
+                              self.num, self.protocol_id, len(spi), n) + spi + body
 
 
 @dataclass(slots=True)
@@ -196,6 +205,8 @@ class SaPayload(Payload):
 
     def encode_body(self) -> bytes:
         proposals = self.proposals
+        if len(proposals) == 1:            # every SA payload but an initiator's offer
+            return proposals[0].encode(True)
         n = len(proposals)
         return b"".join([p.encode(i == n - 1) for i, p in enumerate(proposals)])
 
