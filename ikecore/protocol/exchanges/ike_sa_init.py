@@ -73,8 +73,14 @@ def _capability_notifies(config: IkeConfig) -> list[NotifyPayload]:
     # handshake) when neither side signs
     if config.signature_hashes and uses_signatures(config):
         out.append(NotifyPayload(notify_type=_SIGNATURE_HASH_ALGORITHMS,
-                                 data=encode_hash_algorithms(config.signature_hashes)))
+                                 data=_hash_algorithms_data(tuple(config.signature_hashes))))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_algorithms_data(hash_ids: tuple) -> bytes:
+    # the same few lists on every handshake of a configuration: encoded once (keyed by content)
+    return encode_hash_algorithms(hash_ids)
 
 
 _CERTREQ_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # trust store -> hashes
