@@ -392,9 +392,11 @@ def check_ticket_state(config: IkeConfig, state, wall_now: float) -> None:
     Raises ResumptionRefused (the authority already checked the ticket itself)."""
     if state.expires_at <= wall_now:
         raise ResumptionRefused("the ticket expired")
-    if Identity(state.idr_type, state.idr) != config.local_id:
+    # field by field: what Identity equality compares, without building two Identities
+    local_id, remote_id = config.local_id, config.remote_id
+    if state.idr_type != local_id.id_type or state.idr != local_id.data:
         raise ResumptionRefused("the ticket was issued for another gateway identity")
-    if config.remote_id is not None and Identity(state.idi_type, state.idi) != config.remote_id:
+    if remote_id is not None and (state.idi_type != remote_id.id_type or state.idi != remote_id.data):
         raise ResumptionRefused("the ticket's IDi is not this connection's peer")
     if not _suite_allowed(config, suite_of(state)):
         raise ResumptionRefused("the ticket's IKE SA suite is no longer allowed")
