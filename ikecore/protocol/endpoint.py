@@ -719,7 +719,8 @@ class IkeEndpoint:
         for other in list(same_peer.values()):
             if other is conn or other.state is State.DELETED:
                 continue
-            log.info("%s: replaced by %s (INITIAL_CONTACT)", other.name, conn.name)
+            if log.isEnabledFor(logging.INFO):     # the .name of both costs more than the check
+                log.info("%s: replaced by %s (INITIAL_CONTACT)", other.name, conn.name)
             other.terminate("peer restarted (INITIAL_CONTACT)", now)
             self._collect(other, now)
 
