@@ -48,13 +48,18 @@ class SkCipher:
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int = Integ.NONE,
                  integ_key: bytes = b"") -> None:
-        encr_key = as_bytes(encr_key, "encr_key")
-        integ_key = as_bytes(integ_key, "integ_key")
-        if is_aead(encr_id) and (integ_id != Integ.NONE or integ_key):
+        # two per IKE SA, made while its first exchange runs: bytes go straight through
+        if type(encr_key) is not bytes:
+            encr_key = as_bytes(encr_key, "encr_key")
+        if type(integ_key) is not bytes:
+            integ_key = as_bytes(integ_key, "integ_key")
+        if (integ_id or integ_key) and is_aead(encr_id):     # Integ.NONE is 0
             raise ValueError("an AEAD cipher takes no integrity transform or key (RFC 5282 §8)")
         handle = ffi.new("ikc_sk **")
-        check(lib.ikc_sk_new(encr_id, encr_key, len(encr_key), integ_id,
-                             integ_key or ffi.NULL, len(integ_key), handle), "SK cipher")
+        rc = lib.ikc_sk_new(encr_id, encr_key, len(encr_key), integ_id, integ_key or ffi.NULL, len(integ_key),
+                            handle)
+        if rc:
+            check(rc, "SK cipher")
         self._handle = ffi.gc(handle[0], lib.ikc_sk_free)
         self.encr_id = encr_id
         self.integ_id = integ_id
