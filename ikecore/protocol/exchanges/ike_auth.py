@@ -467,7 +467,7 @@ def respond(conn, msg: Message, now: float) -> list | None:
     try:
         if idi is None:
             raise AuthenticationFailed("no IDi (EAP is not supported)")
-        if idr_req is not None and Identity(idr_req.id_type, idr_req.data) != cfg.local_id:
+        if idr_req is not None and (idr_req.id_type != cfg.local_id.id_type or idr_req.data != cfg.local_id.data):
             raise AuthenticationFailed(f"the initiator asks for {Identity(idr_req.id_type, idr_req.data)}")
         # after a resumption, IDi must be the ticket's (RFC 5723 §4.3.3)
         expected = conn.resumed.remote_id if conn.resumed is not None else cfg.remote_id
