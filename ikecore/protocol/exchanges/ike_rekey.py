@@ -113,7 +113,7 @@ class RekeyIkeTask(Task):
         error = msg.error_notify()
         if error is not None:
             return self.failed(conn, now, f"IKE rekey refused: {notify_name(error.notify_type)}", error.notify_type)
-        sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+        sa, nonce, ke = sa_nonce_ke(msg)
         if sa is None or nonce is None or ke is None:
             return self.failed(conn, now, "IKE rekey response lacks SA, Nr or KEr", NotifyType.INVALID_SYNTAX)
         _, suite = accept_ike_reply(sa, self.offer, spi_size=8)
@@ -199,7 +199,7 @@ def answer_ike_rekey(conn, msg: Message, now: float, *, check_spi=None, spawn: b
     """The responder's half of an IKE SA rekey or clone: (the new SA, the reply
     payloads, our nonce). ``check_spi(spi)`` may refuse the initiator's new SPI;
     ``spawn``: see ``successor``."""
-    sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+    sa, nonce, ke = sa_nonce_ke(msg)
     if ke is None:
         raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
     chosen, suite = select_ike(sa, conn.config.proposals, spi_size=8, ke_group=ke.group)
@@ -226,6 +226,27 @@ def peer_deleted_old_sa(conn, now: float) -> None:
 
 
 # ------------------------------------------------------------------ helpers --
+
+_SA, _NONCE, _KE = PayloadType.SA, PayloadType.NONCE, PayloadType.KE
+
+
+def sa_nonce_ke(msg: Message) -> tuple:
+    """The first SA, Nonce and KE payloads of ``msg`` (None where absent), in one
+    pass (``Message.find`` would walk the payloads once per type)."""
+    sa = nonce = ke = None
+    for p in msg.all_payloads:
+        kind = p.payload_type
+        if kind == _SA:
+            if sa is None:
+                sa = p
+        elif kind == _NONCE:
+            if nonce is None:
+                nonce = p
+        elif kind == _KE:
+            if ke is None:
+                ke = p
+    return sa, nonce, ke
+
 
 def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
               initiator: bool, now: float, spawn: bool = True):
