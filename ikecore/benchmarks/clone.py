@@ -105,19 +105,18 @@ class Cloner:
         self.clones = 0
 
     def __call__(self) -> None:
-        link, parent, parent_r = self.link, self.parent, self.parent_r
+        link, parent = self.link, self.parent
         link.ei.clone(parent, link.now)
         link.pump()
-        # each end holds the parent and the one clone
-        ours = theirs = None
-        for ours in link.ei.connections.values():
-            if ours is not parent:
-                break
-        for theirs in link.er.connections.values():
-            if theirs is not parent_r:
-                break
-        if (ours is parent or theirs is parent_r or len(link.ei.connections) != 2
-                or len(link.er.connections) != 2):
+        # each end holds the parent and the one clone; the responder files its clone
+        # under the clone's SPIr
+        made = link.ei.connections
+        ours = None
+        for conn in made.values():
+            if conn is not parent:
+                ours = conn
+        theirs = link.er.connections.get(ours.spi_r) if ours is not None else None
+        if theirs is None or theirs is self.parent_r or len(made) != 2 or len(link.er.connections) != 2:
             raise AssertionError("the clone did not complete")
         _forget(link, ours, theirs)
         self.clones += 1
