@@ -90,8 +90,16 @@ def _layout(prf_id: int, encr_id: int, encr_key_bits: int | None, integ_id: int)
     return layout
 
 
+_LENGTHS: dict[tuple, tuple[int, int]] = {}
+
+
 def _lengths(encr_id: int, encr_key_bits: int | None, integ_id: int) -> tuple[int, int]:
-    return _validated_lengths(encr_id, encr_key_bits, integ_id)
+    """Validated once per ESP suite, then cached: a Child SA's keys are cut per SA."""
+    key = (encr_id, encr_key_bits, integ_id)
+    lengths = _LENGTHS.get(key)
+    if lengths is None:
+        lengths = _LENGTHS[key] = _validated_lengths(encr_id, encr_key_bits, integ_id)
+    return lengths
 
 
 def _validated_lengths(encr_id: int, encr_key_bits: int | None, integ_id: int) -> tuple[int, int]:
@@ -187,9 +195,13 @@ class IkeKeySchedule:
         """Session resumption: SKEYSEED = prf(SK_d_old, "Resumption" | Ni | Nr);
         the suite is the resumed SA's (from the ticket)."""
         integ_len, encr_len, _, total, _ = self._layout
-        sk_d_old, ni, nr = _bytes_args(sk_d_old=sk_d_old, ni=ni, nr=nr)
-        spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-        out, view = _scratch(total)
+        # once per resumption (both ends): plain bytes take the cheap path through the checks
+        if type(sk_d_old) is not bytes or type(ni) is not bytes or type(nr) is not bytes:
+            sk_d_old, ni, nr = _bytes_args(sk_d_old=sk_d_old, ni=ni, nr=nr)
+        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
+            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
+        bufs = getattr(_tls, "bufs", None)
+        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
         seed = _seed_buffer(self.prf_id) if include_skeyseed else None
         rc = lib.ikc_ike_keys_resume(self.prf_id, sk_d_old, len(sk_d_old), ni, len(ni), nr, len(nr),
                                      spi_i, spi_r, integ_len, encr_len, out, total,
@@ -239,9 +251,14 @@ def ike_keys_resume(prf_id: int, sk_d_old: bytes, ni: bytes, nr: bytes, spi_i: b
 def child_keymat(prf_id: int, sk_d: bytes, ni: bytes, nr: bytes, length: int,
                  shared_secret: bytes | None = None) -> bytes:
     """KEYMAT = prf+(SK_d, [g^ir_new |] Ni | Nr) (RFC 7296 §2.17)."""
-    sk_d = as_bytes(sk_d, "sk_d")
-    ni, nr = as_bytes(ni, "ni"), as_bytes(nr, "nr")
-    gir = b"" if shared_secret is None else as_bytes(shared_secret, "shared_secret")
+    if type(sk_d) is not bytes or type(ni) is not bytes or type(nr) is not bytes:
+        sk_d, ni, nr = as_bytes(sk_d, "sk_d"), as_bytes(ni, "ni"), as_bytes(nr, "nr")
+    if shared_secret is None:
+        gir = b""
+    elif type(shared_secret) is bytes:
+        gir = shared_secret
+    else:
+        gir = as_bytes(shared_secret, "shared_secret")
     if shared_secret is not None and not gir:
         raise ValueError("shared_secret must not be empty when given")
     if not isinstance(length, int) or length <= 0:
