@@ -57,6 +57,7 @@ class EspSuite:
 # the suites an endpoint meets are a handful: one shared (frozen) object each, since
 # building a frozen dataclass costs a microsecond per handshake, rekey and clone
 _SUITES: dict[tuple, IkeSuite] = {}
+_ESP_SUITES: dict[tuple, EspSuite] = {}
 _MAX_SUITES = 1024
 
 
@@ -72,18 +73,16 @@ def _ike_suite(encr_id: int, key_bits: int | None, prf_id: int, integ_id: int, d
     return suite
 
 
-_ESP_SUITES: dict[tuple, EspSuite] = {}
-
-
 def _esp_suite(encr_id: int, key_bits: int | None, integ_id: int, esn: bool, dh_group: int | None) -> EspSuite:
-    """The shared EspSuite of these values (as _ike_suite: one per Child SA otherwise)."""
+    """The same for Child SAs: one shared object per suite, where a copy per SA
+    costs 112 bytes (memory per SA, docs/scale.md)."""
     key = (encr_id, key_bits, integ_id, esn, dh_group)
     suite = _ESP_SUITES.get(key)
     if suite is None:
         if len(_ESP_SUITES) >= _MAX_SUITES:
             _ESP_SUITES.clear()
         suite = _ESP_SUITES[key] = EspSuite(int(encr_id), None if key_bits is None else int(key_bits),
-                                            int(integ_id), esn, None if dh_group is None else int(dh_group))
+                                            int(integ_id), bool(esn), None if dh_group is None else int(dh_group))
     return suite
 
 
