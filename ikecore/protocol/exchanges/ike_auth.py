@@ -176,10 +176,14 @@ def _verify_peer_auth_over(conn, msg: Message, init_request: bytes, *, peer_is_i
 
 
 def _check_identity(conn, id_payload, expected: Identity | None) -> Identity:
-    peer = Identity(id_payload.id_type, id_payload.data)
-    if expected is not None and peer != expected:
+    if expected is not None:
+        # field by field: what Identity equality compares; the expected object is the
+        # peer's identity then (no Identity built and compared, twice a handshake)
+        if id_payload.id_type == expected.id_type and id_payload.data == expected.data:
+            return expected
+        peer = Identity(id_payload.id_type, id_payload.data)
         raise AuthenticationFailed(f"peer identity {peer} is not the configured {expected}")
-    return peer
+    return Identity(id_payload.id_type, id_payload.data)
 
 
 # ------------------------------------------------------------------ Child SAs --

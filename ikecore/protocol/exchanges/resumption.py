@@ -36,7 +36,7 @@ from ..config import IkeConfig, Identity
 from ..constants import AuthMethod, ExchangeType, Flags, NotifyType, PayloadType
 from ..ike_sa import IkeConnection, State     # module level: a per-call import costs ~0.6 us a message
 from ..message import Message
-from ..negotiation import IkeSuite
+from ..negotiation import IkeSuite, _ike_suite
 from ..payloads import AuthPayload, NoncePayload, NotifyPayload
 from ..rules import check_rules
 from ..tickets import AUTH_FORM_MESSAGE, AUTH_FORM_RFC, ClientTicket, ResumedSa, TicketPut
@@ -64,6 +64,9 @@ _NONCE, _AUTH = PayloadType.NONCE, PayloadType.AUTH
 _SHARED_KEY_MIC = AuthMethod.SHARED_KEY_MIC
 _RESPONSE, _INITIATOR = int(Flags.RESPONSE), int(Flags.INITIATOR)
 _ZERO_SPI = bytes(8)
+_INIT_SENT, _INIT_DONE = State.INIT_SENT, State.INIT_DONE
+_IKE_SESSION_RESUME = int(ExchangeType.IKE_SESSION_RESUME)
+_INF = float("inf")
 
 
 class ResumptionRefused(ProtocolError):
@@ -226,7 +229,7 @@ def note_authenticated(conn, msg: Message, now: float) -> None:
     re-authentication deadline (a resumed SA keeps the old SA's, §5; tickets are
     bounded by it)."""
     cfg = conn.config
-    deadline = now + cfg.reauth_time if cfg.reauth_time > 0 else float("inf")
+    deadline = now + cfg.reauth_time if cfg.reauth_time > 0 else _INF
     if conn.resumed is not None:
         conn.peer_auth_method = conn.resumed.auth_method
         deadline = min(deadline, conn.resumed.reauth_at)
@@ -266,9 +269,8 @@ class ResumeTask(Task):
                      NotifyPayload(notify_type=_TICKET_OPAQUE, data=self.ticket.ticket)]
         payloads += _nat_notifies(conn, bytes(8), conn.local, conn.remote)
         payloads += _capability_notifies(conn.config)
-        conn.state = State.INIT_SENT
-        return Message(conn.spi_i, bytes(8), ExchangeType.IKE_SESSION_RESUME, Flags.INITIATOR, 0,
-                       payloads=payloads)
+        conn.state = _INIT_SENT
+        return Message(conn.spi_i, bytes(8), _IKE_SESSION_RESUME, _INITIATOR, 0, payloads=payloads)
 
     def sent(self, conn, msg, datagrams) -> None:
         conn.init_request = datagrams[0]      # RealMessage1 of the resumption AUTH
@@ -297,7 +299,7 @@ class ResumeTask(Task):
         _take_capabilities(conn, msg)
         _detect_nat(conn, msg, conn.spi_r, conn.remote, conn.local)
         install_resumed_keys(conn, self.ticket.suite, self.ticket.sk_d)
-        conn.state = State.INIT_DONE
+        conn.state = _INIT_DONE
         if conn.nat_detected:
             conn.float_to_natt()
 
@@ -376,7 +378,8 @@ def ticket_of(msg: Message) -> bytes:
 
 
 def suite_of(state) -> IkeSuite:
-    return IkeSuite(state.encr_id, state.encr_key_bits or None, state.prf_id, state.integ_id, state.dh_group)
+    # the shared suite object of these values (a frozen dataclass costs ~1 us; twice a resumption)
+    return _ike_suite(state.encr_id, state.encr_key_bits or None, state.prf_id, state.integ_id, state.dh_group)
 
 
 def _suite_allowed(config: IkeConfig, suite: IkeSuite) -> bool:
@@ -415,17 +418,20 @@ def respond(config: IkeConfig, msg: Message, state, *, local, remote, rng, now: 
     _detect_nat(conn, msg, bytes(8), remote, local)
     install_resumed_keys(conn, suite_of(state), state.sk_d)
     wall = config.wall_time(now)
-    conn.resumed = ResumedSa(local_id=config.local_id, remote_id=Identity(state.idi_type, state.idi),
+    remote_id = config.remote_id
+    if remote_id is None or state.idi_type != remote_id.id_type or state.idi != remote_id.data:
+        remote_id = Identity(state.idi_type, state.idi)   # else: the configured one, equal field by field
+    conn.resumed = ResumedSa(local_id=config.local_id, remote_id=remote_id,
                              auth_method=state.auth_method, ticket_id=state.ticket_id,
                              # the old SA's re-authentication bound is at least the ticket's expiry
                              reauth_at=now + (state.expires_at - wall) if config.reauth_time > 0
-                             else float("inf"))
+                             else _INF)
     payloads = [NoncePayload(conn.nr)] + _nat_notifies(conn, conn.spi_r, local, remote)
     payloads += _capability_notifies(config)
     conn._send_response(msg, payloads, now, encrypted=False)
     conn.init_response = conn.response_cache[0][0]
     conn.expected_request_id = 1
-    conn.state = State.INIT_DONE
+    conn.state = _INIT_DONE
     conn.expire_at = now + max(30.0, config.retransmit_timeout * 20)   # half-open limit
     return conn
 
