@@ -9,10 +9,22 @@ from .constants import TsType
 from .payloads import TrafficSelector
 
 
+# The configured specs come back on every Child SA (four per IKE_AUTH): their payload
+# fields, two ipaddress .packed among them, are kept per spec object. The entry holds
+# the (frozen) spec, so an id in the table is never another object's.
+_PAYLOAD_FIELDS: dict[int, tuple] = {}
+_MAX_PAYLOAD_FIELDS = 1024
+
+
 def to_payload(spec: TrafficSelectorSpec) -> TrafficSelector:
-    kind = TsType.TS_IPV4_ADDR_RANGE if spec.version == 4 else TsType.TS_IPV6_ADDR_RANGE
-    return TrafficSelector(kind, spec.protocol, spec.start_port, spec.end_port,
-                           spec.start.packed, spec.end.packed)
+    entry = _PAYLOAD_FIELDS.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        if len(_PAYLOAD_FIELDS) >= _MAX_PAYLOAD_FIELDS:
+            _PAYLOAD_FIELDS.clear()
+        kind = TsType.TS_IPV4_ADDR_RANGE if spec.version == 4 else TsType.TS_IPV6_ADDR_RANGE
+        entry = _PAYLOAD_FIELDS[id(spec)] = (spec, (kind, spec.protocol, spec.start_port, spec.end_port,
+                                                    spec.start.packed, spec.end.packed))
+    return TrafficSelector(*entry[1])     # a new payload object each time: callers may change theirs
 
 
 def from_payload(ts: TrafficSelector) -> TrafficSelectorSpec:
