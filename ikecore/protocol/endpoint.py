@@ -104,6 +104,8 @@ class IkeEndpoint:
         self._events: deque = deque(maxlen=self.limits.max_pending_events)
         self._datagrams: deque = deque()
         self.timers = TimerQueue()
+        # the callbacks every SA gets, bound once: a bound method made per SA costs 64 bytes
+        self._hooks = (self._initial_contact, self._sas_of_peer, self._retire_resumed, self.timers.touch)
         # established SAs by (our identity, the peer's identity) and by the peer's host,
         # for INITIAL_CONTACT and "already have an SA with it" without a table walk
         self._by_identity: dict[tuple, dict[bytes, IkeConnection]] = {}
@@ -204,10 +206,11 @@ class IkeEndpoint:
         conn.leases = self.leases
         conn.inbound_spis = self.inbound_spis
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
-        conn.exchange_state["initial_contact"] = self._initial_contact
-        conn.exchange_state["peer_sas"] = self._sas_of_peer       # the clone responder's accounting
-        conn.exchange_state["retire_resumed"] = self._retire_resumed
-        conn.timers_changed = self.timers.touch
+        hooks = self._hooks
+        conn.exchange_state["initial_contact"] = hooks[0]
+        conn.exchange_state["peer_sas"] = hooks[1]          # the clone responder's accounting
+        conn.exchange_state["retire_resumed"] = hooks[2]
+        conn.timers_changed = hooks[3]
         conn.reassembly_budget = self.reassembly_budget
         own = conn.spi_i if conn.initiator else conn.spi_r
         self.connections[own] = conn

@@ -46,6 +46,22 @@ class EspSuite:
         return self.encr_id in AEAD_ENCR
 
 
+_SHARED_SUITES: dict = {}
+_MAX_SHARED_SUITES = 256      # a gateway negotiates a handful; the bound only guards memory
+
+
+def shared_suite(suite):
+    """The instance of an equal suite already in use: suites are immutable and
+    a gateway's SAs run a handful of distinct ones, where a copy per SA costs
+    112 bytes."""
+    known = _SHARED_SUITES.get(suite)
+    if known is None:
+        if len(_SHARED_SUITES) >= _MAX_SHARED_SUITES:
+            _SHARED_SUITES.clear()
+        known = _SHARED_SUITES[suite] = suite
+    return known
+
+
 def _encr_transform(encr_id: int, bits: int | None) -> Transform:
     attrs = [TransformAttribute(AttributeType.KEY_LENGTH, bits)] if bits is not None else []
     return Transform(TransformType.ENCR, encr_id, attrs)
@@ -157,7 +173,8 @@ def select_ike(sa: SaPayload, ours: Sequence[IkeProposal], *, spi_size: int = 0,
             if integ is False:
                 continue
             chosen = [encr, prf] + ([integ] if integ else []) + [dh]
-            suite = IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
+            suite = shared_suite(IkeSuite(encr.id, _key_bits(encr), prf.id,
+                                          integ.id if integ else Integ.NONE, dh.id))
             return Proposal(prop.num, ProtocolId.IKE, prop.spi, chosen), suite
     raise NoProposalChosen("no acceptable IKE proposal")
 
@@ -201,8 +218,8 @@ def select_esp(sa: SaPayload, ours: Sequence[EspProposal], *, require_dh: int | 
                 if dh is None:
                     continue
             chosen = [encr] + ([integ] if integ else []) + ([dh] if dh else []) + [esn]
-            suite = EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
-                             esn.id == 1, dh.id if dh else None)
+            suite = shared_suite(EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                                          esn.id == 1, dh.id if dh else None))
             return Proposal(prop.num, ProtocolId.ESP, prop.spi, chosen), suite
     raise NoProposalChosen("no acceptable ESP proposal")
 
@@ -242,7 +259,8 @@ def accept_ike_reply(sa: SaPayload, offered: SaPayload, *, spi_size: int = 0) ->
     if encr.id not in AEAD_ENCR and integ is None:
         raise ProtocolError("the IKE reply lacks an integrity transform",
                             notify_type=NotifyType.INVALID_SYNTAX)
-    return reply, IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
+    return reply, shared_suite(IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE,
+                                        dh.id))
 
 
 def accept_esp_reply(sa: SaPayload, offered: SaPayload) -> tuple[Proposal, EspSuite]:
@@ -255,8 +273,8 @@ def accept_esp_reply(sa: SaPayload, offered: SaPayload) -> tuple[Proposal, EspSu
     if encr.id not in AEAD_ENCR and integ is None:
         raise ProtocolError("the ESP reply lacks an integrity transform",
                             notify_type=NotifyType.INVALID_SYNTAX)
-    return reply, EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
-                           esn.id == 1, dh.id if dh else None)
+    return reply, shared_suite(EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                                        esn.id == 1, dh.id if dh else None))
 
 
 __all__ = ["IkeSuite", "EspSuite", "ike_sa_payload", "esp_sa_payload", "select_ike", "select_esp",
