@@ -78,7 +78,7 @@ class CloneIkeTask(RekeyIkeTask):
 def respond(conn, msg: Message, now: float) -> list:
     """A CREATE_CHILD_SA IKE rekey request with N(CLONE_IKE_SA)."""
     refuse_clone(conn, now)
-    peer_sas = conn.exchange_state.get("peer_sas")
+    peer_sas = conn.hooks.get("peer_sas")
     family = peer_sas(conn) if peer_sas is not None else ()
 
     def unused(spi: bytes) -> bool:
@@ -100,7 +100,7 @@ def refuse_clone(conn, now: float) -> None:
         raise TemporaryFailure("the IKE SA is being rekeyed or deleted")     # §5.3
     if now >= authentication_deadline(conn):
         raise NoAdditionalSas("the peer's authentication has expired")
-    peer_sas = conn.exchange_state.get("peer_sas")
+    peer_sas = conn.hooks.get("peer_sas")
     if peer_sas is not None and len(peer_sas(conn)) > cfg.clone_limit:
         # §5.3, §8: the cap covers every IKE SA of the authenticated peer
         raise NoAdditionalSas(f"the peer holds {len(peer_sas(conn))} IKE SAs (clone_limit {cfg.clone_limit})")
