@@ -10,6 +10,7 @@ gateway had). No target: figures only.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import struct
 import sys
@@ -152,3 +153,96 @@ def test_inbound_with_many_child_sas_installed(compare):
     assert full.counters["rx_ok"] == BATCH
     compare(run(full), run(empty), label=f"inbound batch with {held} Child SAs installed vs none",
             units_per_call=BATCH, target=0.8, baseline_name="no other SAs installed")
+
+
+def _road_warrior(k: int) -> TrafficSelector:
+    """Child SA k's remote selector: its virtual IP, 10.64.0.0 + k, a single host."""
+    return TrafficSelector.from_network(f"{ipaddress.IPv4Address(0x0A400000 + k)}/32")
+
+
+def _routing_tables(held: int, targets: int):
+    """(table with only the `targets` road-warrior Child SAs the batches go to,
+    table with those and `held` - `targets` others): the same routes."""
+    local = [TrafficSelector.from_network("10.1.0.0/16")]
+    small, full = SelectorTable(), SelectorTable()
+    for k in range(targets):
+        small.set(0x10000 + k, local, [_road_warrior(k)])
+    for k in range(held):
+        full.set(0x10000 + k, local, [_road_warrior(k)])
+    return small, full
+
+
+def _flow_batches(targets: int, batches: int) -> list[list[bytes]]:
+    """batches x BATCH IPv4/UDP packets from 10.1.0.1 to the targets' virtual
+    IPs, every packet its own flow (source port), so that none of them is in
+    the flow cache when it comes round again (batches * BATCH > its 1024 slots)."""
+    out = []
+    for b in range(batches):
+        batch = []
+        for k in range(BATCH):
+            n = b * BATCH + k
+            udp = struct.pack("!HHHH", 1024 + n % 60000, 4500, 8 + 64, 0) + bytes(64)
+            batch.append(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                                     bytes([10, 1, 0, 1]), ipaddress.IPv4Address(0x0A400000 + n % targets).packed)
+                         + udp)
+        out.append(batch)
+    return out
+
+
+def test_outbound_flows_missing_the_cache_with_many_child_sas(compare):
+    """Outbound batches of 64 flows that are not in the flow cache (16,384
+    distinct flows in turn, the cache holds 1,024), routed with 100,000
+    road-warrior Child SAs installed against with only the 64 they go to. The
+    route lookup of an uncached flow finds its SA through the remote host
+    address index, so the ratio stays near 1; the scan before examined every
+    installed SA for each such packet."""
+    held = int(os.environ.get("IKECORE_BENCH_DATAPLANE_HELD", "100000"))
+    targets = 64
+    small, full = _routing_tables(held, targets)
+    batches = _flow_batches(targets, 256)
+    vec = PacketVector(BATCH)
+    spis, groups = SelectorTable.spi_array(vec), SelectorTable.spi_array(vec)
+
+    def run(table):
+        turn = iter(range(1 << 62))
+
+        def once():
+            vec.load(batches[next(turn) % len(batches)])
+            table.route(vec, spis, groups)
+        return once
+
+    run(full)()
+    assert list(spis[0:BATCH]) == [0x10000 + k % targets for k in range(BATCH)]
+    compare(run(full), run(small), label=f"outbound uncached flows, {held} Child SAs vs {targets}",
+            units_per_call=BATCH, target=0.8, baseline_name=f"{targets} Child SAs installed")
+
+
+def test_outbound_cached_flows_while_child_sas_come_and_go(compare):
+    """The same 64 flows every batch (they fit the flow cache), with one other
+    Child SA added and one removed before each batch, as rekeys and new
+    road warriors do at a gateway: 100,000 Child SAs installed against 64, both
+    with the same churn. Only the flows to the changed SAs' addresses leave the
+    cache; before, every change emptied it and each batch scanned the table."""
+    held = int(os.environ.get("IKECORE_BENCH_DATAPLANE_HELD", "100000"))
+    targets = 64
+    small, full = _routing_tables(held, targets)
+    batch = _flow_batches(targets, 1)[0]
+    local = [TrafficSelector.from_network("10.1.0.0/16")]
+    vec = PacketVector(BATCH)
+    spis, groups = SelectorTable.spi_array(vec), SelectorTable.spi_array(vec)
+
+    def run(table):
+        turn = iter(range(1 << 62))
+
+        def once():
+            spi = 0x8000000 + next(turn) % 4096     # a newcomer, then gone again
+            table.set(spi, local, [_road_warrior(held + spi % 4096)])
+            vec.load(batch)
+            table.route(vec, spis, groups)
+            table.remove(spi)
+        return once
+
+    run(full)()
+    assert list(spis[0:BATCH]) == [0x10000 + k for k in range(BATCH)]
+    compare(run(full), run(small), label=f"outbound cached flows, one SA churned a batch, {held} SAs vs {targets}",
+            units_per_call=BATCH, target=0.8, baseline_name=f"{targets} Child SAs installed")

@@ -324,6 +324,17 @@ int ikc_spd_set_flags(ikc_spd *spd, uint32_t spi, unsigned int flags);
 int ikc_spd_remove(ikc_spd *spd, uint32_t spi);
 int ikc_spd_drops(const ikc_spd *spd, uint32_t spi, uint64_t *drops);
 uint32_t ikc_spd_count(const ikc_spd *spd);
+/* the outbound route lookups' work, for tests that bound it: lookups made,
+ * how many the flow cache answered, and the entries the others examined (in
+ * all, and in the last one). A flow that is not cached examines the entries
+ * of its destination's host bucket (SAs whose remote selectors are single
+ * hosts, that address among them) and the "wide" ones (any other remote
+ * selector), each newest first until the first match: not every entry. */
+typedef struct {
+    uint64_t lookups, cache_hits, entries_examined;
+    uint32_t last_examined;
+} ikc_spd_stats;
+int ikc_spd_route_stats(const ikc_spd *spd, ikc_spd_stats *out);
 /* The inbound step of a gateway: decrypt every PENDING packet with the SA its
  * SPI names (as ikc_esp_decrypt_vec_multi, in place), check the tunnel-mode
  * ones against their SA's selectors, and count the outcomes of exactly these

@@ -172,8 +172,14 @@ class KeyExchange:
         ``rng(n) -> bytes`` supplies the randomness; without it the OS CSPRNG
         is used. The same ``rng`` output always yields the same key.
         """
-        _check_group(group)
         draw = rng or _os_rng
+        if group == _CURVE25519_GROUP:
+            # the usual group, first: one key pair per IKE SA made (handshake, rekey, clone)
+            raw = draw(_X25519_LENGTH)
+            if len(raw) != _X25519_LENGTH:
+                _exact(raw, _X25519_LENGTH, "rng output")
+            return cls._x25519(x25519.X25519PrivateKey.from_private_bytes(raw))
+        _check_group(group)
         if group in _MODP_GROUPS:
             params = _MODP_GROUPS[group]
             exponent = 0
@@ -187,8 +193,15 @@ class KeyExchange:
             raw = int.from_bytes(draw(params.coordinate_length + 8), "big")
             scalar = raw % (params.order - 1) + 1
             return cls(group, ec.derive_private_key(scalar, params.curve))
-        return cls(group, x25519.X25519PrivateKey.from_private_bytes(
-            _exact(draw(_X25519_LENGTH), _X25519_LENGTH, "rng output")))
+        raise AssertionError("unreachable: every supported group is handled above")
+
+    @classmethod
+    def _x25519(cls, private_key: x25519.X25519PrivateKey) -> "KeyExchange":
+        kex = cls.__new__(cls)
+        kex._group = _CURVE25519_GROUP
+        kex._private_key = private_key
+        kex._public_bytes = private_key.public_key().public_bytes_raw()
+        return kex
 
     @classmethod
     def from_private(cls, group: int, private_bytes: bytes) -> "KeyExchange":
@@ -228,6 +241,8 @@ class KeyExchange:
         value has the wrong length or is not a valid public value.
         """
         group = self._group
+        if group == _CURVE25519_GROUP and len(peer_ke_data) == _X25519_LENGTH:
+            return self._x25519_shared_secret(peer_ke_data)     # the usual case, first
         expected = ke_data_length(group)
         if len(peer_ke_data) != expected:
             raise InvalidKeyExchangeData(

@@ -168,9 +168,14 @@ class IkeKeySchedule:
         """IKE SA rekey or clone: SKEYSEED = prf_old(SK_d_old, g^ir_new | Ni | Nr),
         expanded with this suite's PRF over Ni | Nr | SPIi_new | SPIr_new."""
         integ_len, encr_len, _, total, _ = self._layout
-        sk_d_old, gir, ni, nr = _bytes_args(sk_d_old=sk_d_old, shared_secret=shared_secret, ni=ni, nr=nr)
-        spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-        out, view = _scratch(total)
+        gir = shared_secret
+        # once per rekey and clone: plain bytes take the cheap path through the checks
+        if type(sk_d_old) is not bytes or type(gir) is not bytes or type(ni) is not bytes or type(nr) is not bytes:
+            sk_d_old, gir, ni, nr = _bytes_args(sk_d_old=sk_d_old, shared_secret=gir, ni=ni, nr=nr)
+        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
+            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
+        bufs = getattr(_tls, "bufs", None)
+        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
         seed = _seed_buffer(old_prf_id) if include_skeyseed else None
         rc = lib.ikc_ike_keys_rekey(old_prf_id, sk_d_old, len(sk_d_old), self.prf_id, gir, len(gir),
                                     ni, len(ni), nr, len(nr), spi_i, spi_r, integ_len, encr_len, out, total,

@@ -10,7 +10,10 @@ one C call each:
   outcomes;
 - ``route(vec)`` finds for each outbound IP packet the newest routable SA
   whose selectors cover it (RFC 4301 §5.1); packets nothing covers get
-  ``ERR_POLICY``;
+  ``ERR_POLICY``. Through a flow cache and, for flows not in it, an index of
+  the SAs whose remote selectors are single hosts (road warriors' virtual
+  IPs) by address: no per-packet work grows with the number of such SAs
+  (``route_stats()`` counts it);
 - ``select(vec, spis, spi)`` leaves only one SA's packets PENDING (the
   others PARKED), so that its EspSA encrypts them as a batch.
 
@@ -22,6 +25,7 @@ than IPv4/IPv6 never match. Not thread-safe: one table per data path.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from .._binding import error_for, ffi, lib
 
@@ -54,6 +58,18 @@ def _c_selectors(selectors: Iterable):
     return arr, len(rows)
 
 
+class RouteStats(NamedTuple):
+    """The outbound route lookups' work so far (``SelectorTable.route_stats()``)."""
+    lookups: int            # packets looked up by route()
+    cache_hits: int         # answered by the flow cache
+    entries_examined: int   # entries the other lookups examined, in all
+    last_examined: int      # ... and in the last one
+
+    @property
+    def cache_misses(self) -> int:
+        return self.lookups - self.cache_hits
+
+
 class SelectorTable:
     """Installed Child SAs (by inbound SPI) and their traffic selectors."""
 
@@ -65,6 +81,7 @@ class SelectorTable:
         self._bound: dict[int, object] = {}          # SPI -> EspSA: alive while C points at it
         self._n = ffi.new("uint32_t *")
         self._u64 = ffi.new("uint64_t *")
+        self._stats = ffi.new("ikc_spd_stats *")
 
     def set(self, spi: int, local_ts: Iterable, remote_ts: Iterable, *, check: bool = True,
             route: bool = True) -> None:
@@ -98,6 +115,14 @@ class SelectorTable:
         """Inbound packets of this SA dropped for lying outside its selectors."""
         _check(lib.ikc_spd_drops(self._h, spi, self._u64), "selector table drops")
         return self._u64[0]
+
+    def route_stats(self) -> RouteStats:
+        """How much work the route lookups did: an uncached lookup examines the
+        SAs of the packet's destination address (those whose remote selectors
+        are single hosts) and those with wider remote selectors, not every SA."""
+        _check(lib.ikc_spd_route_stats(self._h, self._stats), "selector table stats")
+        s = self._stats
+        return RouteStats(s.lookups, s.cache_hits, s.entries_examined, s.last_examined)
 
     def __len__(self) -> int:
         return lib.ikc_spd_count(self._h)
@@ -150,4 +175,4 @@ def tally_count(tally, status: int) -> int:
     return tally[k] if 0 <= k < lib.IKC_TALLY_SIZE else 0
 
 
-__all__ = ["SelectorTable", "tally_count", "ERR_POLICY", "PARKED"]
+__all__ = ["SelectorTable", "RouteStats", "tally_count", "ERR_POLICY", "PARKED"]

@@ -46,20 +46,36 @@ class EspSuite:
         return self.encr_id in AEAD_ENCR
 
 
-_SHARED_SUITES: dict = {}
-_MAX_SHARED_SUITES = 256      # a gateway negotiates a handful; the bound only guards memory
+# the suites an endpoint meets are a handful: one shared (frozen) object each, since
+# building a frozen dataclass costs a microsecond per handshake, rekey and clone
+_SUITES: dict[tuple, IkeSuite] = {}
+_ESP_SUITES: dict[tuple, EspSuite] = {}
+_MAX_SUITES = 1024
 
 
-def shared_suite(suite):
-    """The instance of an equal suite already in use: suites are immutable and
-    a gateway's SAs run a handful of distinct ones, where a copy per SA costs
-    112 bytes."""
-    known = _SHARED_SUITES.get(suite)
-    if known is None:
-        if len(_SHARED_SUITES) >= _MAX_SHARED_SUITES:
-            _SHARED_SUITES.clear()
-        known = _SHARED_SUITES[suite] = suite
-    return known
+def _ike_suite(encr_id: int, key_bits: int | None, prf_id: int, integ_id: int, dh_group: int) -> IkeSuite:
+    key = (encr_id, key_bits, prf_id, integ_id, dh_group)
+    suite = _SUITES.get(key)
+    if suite is None:
+        if len(_SUITES) >= _MAX_SUITES:     # only accepted suites get here: never in practice
+            _SUITES.clear()
+        # plain ints (a locally built offer may hold enum members): the shared object
+        # must not depend on which caller made it first
+        suite = _SUITES[key] = IkeSuite(*(None if v is None else int(v) for v in key))
+    return suite
+
+
+def _esp_suite(encr_id: int, key_bits: int | None, integ_id: int, esn: bool, dh_group: int | None) -> EspSuite:
+    """The same for Child SAs: one shared object per suite, where a copy per SA
+    costs 112 bytes (memory per SA, docs/scale.md)."""
+    key = (encr_id, key_bits, integ_id, esn, dh_group)
+    suite = _ESP_SUITES.get(key)
+    if suite is None:
+        if len(_ESP_SUITES) >= _MAX_SUITES:
+            _ESP_SUITES.clear()
+        suite = _ESP_SUITES[key] = EspSuite(int(encr_id), None if key_bits is None else int(key_bits),
+                                            int(integ_id), bool(esn), None if dh_group is None else int(dh_group))
+    return suite
 
 
 def _encr_transform(encr_id: int, bits: int | None) -> Transform:
@@ -112,9 +128,12 @@ def esp_sa_payload(proposals: Sequence[EspProposal], spi: bytes, *, pfs: bool = 
     return SaPayload(out)
 
 
+_KNOWN_TRANSFORM_TYPES = frozenset({TransformType.ENCR, TransformType.PRF, TransformType.INTEG,
+                                    TransformType.DH, TransformType.ESN})
+
+
 def _by_type(proposal: Proposal) -> dict[int, list[Transform]] | None:
-    known = {TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.DH,
-             TransformType.ESN}
+    known = _KNOWN_TRANSFORM_TYPES
     groups: dict[int, list[Transform]] = {}
     for t in proposal.transforms:
         if t.type not in known:
@@ -154,27 +173,41 @@ def select_ike(sa: SaPayload, ours: Sequence[IkeProposal], *, spi_size: int = 0,
     peer's number) and the suite. ``ke_group``: the group of the peer's KE
     payload, chosen whenever the proposal allows it (so no INVALID_KE_PAYLOAD
     round trip is needed)."""
+    allowed = None
     for prop in sa.proposals:
         if prop.protocol_id != ProtocolId.IKE or len(prop.spi) != spi_size:
             continue
         groups = _by_type(prop)
         if groups is None or TransformType.ESN in groups:
             continue
-        dh_offer = groups.get(TransformType.DH, [])
-        for mine in ours:
-            encr = _pick_encr(groups.get(TransformType.ENCR, []), mine.encr)
-            prf = _pick(groups.get(TransformType.PRF, []), set(mine.prf) & _PRF_OK)
-            dh_ok = set(mine.dh) & KNOWN_GROUPS
-            dh = (_pick([t for t in dh_offer if t.id == ke_group], dh_ok) if ke_group else None) \
-                or _pick(dh_offer, dh_ok)
-            if encr is None or prf is None or dh is None:
+        if allowed is None:       # what each of our proposals accepts, worked out once
+            allowed = [(mine, set(mine.prf) & _PRF_OK, set(mine.dh) & KNOWN_GROUPS) for mine in ours]
+        empty: list = []
+        encr_offer = groups.get(TransformType.ENCR, empty)
+        prf_offer = groups.get(TransformType.PRF, empty)
+        dh_offer = groups.get(TransformType.DH, empty)
+        for mine, prf_ok, dh_ok in allowed:
+            encr = _pick_encr(encr_offer, mine.encr)
+            if encr is None:
                 continue
-            integ = _pick_integ(groups.get(TransformType.INTEG, []), mine.integ, encr.id in AEAD_ENCR)
+            prf = _pick(prf_offer, prf_ok)
+            if prf is None:
+                continue
+            dh = None
+            if ke_group:          # the group of the peer's KE, when this proposal allows it
+                for t in dh_offer:
+                    if t.id == ke_group and t.id in dh_ok and not t.attributes:
+                        dh = t
+                        break
+            if dh is None:
+                dh = _pick(dh_offer, dh_ok)
+                if dh is None:
+                    continue
+            integ = _pick_integ(groups.get(TransformType.INTEG, empty), mine.integ, encr.id in AEAD_ENCR)
             if integ is False:
                 continue
-            chosen = [encr, prf] + ([integ] if integ else []) + [dh]
-            suite = shared_suite(IkeSuite(encr.id, _key_bits(encr), prf.id,
-                                          integ.id if integ else Integ.NONE, dh.id))
+            chosen = [encr, prf, integ, dh] if integ else [encr, prf, dh]
+            suite = _ike_suite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
             return Proposal(prop.num, ProtocolId.IKE, prop.spi, chosen), suite
     raise NoProposalChosen("no acceptable IKE proposal")
 
@@ -218,8 +251,8 @@ def select_esp(sa: SaPayload, ours: Sequence[EspProposal], *, require_dh: int | 
                 if dh is None:
                     continue
             chosen = [encr] + ([integ] if integ else []) + ([dh] if dh else []) + [esn]
-            suite = shared_suite(EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
-                                          esn.id == 1, dh.id if dh else None))
+            suite = _esp_suite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                               esn.id == 1, dh.id if dh else None)
             return Proposal(prop.num, ProtocolId.ESP, prop.spi, chosen), suite
     raise NoProposalChosen("no acceptable ESP proposal")
 
@@ -231,20 +264,29 @@ def _check_reply(sa: SaPayload, offered: SaPayload, protocol: int, spi_size: int
         raise ProtocolError("the responder must return exactly one proposal",
                             notify_type=NotifyType.INVALID_SYNTAX)
     reply = sa.proposals[0]
-    ours = next((p for p in offered.proposals if p.num == reply.num), None)
+    ours = None
+    for p in offered.proposals:
+        if p.num == reply.num:
+            ours = p
+            break
     if ours is None or reply.protocol_id != protocol or len(reply.spi) != spi_size:
         raise ProtocolError("the chosen proposal does not match one we offered",
                             notify_type=NotifyType.INVALID_SYNTAX)
     picked: dict = {}
+    offered_transforms = ours.transforms
     for t in reply.transforms:
-        if t.type in picked:
+        t_type = t.type
+        if t_type in picked:
             raise ProtocolError("the reply holds two transforms of one type",
                                 notify_type=NotifyType.INVALID_SYNTAX)
-        if not any(o.type == t.type and o.id == t.id and o.attributes == t.attributes
-                   for o in ours.transforms):
-            raise ProtocolError(f"the reply chose transform {t.type}/{t.id} we never offered",
+        t_id, t_attrs = t.id, t.attributes
+        for o in offered_transforms:
+            if o.type == t_type and o.id == t_id and o.attributes == t_attrs:
+                break
+        else:
+            raise ProtocolError(f"the reply chose transform {t_type}/{t_id} we never offered",
                                 notify_type=NotifyType.INVALID_SYNTAX)
-        picked[t.type] = t
+        picked[t_type] = t
     return reply, picked
 
 
@@ -259,8 +301,7 @@ def accept_ike_reply(sa: SaPayload, offered: SaPayload, *, spi_size: int = 0) ->
     if encr.id not in AEAD_ENCR and integ is None:
         raise ProtocolError("the IKE reply lacks an integrity transform",
                             notify_type=NotifyType.INVALID_SYNTAX)
-    return reply, shared_suite(IkeSuite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE,
-                                        dh.id))
+    return reply, _ike_suite(encr.id, _key_bits(encr), prf.id, integ.id if integ else Integ.NONE, dh.id)
 
 
 def accept_esp_reply(sa: SaPayload, offered: SaPayload) -> tuple[Proposal, EspSuite]:
@@ -273,8 +314,8 @@ def accept_esp_reply(sa: SaPayload, offered: SaPayload) -> tuple[Proposal, EspSu
     if encr.id not in AEAD_ENCR and integ is None:
         raise ProtocolError("the ESP reply lacks an integrity transform",
                             notify_type=NotifyType.INVALID_SYNTAX)
-    return reply, shared_suite(EspSuite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
-                                        esn.id == 1, dh.id if dh else None))
+    return reply, _esp_suite(encr.id, _key_bits(encr), integ.id if integ else Integ.NONE,
+                             esn.id == 1, dh.id if dh else None)
 
 
 __all__ = ["IkeSuite", "EspSuite", "ike_sa_payload", "esp_sa_payload", "select_ike", "select_esp",

@@ -198,8 +198,8 @@ def test_bound_sas_are_found_by_spi_without_an_inbound_table():
 
 def test_many_adds_and_removes_keep_lookups_and_the_newest_route():
     """The SPI index grows by doubling and deletes by backward shift, and a
-    removal moves the last entry into the hole: every remaining SPI must still
-    be found, and routing must still prefer the newest covering SA."""
+    removal frees its entry's slot for the next SA added: every remaining SPI
+    must still be found, and routing must still prefer the newest covering SA."""
     import random
     rnd = random.Random(3)
     t = SelectorTable()
@@ -373,3 +373,215 @@ def test_lying_offsets_and_lengths_are_contained(rows, fill):
     t.receive(vec, InboundSATable([rx]), SelectorTable.spi_array(vec), tally)
     assert PENDING not in list(vec.status[:len(rows)])
     assert sum(tally) == sum(s == PENDING for _, _, s in rows)
+
+
+# ------------------------------- the route index and the flow cache's validity --
+
+def host(text: str, proto: int = 0, ports=(0, 65535)) -> TrafficSelector:
+    """A single-host selector, as a road warrior's virtual IP."""
+    return net(text + ("/128" if ":" in text else "/32"), proto, ports)
+
+
+HOSTS4, HOSTS6 = POOL4[:3], POOL6[1:3]     # few, so that SAs share hosts and packets meet them
+
+
+@st.composite
+def host_selector(draw):
+    v6 = draw(st.integers(0, 3)) == 0
+    a = draw(st.sampled_from(HOSTS6 if v6 else HOSTS4))
+    lo, hi = (0, 65535) if draw(st.integers(0, 2)) else sorted([draw(ports), draw(ports)])
+    return TrafficSelector(8 if v6 else 7, draw(st.sampled_from([0, 0, 0, 6, 17])), lo, hi, a, a)
+
+
+@st.composite
+def remote_selectors(draw):
+    """Mostly single hosts (the indexed case), sometimes a range or prefix
+    (the wide list), sometimes none (covers nothing)."""
+    kind = draw(st.sampled_from(["hosts"] * 7 + ["wide", "mixed", "none"]))
+    if kind == "none":
+        return []
+    hosts = draw(st.lists(host_selector(), min_size=1, max_size=3))
+    if kind == "hosts":
+        return hosts
+    wide = draw(st.lists(selector(), min_size=1, max_size=2))
+    return wide if kind == "wide" else hosts + wide
+
+
+local_selectors = st.one_of(*[st.just([net("0.0.0.0/0"), net("::/0")])] * 3, st.lists(selector(), max_size=2))
+
+
+@st.composite
+def pool_packet(draw):
+    """A packet whose destination is often one of the pools' host addresses."""
+    v6 = draw(st.integers(0, 3)) == 0
+    proto = draw(st.sampled_from([1, 6, 17, 17, 58]))
+    sport, dport = draw(st.sampled_from([0, 53, 1000, 65535])), draw(st.sampled_from([0, 53, 1000, 65535]))
+    if v6:
+        return ip6(str(ipaddress.IPv6Address(draw(addr6))), str(ipaddress.IPv6Address(draw(st.sampled_from(HOSTS6)))),
+                   proto, sport, dport)
+    return ip4(str(ipaddress.IPv4Address(draw(addr4))), str(ipaddress.IPv4Address(draw(st.sampled_from(HOSTS4)))),
+               proto, sport, dport)
+
+
+@st.composite
+def table_history(draw):
+    """Packets, and SA changes interleaved with lookups of some of them."""
+    pkts = draw(st.lists(st.one_of(pool_packet(), pool_packet(), ip_packet()), min_size=1, max_size=8))
+    spi = st.integers(0x100, 0x107)
+    set_sa = st.tuples(st.just("set"), spi, local_selectors, remote_selectors(), st.integers(0, 3).map(bool))
+    lookup = st.tuples(st.just("lookup"), st.lists(st.integers(0, len(pkts) - 1), min_size=1, max_size=8))
+    ops = {"set": set_sa, "lookup": lookup, "route": st.tuples(st.just("route"), spi, st.booleans()),
+           "remove": st.tuples(st.just("remove"), spi)}
+    op = st.sampled_from(["set", "set", "set", "lookup", "lookup", "lookup", "route", "remove"]).flatmap(ops.get)
+    return pkts, draw(st.lists(op, min_size=6, max_size=40))
+
+
+@settings(max_examples=300, deadline=None)
+@given(table_history())
+def test_route_agrees_with_the_oracle_while_sas_come_and_go(case):
+    """Adds (new and re-set), routing switched on and off, removals, and lookups
+    interleaved: every lookup, cached or not, gives what the oracle's scan of
+    every SA (newest routable covering SA) gives at that moment."""
+    pkts, ops = case
+    t = SelectorTable()
+    model: dict[int, list] = {}                 # SPI -> [age, local, remote, routable]
+    age = 0
+    for step in ops:
+        if step[0] == "set":
+            _, spi, local, remote, routable = step
+            t.set(spi, local, remote, route=routable)
+            if spi not in model:
+                age += 1
+                model[spi] = [age, None, None, None]
+            model[spi][1:] = [local, remote, routable]
+        elif step[0] == "route":
+            if step[1] in model:
+                t.set_route(step[1], step[2])
+                model[step[1]][3] = step[2]
+        elif step[0] == "remove":
+            t.remove(step[1])
+            model.pop(step[1], None)
+        else:
+            chosen = [pkts[i] for i in step[1]]
+            sas = [(spi, loc, rem, routable) for spi, (_, loc, rem, routable)
+                   in sorted(model.items(), key=lambda kv: kv[1][0])]
+            want = [ref.route(sas, p) for p in chosen]
+            assert [route_one(t, p) for p in chosen] == want
+    assert len(t) == len(model)
+
+
+def road_warriors(n: int, first_spi: int = 0x10000) -> SelectorTable:
+    """n Child SAs of road warriors: remote selector their virtual IP 10.64.0.0 + k."""
+    t = SelectorTable()
+    for k in range(n):
+        t.set(first_spi + k, [net("10.1.0.0/16")], [host(vip(k))])
+    return t
+
+
+def vip(k: int) -> str:
+    return str(ipaddress.IPv4Address(0x0A400000 + k))
+
+
+@pytest.mark.parametrize("installed", [10, 20_000])
+def test_an_uncached_lookup_examines_a_few_entries_however_many_sas(installed):
+    """With 10 or 20,000 road-warrior SAs installed (plus two site-to-site SAs
+    with prefix selectors, which every uncached lookup still checks), a flow
+    that is not cached examines its destination's SA and the newer wide ones:
+    the same count either way, never the table."""
+    t = SelectorTable()
+    t.set(0x500, [net("10.1.0.0/16")], [net("192.168.0.0/16")])     # older than every road warrior
+    for k in range(installed):
+        t.set(0x10000 + k, [net("10.1.0.0/16")], [host(vip(k))])
+    t.set(0x501, [net("10.1.0.0/16")], [net("172.16.0.0/12")])      # newer: checked before older answers
+    before = t.route_stats()
+    assert route_one(t, ip4("10.1.0.1", vip(7))) == 0x10007
+    assert route_one(t, ip4("10.1.0.1", "192.168.3.4")) == 0x500
+    assert route_one(t, ip4("10.1.0.1", "10.99.0.1")) is None        # covered by nothing
+    after = t.route_stats()
+    assert after.lookups - before.lookups == 3 and after.cache_hits == before.cache_hits
+    # the road warrior (1) + the newer wide SA (1); both wide SAs (2); both wide SAs (2)
+    assert after.entries_examined - before.entries_examined == 2 + 2 + 2
+    assert route_one(t, ip4("10.1.0.1", vip(7), sport=9)) == 0x10007
+    assert t.route_stats().last_examined == 2
+
+
+def _misses(t: SelectorTable, vec: PacketVector, pkts) -> int:
+    spis, groups = SelectorTable.spi_array(vec), SelectorTable.spi_array(vec)
+    before = t.route_stats()
+    vec.load(pkts)
+    t.route(vec, spis, groups)
+    return t.route_stats().cache_misses - before.cache_misses
+
+
+def _sharing_no_cache_slot(t: SelectorTable, candidates, n: int) -> list[bytes]:
+    """n of the candidate flows that the direct-mapped flow cache holds all at
+    once (a second pass over them misses none)."""
+    vec, chosen = PacketVector(n), []
+    for p in candidates:
+        _misses(t, vec, chosen + [p])                  # cached ...
+        if _misses(t, vec, chosen + [p]) == 0:        # ... and all still there
+            chosen.append(p)
+        if len(chosen) == n:
+            return chosen
+    raise AssertionError("too few candidate flows")
+
+
+def test_sas_coming_and_going_leave_unrelated_cached_flows_alone():
+    """Adding a road warrior's SA, removing one, and rekeying one make only the
+    flows to those addresses look again: the other cached flows still hit."""
+    t = road_warriors(2000)
+    flows = _sharing_no_cache_slot(t, [ip4("10.1.0.1", vip(k), sport=2000 + k) for k in range(100, 400)], 64)
+    vec = PacketVector(64)
+    assert _misses(t, vec, flows) == 0
+    t.set(0x90000, [net("10.1.0.0/16")], [host(vip(5000))])          # a newcomer
+    t.remove(0x10000 + 7)                                            # a leaver
+    t.set_route(0x10000 + 9, False)                                  # a rekeyed-away SA ...
+    t.set(0x90001, [net("10.1.0.0/16")], [host(vip(9))])             # ... and its successor
+    t.set(0x90002, [net("10.1.0.0/16")], [net("10.64.0.0/16")], route=False)   # wide, not routable
+    t.remove(0x90002)
+    assert _misses(t, vec, flows) == 0
+    # a rekey of one of the cached flows' SAs: that flow (only) looks again, and finds the new SA
+    target = ref.packet_5tuple(flows[20])[2]
+    t.set(0x90004, [net("10.1.0.0/16")], [host(str(ipaddress.IPv4Address(target)))])
+    assert _misses(t, vec, flows) == 1
+    assert route_one(t, flows[20]) == 0x90004
+    t.set_route(0x90004, False)                                      # the old SA again: that flow only
+    assert _misses(t, vec, flows) == 1
+    assert route_one(t, flows[20]) == 0x10000 + int.from_bytes(target, "big") - 0x0A400000
+    # a routable wide SA may cover any flow: all of them look again, and the newest covering SA wins
+    t.set(0x90005, [net("10.1.0.0/16")], [net("10.64.0.0/16")])
+    assert _misses(t, vec, flows) == 64
+    assert route_one(t, flows[0]) == 0x90005
+
+
+def test_a_removed_sa_is_never_answered_from_the_cache():
+    """A cached route dies with its SA: removal, re-use of its SPI or of its
+    slot by another SA, losing its selectors or its routing, whether an older
+    SA covers the flow or none does."""
+    p = ip4("10.1.0.1", vip(3))
+    t = road_warriors(8)
+    assert route_one(t, p) == 0x10003 and route_one(t, p) == 0x10003   # the second from the cache
+    assert t.route_stats().cache_hits == 1
+    t.remove(0x10003)
+    assert route_one(t, p) is None
+    t.set(0x600, [net("10.1.0.0/16")], [net("10.64.0.0/24")])          # a wide SA covers it now
+    assert route_one(t, p) == 0x600
+    t.set(0x10003, [net("10.1.0.0/16")], [host(vip(3))])               # back, newer: it wins
+    assert route_one(t, p) == 0x10003
+    t.remove(0x10003)
+    t.set(0x700, [net("10.1.0.0/16")], [host(vip(4))])                 # takes the removed one's slot
+    assert route_one(t, p) == 0x600
+    t.remove(0x600)
+    assert route_one(t, p) is None
+    t.set(0x10003, [net("10.1.0.0/16")], [host(vip(4))])               # the SPI again, elsewhere
+    assert route_one(t, p) is None
+    t.set(0x10003, [net("10.1.0.0/16")], [host(vip(3))])
+    assert route_one(t, p) == 0x10003
+    t.set(0x10003, [net("10.1.0.0/16")], [host(vip(3), 6)])            # new selectors: TCP only
+    assert route_one(t, p) is None
+    t.set(0x10003, [net("10.1.0.0/16")], [host(vip(3))])
+    assert route_one(t, p) == 0x10003
+    t.set_route(0x10003, False)
+    assert route_one(t, p) is None
+    t.set_route(0x10003, True)                                         # and back into routing
+    assert route_one(t, p) == 0x10003

@@ -77,33 +77,39 @@ class CloneIkeTask(RekeyIkeTask):
 
 def respond(conn, msg: Message, now: float) -> list:
     """A CREATE_CHILD_SA IKE rekey request with N(CLONE_IKE_SA)."""
-    refuse_clone(conn, now)
-    peer_sas = conn.hooks.get("peer_sas")
-    family = peer_sas(conn) if peer_sas is not None else ()
+    family = refuse_clone(conn, now)
 
     def unused(spi: bytes) -> bool:
         # the peer's other IKE SAs with us (a handful: the clone cap bounds them)
-        return not any(spi in other.spis for other in family)
+        for other in family:
+            if spi == other.spi_i or spi == other.spi_r:
+                return False
+        return True
 
     new, reply, _ = answer_ike_rekey(conn, msg, now, check_spi=unused, spawn=False)
     adopt_clone(conn, new, now)
     return reply
 
 
-def refuse_clone(conn, now: float) -> None:
-    """Raise the error notify a clone request of ``conn`` gets, if it gets one."""
+def refuse_clone(conn, now: float):
+    """Raise the error notify a clone request of ``conn`` gets, if it gets one;
+    else return the peer's IKE SAs with us (as the endpoint counts them)."""
     cfg = conn.config
     if not (cfg.clone and conn.peer_clone):
         # §5.1: without CLONE_IKE_SA_SUPPORTED both ways the SA MUST NOT be cloned
         raise NoAdditionalSas("cloning was not negotiated")
-    if conn.rekey_collision is not None or any(isinstance(t, DeleteIkeTask) for t in conn.tasks):
+    if conn.rekey_collision is not None or (conn.tasks and any(isinstance(t, DeleteIkeTask) for t in conn.tasks)):
         raise TemporaryFailure("the IKE SA is being rekeyed or deleted")     # §5.3
     if now >= authentication_deadline(conn):
         raise NoAdditionalSas("the peer's authentication has expired")
     peer_sas = conn.hooks.get("peer_sas")
-    if peer_sas is not None and len(peer_sas(conn)) > cfg.clone_limit:
+    if peer_sas is None:
+        return ()
+    family = peer_sas(conn)
+    if len(family) > cfg.clone_limit:
         # §5.3, §8: the cap covers every IKE SA of the authenticated peer
-        raise NoAdditionalSas(f"the peer holds {len(peer_sas(conn))} IKE SAs (clone_limit {cfg.clone_limit})")
+        raise NoAdditionalSas(f"the peer holds {len(family)} IKE SAs (clone_limit {cfg.clone_limit})")
+    return family
 
 
 def authentication_deadline(conn) -> float:
@@ -115,15 +121,17 @@ def authentication_deadline(conn) -> float:
 
 def adopt_clone(parent, new, now: float) -> None:
     """``new`` (made by ``successor``) becomes an established clone of ``parent``."""
-    new.cloned = True
-    new.expire_at = min(new.expire_at, authentication_deadline(new))
+    if not new.cloned:            # (successor already clamped a clone of a clone)
+        new.cloned = True
+        new.expire_at = min(new.expire_at, new.auth_expires_at, new.reauth_at)   # authentication_deadline
     new.ticket_client = False     # the connection's resumption ticket stays the parent's
     # Child SAs over the clone are narrowed to the address the parent leased the peer;
     # the endpoint keeps the lease while any SA of the peer holds it
     new.assigned_ip = parent.assigned_ip
     new.state, new.silent = State.ESTABLISHED, False
-    log.info("%s: cloned as %s", parent.name, new.name)
-    parent.emit(ev.IkeSaCloned(parent.spis, new.spis, new.suite, new))
+    if log.isEnabledFor(logging.INFO):     # the names cost more than the rest of this
+        log.info("%s: cloned as %s", parent.name, new.name)
+    parent.emit(ev.IkeSaCloned((parent.spi_i, parent.spi_r), (new.spi_i, new.spi_r), new.suite, new))
     new.start_tasks(now)          # its own SET_WINDOW_SIZE, if any (RFC 7296 §2.3)
 
 

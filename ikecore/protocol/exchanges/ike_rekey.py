@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from ...crypto.dh import KeyExchange
-from ...crypto.keyschedule import ike_keys_rekey
+from ...crypto.keyschedule import key_schedule
 from ...errors import NoProposalChosen, ParseError, TemporaryFailure
 from .. import events as ev
 from ..constants import ExchangeType, NotifyType, PayloadType
@@ -113,7 +113,7 @@ class RekeyIkeTask(Task):
         error = msg.error_notify()
         if error is not None:
             return self.failed(conn, now, f"IKE rekey refused: {notify_name(error.notify_type)}", error.notify_type)
-        sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+        sa, nonce, ke = sa_nonce_ke(msg)
         if sa is None or nonce is None or ke is None:
             return self.failed(conn, now, "IKE rekey response lacks SA, Nr or KEr", NotifyType.INVALID_SYNTAX)
         _, suite = accept_ike_reply(sa, self.offer, spi_size=8)
@@ -199,7 +199,7 @@ def answer_ike_rekey(conn, msg: Message, now: float, *, check_spi=None, spawn: b
     """The responder's half of an IKE SA rekey or clone: (the new SA, the reply
     payloads, our nonce). ``check_spi(spi)`` may refuse the initiator's new SPI;
     ``spawn``: see ``successor``."""
-    sa, nonce, ke = msg.find(PayloadType.SA), msg.find(PayloadType.NONCE), msg.find(PayloadType.KE)
+    sa, nonce, ke = sa_nonce_ke(msg)
     if ke is None:
         raise NoProposalChosen("an IKE SA rekey needs KEi")   # RFC 7296 §2.18: D-H is mandatory
     chosen, suite = select_ike(sa, conn.config.proposals, spi_size=8, ke_group=ke.group)
@@ -227,24 +227,52 @@ def peer_deleted_old_sa(conn, now: float) -> None:
 
 # ------------------------------------------------------------------ helpers --
 
+_SA, _NONCE, _KE = PayloadType.SA, PayloadType.NONCE, PayloadType.KE
+
+
+def sa_nonce_ke(msg: Message) -> tuple:
+    """The first SA, Nonce and KE payloads of ``msg`` (None where absent), in one
+    pass (``Message.find`` would walk the payloads once per type)."""
+    sa = nonce = ke = None
+    for p in msg.all_payloads:
+        kind = p.payload_type
+        if kind == _SA:
+            if sa is None:
+                sa = p
+        elif kind == _NONCE:
+            if nonce is None:
+                nonce = p
+        elif kind == _KE:
+            if ke is None:
+                ke = p
+    return sa, nonce, ke
+
+
 def successor(conn, suite, shared: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes, *,
               initiator: bool, now: float, spawn: bool = True):
     """The IKE SA a rekey (or clone) creates, PENDING and unannounced until the
     rekey concludes: keyed from SK_d of ``conn`` with the old PRF for SKEYSEED
     and the new one for prf+ (RFC 7296 §2.18). ``spawn=False`` leaves routing to
     the event that announces it at once (a clone's ``IkeSaCloned``)."""
-    keys = ike_keys_rekey(conn.suite.prf_id, conn.keys.sk_d, shared, ni, nr, spi_i, spi_r,
-                          prf_id=suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
-                          integ_id=suite.integ_id)
+    keys = key_schedule(suite.prf_id, encr_id=suite.encr_id, encr_key_bits=suite.key_bits,
+                        integ_id=suite.integ_id).rekey(conn.suite.prf_id, conn.keys.sk_d, shared, ni, nr,
+                                                       spi_i, spi_r)
     new = IkeConnection(conn.config, initiator=initiator, local=conn.local, remote=conn.remote,
                         rng=conn.rng, now=now, spi_i=spi_i, spi_r=spi_r, natt_port=conn.natt_port,
                         remote_natt_port=conn.remote_natt_port)
     new.install_keys(suite, keys)
     new.ni, new.nr = ni, nr
-    for attr in ("remote_id", "nat_local", "nat_remote", "peer_fragmentation", "peer_signature_hashes",
-                 "peer_mobike", "peer_clone", "virtual_ip", "leases", "ticket_client", "peer_auth_method",
-                 "reauth_at", "auth_expires_at", "cloned"):
-        setattr(new, attr, getattr(conn, attr))
+    # what the new SA inherits: the peer's identity and authentication, what each end
+    # announced in IKE_AUTH, NAT state and addresses (assigned_ip moves in conclude)
+    new.remote_id = conn.remote_id
+    new.nat_local, new.nat_remote = conn.nat_local, conn.nat_remote
+    new.peer_fragmentation = conn.peer_fragmentation
+    new.peer_signature_hashes = conn.peer_signature_hashes
+    new.peer_mobike, new.peer_clone = conn.peer_mobike, conn.peer_clone
+    new.virtual_ip, new.leases = conn.virtual_ip, conn.leases
+    new.ticket_client, new.peer_auth_method = conn.ticket_client, conn.peer_auth_method
+    new.reauth_at, new.auth_expires_at = conn.reauth_at, conn.auth_expires_at
+    new.cloned = conn.cloned
     new.state = State.PENDING
     new.silent = True
     new.start_lifetimes(now)
