@@ -10,11 +10,16 @@ PRF_PLUS_MAX_BLOCKS = 255
 
 def prf(prf_id: int, key: bytes, data: bytes) -> bytes:
     """One PRF output. The AES PRFs take keys of any length as RFC 4434/4615 say."""
-    key = as_bytes(key, "key")
-    data = as_bytes(data, "data")
+    # several calls per IKE_AUTH: bytes go straight through
+    if type(key) is not bytes:
+        key = as_bytes(key, "key")
+    if type(data) is not bytes:
+        data = as_bytes(data, "data")
     out_len = prf_length(prf_id)
     out = ffi.new("uint8_t[]", out_len)
-    check(lib.ikc_prf(prf_id, key, len(key), data, len(data), out, out_len), "prf")
+    rc = lib.ikc_prf(prf_id, key, len(key), data, len(data), out, out_len)
+    if rc:
+        check(rc, "prf")
     return ffi.buffer(out, out_len)[:]
 
 

@@ -48,13 +48,18 @@ class SkCipher:
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int = Integ.NONE,
                  integ_key: bytes = b"") -> None:
-        encr_key = as_bytes(encr_key, "encr_key")
-        integ_key = as_bytes(integ_key, "integ_key")
-        if is_aead(encr_id) and (integ_id != Integ.NONE or integ_key):
+        # two per IKE SA, made while its first exchange runs: bytes go straight through
+        if type(encr_key) is not bytes:
+            encr_key = as_bytes(encr_key, "encr_key")
+        if type(integ_key) is not bytes:
+            integ_key = as_bytes(integ_key, "integ_key")
+        if (integ_id or integ_key) and is_aead(encr_id):     # Integ.NONE is 0
             raise ValueError("an AEAD cipher takes no integrity transform or key (RFC 5282 §8)")
         handle = ffi.new("ikc_sk **")
-        check(lib.ikc_sk_new(encr_id, encr_key, len(encr_key), integ_id,
-                             integ_key or ffi.NULL, len(integ_key), handle), "SK cipher")
+        rc = lib.ikc_sk_new(encr_id, encr_key, len(encr_key), integ_id, integ_key or ffi.NULL, len(integ_key),
+                            handle)
+        if rc:
+            check(rc, "SK cipher")
         # freed by __del__: an ffi.gc wrapper would cost 80 bytes more per cipher
         self._handle = handle[0]
         self.encr_id = encr_id

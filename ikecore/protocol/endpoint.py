@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 from ..errors import IkeError, ParseError
 from . import events as ev
 from .config import IkeConfig
-from .constants import ExchangeType, NotifyType
+from .constants import ExchangeType, Flags, NotifyType
 from .exchanges import ike_sa_init, resumption
 from .tickets import ClientTicket, TicketCheck
 from .ike_sa import Address, IkeConnection, State
@@ -43,7 +43,12 @@ from .message import Message, parse_message
 log = logging.getLogger("ikecore.endpoint")
 
 NON_ESP_MARKER = bytes(4)
-_ACCOUNTED = (ev.IkeSaEstablished, ev.IkeSaRekeyed, ev.IkeSaCloned)
+# bound once for the per-datagram test (ExchangeType.X goes through EnumType.__getattr__)
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT
+_INITIAL_EXCHANGES = frozenset({int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_SESSION_RESUME)})
+_ZERO_SPI = bytes(8)
+_INIT_DONE, _ESTABLISHED, _DELETED = State.INIT_DONE, State.ESTABLISHED, State.DELETED
+_I_FLAG, _R_FLAG = int(Flags.INITIATOR), int(Flags.RESPONSE)
 COOKIE_VERSION_BYTES = 1
 # why an IKE SA ended that leaves its client's ticket usable: the SA went without a
 # Delete (RFC 5723 §6.2: a ticket dies with an SA deleted by either side)
@@ -274,16 +279,15 @@ class IkeEndpoint:
         return Classification.IKE
 
     def receive_message(self, msg: Message, remote: Address, local: Address, now: float) -> None:
-        if (msg.exchange_type == ExchangeType.IKE_SA_INIT and not any(msg.spi_r)
-                and msg.is_request):
-            self._init_request(msg, remote, local, now)
-            return
-        if (msg.exchange_type == ExchangeType.IKE_SESSION_RESUME and not any(msg.spi_r)
-                and msg.is_request):
-            self._resume_request(msg, remote, local, now)
+        xchg, flags = msg.exchange_type, msg.flags
+        if xchg in _INITIAL_EXCHANGES and msg.spi_r == _ZERO_SPI and not flags & _R_FLAG:
+            if xchg == _IKE_SA_INIT:
+                self._init_request(msg, remote, local, now)
+            else:
+                self._resume_request(msg, remote, local, now)
             return
         # our SPI is SPIr when the sender is the original initiator, else SPIi
-        own = msg.spi_r if msg.is_initiator else msg.spi_i
+        own = msg.spi_r if flags & _I_FLAG else msg.spi_i
         conn = self.connections.get(own)
         if conn is None:
             self.stats["dropped"] += 1
@@ -294,14 +298,15 @@ class IkeEndpoint:
     def _forget_half_open(self, conn: IkeConnection) -> None:
         state = conn.exchange_state
         key = state.get("half_open_key")
-        if key is not None and conn.state != State.INIT_DONE:
+        sa_state = conn.state
+        if key is not None and sa_state is not _INIT_DONE:
             if self._half_open.get(key) is conn:
                 del self._half_open[key]
                 self._count_host(key[1][0], -1)
             del state["half_open_key"]
-        if conn.state is not State.INIT_DONE:
+        if sa_state is not _INIT_DONE:
             state.pop("init_request_versions", None)
-        if conn.state is State.ESTABLISHED and "initial_contact" in state:
+        if sa_state is _ESTABLISHED and "initial_contact" in state:
             # IKE_AUTH is over: the hook and the key are of no more use (memory per SA)
             del state["initial_contact"]
             if not state:
@@ -511,30 +516,30 @@ class IkeEndpoint:
         """A session resumed with ``ticket_id`` is up: the SA the ticket was issued on,
         if this node still holds it, goes without a Delete (RFC 5723 §4.3.4)."""
         old = self._ticket_holders.pop(ticket_id, None)
-        if old is None or old is conn or old.state is State.DELETED:
+        if old is None or old is conn or old.state is _DELETED:
             return
-        log.info("%s: replaced by the resumed %s", old.name, conn.name)
+        if log.isEnabledFor(logging.INFO):         # the .name of both costs more than the check
+            log.info("%s: replaced by the resumed %s", old.name, conn.name)
         old.terminate("replaced by a resumed session", now)
         self._collect(old, now)
 
-    def _note_ticket_event(self, conn: IkeConnection, event: ev.Event) -> None:
-        """Bookkeeping of tickets: the client keeps the newest per connection name
-        (and forgets it with an SA deleted by either side, RFC 5723 §6.2); the
-        gateway remembers which SA each ticket came from."""
-        if isinstance(event, ev.TicketReceived):
-            name = conn.config.name
-            self.tickets[name] = event.ticket
-            self._ticket_sa[name] = conn
-        elif isinstance(event, ev.TicketIssued):
-            if event.store_put is not None:
-                self._store_ops.append(event.store_put)
-            ids = conn.exchange_state.setdefault("ticket_ids", [])
-            ids.append(event.ticket_id)
-            self._ticket_holders[event.ticket_id] = conn
-            while len(ids) > resumption.MAX_TICKET_IDS_PER_SA:
-                self._ticket_holders.pop(ids.pop(0), None)
-        elif isinstance(event, ev.IkeSaRekeyed) and event.connection is not None:
-            new = event.connection
+    # -- what the endpoint does with each event type (_EVENT_WORK) before the
+    # application sees it; a True return means the SA is over its identity cap
+
+    def _on_established(self, conn: IkeConnection, event: ev.Event, now: float | None) -> bool:
+        self._account(conn, event)
+        self._index(conn)
+        return self._over_identity_cap(conn)
+
+    def _on_rekeyed_or_cloned(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self._account(conn, event)
+        new = event.connection
+        if new is None:
+            return
+        self._adopt(new)
+        self._collect(new, now)
+        if type(event) is ev.IkeSaRekeyed:
+            # the tickets of the old SA now belong to the one that replaced it
             for name, sa in list(self._ticket_sa.items()):
                 if sa is conn:
                     self._ticket_sa[name] = new
@@ -543,11 +548,45 @@ class IkeEndpoint:
             for tid in ids:
                 if self._ticket_holders.get(tid) is conn:
                     self._ticket_holders[tid] = new
-        elif isinstance(event, ev.IkeSaDeleted):
-            name = conn.config.name
-            if self._ticket_sa.get(name) is conn and event.reason not in KEEP_TICKET_REASONS:
-                del self._ticket_sa[name]
-                self.tickets.pop(name, None)
+
+    def _on_resume_failed(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        # the fallback runs under a new SPIi
+        if self.connections.get(event.old_spi_i) is conn:
+            del self.connections[event.old_spi_i]
+        self.connections[conn.spi_i] = conn
+
+    # Bookkeeping of tickets: the client keeps the newest per connection name (and
+    # forgets it with an SA deleted by either side, RFC 5723 §6.2); the gateway
+    # remembers which SA each ticket came from.
+
+    def _on_ticket_received(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        name = conn.config.name
+        self.tickets[name] = event.ticket
+        self._ticket_sa[name] = conn
+
+    def _on_ticket_issued(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        if event.store_put is not None:
+            self._store_ops.append(event.store_put)
+        ids = conn.exchange_state.setdefault("ticket_ids", [])
+        ids.append(event.ticket_id)
+        self._ticket_holders[event.ticket_id] = conn
+        while len(ids) > resumption.MAX_TICKET_IDS_PER_SA:
+            self._ticket_holders.pop(ids.pop(0), None)
+
+    def _on_ike_sa_deleted(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        name = conn.config.name
+        if self._ticket_sa.get(name) is conn and event.reason not in KEEP_TICKET_REASONS:
+            del self._ticket_sa[name]
+            self.tickets.pop(name, None)
+
+    def _on_child_installed(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self.inbound_spis.add(event.child.spi_in)
+
+    def _on_child_rekeyed(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self.inbound_spis.add(event.new.spi_in)
+
+    def _on_child_deleted(self, conn: IkeConnection, event: ev.Event, now: float | None) -> None:
+        self.inbound_spis.discard(event.child.spi_in)
 
     def _forget_ticket_holder(self, conn: IkeConnection) -> None:
         for tid in conn.exchange_state.pop("ticket_ids", ()):
@@ -621,36 +660,26 @@ class IkeEndpoint:
         return held >= cap
 
     def _collect(self, conn: IkeConnection, now: float | None = None) -> None:
+        # runs after every input and command (several times a handshake): the output
+        # lists are looked at before they are copied, and each event type's
+        # bookkeeping is one dict lookup (_EVENT_WORK) instead of a chain of isinstance
         over_cap = False
-        for new in conn.spawned_connections():   # SAs a rekey made take messages at once
-            self._adopt(new)
-            self._collect(new, now)
-        for data, remote, local in conn.datagrams_to_send():
-            self._send(data, remote, local)
-        while (event := conn.next_event()) is not None:
-            if type(event) in _ACCOUNTED:
-                self._account(conn, event)
-            if isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)) and event.connection is not None:
-                self._adopt(event.connection)
-                self._collect(event.connection, now)
-            if isinstance(event, ev.ResumeFailed):       # the fallback runs under a new SPIi
-                if self.connections.get(event.old_spi_i) is conn:
-                    del self.connections[event.old_spi_i]
-                self.connections[conn.spi_i] = conn
-            elif isinstance(event, (ev.TicketReceived, ev.TicketIssued, ev.IkeSaRekeyed, ev.IkeSaDeleted)):
-                self._note_ticket_event(conn, event)
-            if len(self._events) == self._events.maxlen:
-                self.stats["events_dropped"] += 1
-            self._events.append((conn, event))
-            if isinstance(event, ev.IkeSaEstablished):
-                self._index(conn)
-                over_cap = self._over_identity_cap(conn)
-            elif isinstance(event, ev.ChildSaInstalled):
-                self.inbound_spis.add(event.child.spi_in)
-            elif isinstance(event, ev.ChildSaRekeyed):
-                self.inbound_spis.add(event.new.spi_in)
-            elif isinstance(event, ev.ChildSaDeleted):
-                self.inbound_spis.discard(event.child.spi_in)
+        if conn._spawned:
+            for new in conn.spawned_connections():   # SAs a rekey made take messages at once
+                self._adopt(new)
+                self._collect(new, now)
+        if conn._datagrams:
+            for data, remote, local in conn.datagrams_to_send():
+                self._send(data, remote, local)
+        events, work_for = self._events, _EVENT_WORK
+        while conn._events:           # (work on one event may add more)
+            for event in conn.take_events():
+                work = work_for.get(type(event))
+                if work is not None and work(self, conn, event, now):
+                    over_cap = True
+                if len(events) == events.maxlen:
+                    self.stats["events_dropped"] += 1
+                events.append((conn, event))
         self._forget_half_open(conn)
         if over_cap and now is not None:
             self.stats["identity_refused"] += 1
@@ -659,9 +688,10 @@ class IkeEndpoint:
             conn.delete(now, reason="too many IKE SAs for this identity")
             self._collect(conn, now)
             return
-        self.timers.touch(conn)
-        conn.idle()
-        if conn.state == State.DELETED:
+        if conn.state is not _DELETED:
+            self.timers.touch(conn)
+            conn.idle()
+        else:
             if conn.reassembler is not None:
                 conn.reassembler.clear()
             self.timers.forget(conn)           # a dead SA has no timers: nothing keeps it
@@ -732,7 +762,8 @@ class IkeEndpoint:
         for other in list(_filed(self._by_identity, (conn.config.local_id, conn.remote_id))):
             if other is conn or other.state is State.DELETED:
                 continue
-            log.info("%s: replaced by %s (INITIAL_CONTACT)", other.name, conn.name)
+            if log.isEnabledFor(logging.INFO):     # the .name of both costs more than the check
+                log.info("%s: replaced by %s (INITIAL_CONTACT)", other.name, conn.name)
             other.terminate("peer restarted (INITIAL_CONTACT)", now)
             self._collect(other, now)
 
@@ -754,6 +785,22 @@ class IkeEndpoint:
         (shutdown); a single command should use :meth:`collect`."""
         for conn in list(self.connections.values()):
             self._collect(conn)
+
+
+# event type -> the endpoint's work for it (IkeEndpoint._collect); the other types
+# only go to the application
+_EVENT_WORK = {
+    ev.IkeSaEstablished: IkeEndpoint._on_established,
+    ev.IkeSaRekeyed: IkeEndpoint._on_rekeyed_or_cloned,
+    ev.IkeSaCloned: IkeEndpoint._on_rekeyed_or_cloned,
+    ev.ResumeFailed: IkeEndpoint._on_resume_failed,
+    ev.TicketReceived: IkeEndpoint._on_ticket_received,
+    ev.TicketIssued: IkeEndpoint._on_ticket_issued,
+    ev.IkeSaDeleted: IkeEndpoint._on_ike_sa_deleted,
+    ev.ChildSaInstalled: IkeEndpoint._on_child_installed,
+    ev.ChildSaRekeyed: IkeEndpoint._on_child_rekeyed,
+    ev.ChildSaDeleted: IkeEndpoint._on_child_deleted,
+}
 
 
 class TimerQueue:

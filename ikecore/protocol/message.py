@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from ..crypto.sk import SkCipher
 from ..errors import (IntegrityCheckFailed, InvalidMajorVersion, InvalidTag, ParseError,
                       UnsupportedCriticalPayload)
 from .constants import IKEV2_VERSION, MAX_MESSAGE_LENGTH, Flags, PayloadType
@@ -117,6 +118,9 @@ class Message:
     def __iter__(self) -> Iterator[Payload]:
         return iter(self.all_payloads)
 
+    # find/notify run a dozen times per message: they walk the lists without the
+    # all_payloads property (an encrypted message's clear list is usually empty)
+
     def find(self, kind) -> Payload | None:
         """First payload of a type (``PayloadType.NONCE``) or class (``IdPayload``)."""
         if isinstance(kind, type):
@@ -124,9 +128,13 @@ class Message:
                 if isinstance(p, kind):
                     return p
             return None
-        for p in self.all_payloads:
+        for p in self.payloads:
             if p.payload_type == kind:
                 return p
+        if self.inner:
+            for p in self.inner:
+                if p.payload_type == kind:
+                    return p
         return None
 
     def find_all(self, kind) -> list:
@@ -139,9 +147,13 @@ class Message:
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
         """The first Notify of that type, or None."""
-        for p in self.all_payloads:
+        for p in self.payloads:
             if type(p) is NotifyPayload and p.notify_type == notify_type:
                 return p
+        if self.inner:
+            for p in self.inner:
+                if type(p) is NotifyPayload and p.notify_type == notify_type:
+                    return p
         return None
 
     def has_notify(self, notify_type: int) -> bool:
@@ -177,6 +189,7 @@ def parse_chain(buf: bytes, off: int, end: int, next_type: int, *, validate: boo
     parsers = PARSERS
     sk = None
     sk_offset = 0
+    room = max_payloads          # payloads still allowed
     while next_type:
         if off + 4 > end:
             raise ParseError(f"payload chain ends early: no room for payload type {next_type}")
@@ -212,7 +225,8 @@ def parse_chain(buf: bytes, off: int, end: int, next_type: int, *, validate: boo
         else:
             p = UnknownPayload(next_type, buf[off + 4:p_end], False)
         append(p)
-        if len(payloads) > max_payloads:
+        room -= 1
+        if room < 0:
             raise ParseError(f"more than {max_payloads} payloads")
         off = p_end
         next_type = nxt
@@ -297,13 +311,14 @@ def encode_payloads(payloads, last_next: int = 0) -> bytes:
     """The chain of generic headers and bodies; the last Next Payload is ``last_next``."""
     parts = []
     append = parts.append
-    n = len(payloads)
-    for i, p in enumerate(payloads):
+    # each header names the type of the payload after it: walk with the next one in hand
+    nexts = [p.payload_type for p in payloads]
+    nexts.append(last_next)
+    i = 0
+    for p in payloads:
+        i += 1
         body = p.encode_body()
-        if i + 1 < n:
-            nxt = payloads[i + 1].payload_type
-        else:
-            nxt = last_next
+        nxt = nexts[i]
         flags = 0
         tp = type(p)
         if tp is UnknownPayload:
@@ -345,6 +360,8 @@ def encode_message(msg: Message, sk_cipher=None, *, iv: bytes | None = None) -> 
                           msg.version, msg.exchange_type, msg.flags, msg.message_id, total),
                 clear_bytes,
                 _gen_pack(inner[0].payload_type if inner else 0, 0, 4 + sealed_len)))
+            if iv is None and type(sk_cipher) is SkCipher:
+                return sk_cipher.seal_message(aad, plaintext)    # one C call writes the message
             return aad + sk_cipher.seal(aad, plaintext, iv)
         chain = clear + [msg.sk] if msg.sk is not None else clear
         body = encode_payloads(chain)

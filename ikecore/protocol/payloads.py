@@ -115,6 +115,8 @@ TRANSFORM = Layout("transform substructure", [
     ("last_substruc", "B"), (None, "x"), ("transform_length", "H"),
     ("transform_type", "B"), (None, "x"), ("transform_id", "H")])
 LAST_TRANSFORM, MORE_TRANSFORMS = 0, 3
+_proposal_pack, _transform_pack = PROPOSAL.pack, TRANSFORM.pack
+_PROPOSAL_SIZE, _TRANSFORM_SIZE = PROPOSAL.size, TRANSFORM.size
 
 # Data Attributes (§3.3.5)
 # +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -163,9 +165,13 @@ class Transform:
         return None
 
     def encode(self, last: bool) -> bytes:
-        attrs = b"".join([a.encode() for a in self.attributes]) if self.attributes else b""
-        return TRANSFORM.pack(LAST_TRANSFORM if last else MORE_TRANSFORMS,
-                              TRANSFORM.size + len(attrs), self.type, self.id) + attrs
+        attributes = self.attributes
+        if not attributes:
+            return _transform_pack(LAST_TRANSFORM if last else MORE_TRANSFORMS, _TRANSFORM_SIZE,
+                                   self.type, self.id)
+        attrs = b"".join([a.encode() for a in attributes])
+        return _transform_pack(LAST_TRANSFORM if last else MORE_TRANSFORMS,
+                               _TRANSFORM_SIZE + len(attrs), self.type, self.id) + attrs
 
 
 @dataclass(slots=True)
@@ -182,10 +188,13 @@ class Proposal:
     def encode(self, last: bool) -> bytes:
         transforms = self.transforms
         n = len(transforms)
-        body = b"".join([t.encode(i == n - 1) for i, t in enumerate(transforms)])
-        return PROPOSAL.pack(LAST_PROPOSAL if last else MORE_PROPOSALS,
-                             PROPOSAL.size + len(self.spi) + len(body), self.num,
-                             self.protocol_id, len(self.spi), n) + self.spi + body
+        parts = [t.encode(False) for t in transforms[:-1]]
+        if transforms:
+            parts.append(transforms[-1].encode(True))
+        body = b"".join(parts)
+        spi = self.spi
+        return _proposal_pack(LAST_PROPOSAL if last else MORE_PROPOSALS, _PROPOSAL_SIZE + len(spi) + len(body),
+                              self.num, self.protocol_id, len(spi), n) + spi + body
 
 
 @dataclass(slots=True)
@@ -196,6 +205,8 @@ class SaPayload(Payload):
 
     def encode_body(self) -> bytes:
         proposals = self.proposals
+        if len(proposals) == 1:            # every SA payload but an initiator's offer
+            return proposals[0].encode(True)
         n = len(proposals)
         return b"".join([p.encode(i == n - 1) for i, p in enumerate(proposals)])
 
@@ -513,6 +524,10 @@ NOTIFY_DATA_LENGTH = {
 # Notifies about a Child SA that carry its SPI (RFC 7296 §3.10, §3.10.1)
 NOTIFY_WITH_CHILD_SPI = frozenset({NotifyType.INVALID_SELECTORS, NotifyType.REKEY_SA,
                                    NotifyType.CHILD_SA_NOT_FOUND})
+# bound once: NotifyType.X goes through EnumType.__getattr__ (~75 ns) and every
+# received Notify is validated
+_SIGNATURE_HASH_ALGORITHMS = NotifyType.SIGNATURE_HASH_ALGORITHMS
+_NO_NATS_ALLOWED = NotifyType.NO_NATS_ALLOWED
 
 
 @dataclass(slots=True)
@@ -547,9 +562,9 @@ class NotifyPayload(Payload):
         lengths = NOTIFY_DATA_LENGTH.get(t)
         if lengths is not None and not lengths[0] <= len(self.data) <= lengths[1]:
             raise _fail(f"notify {t} with {len(self.data)} octets of data")
-        if t == NotifyType.SIGNATURE_HASH_ALGORITHMS and len(self.data) % 2:
+        if t == _SIGNATURE_HASH_ALGORITHMS and len(self.data) % 2:
             raise _fail("SIGNATURE_HASH_ALGORITHMS data is a list of 2-octet ids")
-        if t == NotifyType.NO_NATS_ALLOWED and len(self.data) not in (12, 36):
+        if t == _NO_NATS_ALLOWED and len(self.data) not in (12, 36):
             raise _fail("NO_NATS_ALLOWED data must hold two addresses and two ports")
 
 

@@ -47,6 +47,18 @@ class MessageRules:
     required_notifies: frozenset = frozenset()
     error_notifies: frozenset = frozenset()        # besides all error types 1..16383
 
+    def __post_init__(self) -> None:
+        # derived tables check_rules reads on every message (not fields: they
+        # follow from the ones above)
+        derived = {
+            "_max": {t: hi for t, (_, hi) in self.counts.items()},
+            "_mandatory": tuple((t, lo) for t, (lo, _) in self.counts.items() if lo),
+            "_together": tuple(tuple(group) for group in self.together),
+            "_one_of": tuple(self.one_of),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
     @property
     def name(self) -> str:
         return f"{X(self.exchange_type).name} {'request' if self.is_request else 'response'}"
@@ -119,7 +131,9 @@ def check_rules(msg: Message, is_request: bool | None = None) -> None:
     """
     if is_request is None:
         is_request = not msg.flags & 0x20
-    rules = rules_for(msg.exchange_type, is_request)
+    rules = RULES.get((msg.exchange_type, is_request))
+    if rules is None:
+        rules = rules_for(msg.exchange_type, is_request)     # raises
     if msg.spi_i == _ZERO_SPI:
         raise ParseError("the initiator's SPI is zero")
     xchg = msg.exchange_type
@@ -144,52 +158,53 @@ def check_rules(msg: Message, is_request: bool | None = None) -> None:
         payloads = msg.payloads
 
     counts: dict[int, int] = {}
-    error = False
+    error = over = False
     notify_types = set()
-    allowed = rules.counts
+    maxima = rules._max
     error_notifies = rules.error_notifies
     for p in payloads:
         tp = type(p)
         if tp is UnknownPayload:
             continue                       # non-critical unknown: ignored (§2.5)
         t = p.payload_type
-        if t not in allowed:
+        hi = maxima.get(t)
+        if hi is None:
             raise ParseError(f"payload {t} is not allowed in {rules.name}")
-        counts[t] = counts.get(t, 0) + 1
+        c = counts[t] = counts.get(t, 0) + 1
+        if c > hi:
+            over = True
         if tp is NotifyPayload:
             nt = p.notify_type
             notify_types.add(nt)
             if 0 < nt < 16384 or nt in error_notifies:
                 error = True
-    # the usual message breaks no count: checked against the few types present and the
-    # few mandatory ones; any breach goes through the full walk below for its exact error
-    for t, c in counts.items():
-        if c > allowed[t][1]:
-            _check_counts(rules, counts, error)
+    # the usual message breaks no count: checked against the few mandatory types;
+    # any breach goes through the full walk below for its exact error
+    if over:
+        _check_counts(rules, counts, error)
     if not error:
-        for t, lo in _mandatory(rules):
+        for t, lo in rules._mandatory:
             if counts.get(t, 0) < lo:
                 _check_counts(rules, counts, error)
-    for group in rules.together:
-        present = [t for t in group if t in counts]
-        if present and len(present) != len(group):
+    for group in rules._together:
+        present = 0
+        for t in group:
+            if t in counts:
+                present += 1
+        if present and present != len(group):
             raise ParseError(f"{rules.name}: payloads {sorted(group)} must come together")
     if not error:
-        if rules.one_of and not any(t in counts for t in rules.one_of):
-            raise ParseError(f"{rules.name} carries none of {sorted(rules.one_of)}")
-        missing = rules.required_notifies - notify_types
-        if missing:
-            raise ParseError(f"{rules.name} lacks notify {sorted(missing)}")
-
-
-def _mandatory(rules: MessageRules) -> tuple:
-    """((payload type, minimum), ...) of the payloads ``rules`` requires, kept on it."""
-    try:
-        return rules._mandatory
-    except AttributeError:
-        mandatory = tuple((t, lo) for t, (lo, _) in rules.counts.items() if lo)
-        object.__setattr__(rules, "_mandatory", mandatory)   # a cache, not a field
-        return mandatory
+        one_of = rules._one_of
+        if one_of:
+            for t in one_of:
+                if t in counts:
+                    break
+            else:
+                raise ParseError(f"{rules.name} carries none of {sorted(one_of)}")
+        if rules.required_notifies:
+            missing = rules.required_notifies - notify_types
+            if missing:
+                raise ParseError(f"{rules.name} lacks notify {sorted(missing)}")
 
 
 def _check_counts(rules: MessageRules, counts: dict, error: bool) -> None:

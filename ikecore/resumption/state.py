@@ -19,6 +19,10 @@ _FIXED = struct.Struct(">16sQBBBHHHHH")   # ticket id .. dh group
 _U16 = struct.Struct(">H")
 MAX_STATE_LENGTH = _FIXED.size + 2 + MAX_ID_LENGTH + 2 + MAX_ID_LENGTH + 1 + MAX_SK_D_LENGTH
 _UINT64_MAX = (1 << 64) - 1
+_BYTES_FIELDS = ("ticket_id", "idi", "idr", "sk_d")
+_INT_LIMITS = (("expires_at", _UINT64_MAX), ("idi_type", 255), ("idr_type", 255), ("auth_method", 255),
+               ("prf_id", 0xFFFF), ("encr_id", 0xFFFF), ("encr_key_bits", 0xFFFF), ("integ_id", 0xFFFF),
+               ("dh_group", 0xFFFF))
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,26 @@ class TicketState:
     sk_d: bytes = field(repr=False)  # the old SK_d: a secret, never in a repr
 
     def __post_init__(self) -> None:
-        for name in ("ticket_id", "idi", "idr", "sk_d"):
+        # runs for every ticket a gateway issues: one pass over the fields, and the
+        # field-by-field walk (for the exact error) only when that pass fails
+        b, i = bytes, int
+        if not (isinstance(self.ticket_id, b) and isinstance(self.idi, b) and isinstance(self.idr, b)
+                and isinstance(self.sk_d, b) and len(self.ticket_id) == TICKET_ID_LENGTH
+                and 0 < len(self.sk_d) <= MAX_SK_D_LENGTH and len(self.idi) <= MAX_ID_LENGTH
+                and len(self.idr) <= MAX_ID_LENGTH
+                and type(self.expires_at) is i and 0 <= self.expires_at <= _UINT64_MAX
+                and type(self.idi_type) is i and 0 <= self.idi_type <= 255
+                and type(self.idr_type) is i and 0 <= self.idr_type <= 255
+                and type(self.auth_method) is i and 0 <= self.auth_method <= 255
+                and type(self.prf_id) is i and 0 <= self.prf_id <= 0xFFFF
+                and type(self.encr_id) is i and 0 <= self.encr_id <= 0xFFFF
+                and type(self.encr_key_bits) is i and 0 <= self.encr_key_bits <= 0xFFFF
+                and type(self.integ_id) is i and 0 <= self.integ_id <= 0xFFFF
+                and type(self.dh_group) is i and 0 <= self.dh_group <= 0xFFFF):
+            self._raise_first_error()
+
+    def _raise_first_error(self) -> None:
+        for name in _BYTES_FIELDS:
             if not isinstance(getattr(self, name), bytes):
                 raise TypeError(f"{name} must be bytes")
         if len(self.ticket_id) != TICKET_ID_LENGTH:
@@ -50,13 +73,11 @@ class TicketState:
         for name in ("idi", "idr"):
             if len(getattr(self, name)) > MAX_ID_LENGTH:
                 raise ValueError(f"{name} longer than {MAX_ID_LENGTH} octets")
-        limits = {"expires_at": _UINT64_MAX, "idi_type": 255, "idr_type": 255, "auth_method": 255,
-                  "prf_id": 0xFFFF, "encr_id": 0xFFFF, "encr_key_bits": 0xFFFF, "integ_id": 0xFFFF,
-                  "dh_group": 0xFFFF}
-        for name, top in limits.items():
+        for name, top in _INT_LIMITS:
             value = getattr(self, name)
             if type(value) is not int or not 0 <= value <= top:
                 raise ValueError(f"{name} must be an int in 0..{top}")
+        raise AssertionError("unreachable: the one-pass check and the walk disagree")
 
     @classmethod
     def new(cls, rng: Callable[[int], bytes], *, expires_at: int, **fields) -> "TicketState":

@@ -448,3 +448,27 @@ def test_create_wrapping_key_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot create"):
         create_wrapping_key_file(path)            # never overwritten
     assert load_wrapping_key(path) == key
+
+
+# --- the state's own checks -------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, error", [
+    ("ticket_id", "not bytes", TypeError), ("idi", bytearray(b"x"), TypeError), ("sk_d", None, TypeError),
+    ("ticket_id", bytes(15), ValueError), ("sk_d", b"", ValueError), ("sk_d", bytes(65), ValueError),
+    ("idi", bytes(1025), ValueError), ("idr", bytes(1025), ValueError),
+    ("expires_at", -1, ValueError), ("expires_at", 1 << 64, ValueError), ("expires_at", 1.5, ValueError),
+    ("idi_type", 256, ValueError), ("idr_type", True, ValueError), ("auth_method", 256, ValueError),
+    ("prf_id", 0x10000, ValueError), ("encr_id", -1, ValueError), ("encr_key_bits", 0x10000, ValueError),
+    ("integ_id", "2", ValueError), ("dh_group", 0x10000, ValueError),
+])
+def test_state_refuses_each_bad_field_by_name(field, value, error):
+    good = sample_state(CountingRng())
+    with pytest.raises(error, match=field):
+        dataclasses.replace(good, **{field: value})
+
+
+def test_state_takes_the_extremes():
+    good = sample_state(CountingRng())
+    state = dataclasses.replace(good, expires_at=(1 << 64) - 1, idi=bytes(1024), idr=b"", sk_d=bytes(64),
+                                dh_group=0xFFFF, auth_method=0)
+    assert TicketState.decode(state.encode()) == state

@@ -55,16 +55,27 @@ MIN_RENEWAL = 60.0           # seconds: no automatic renewal of shorter-lived ti
 MAX_COOKIE_RETRIES = 3
 
 
+# members the per-message code uses, bound once (NotifyType.X goes through
+# EnumType.__getattr__, about 75 ns a lookup on CPython 3.11)
+_TICKET_LT_OPAQUE, _TICKET_OPAQUE, _TICKET_NACK, _COOKIE = (
+    NotifyType.TICKET_LT_OPAQUE, NotifyType.TICKET_OPAQUE, NotifyType.TICKET_NACK, NotifyType.COOKIE)
+_TICKET_REQUEST = NotifyType.TICKET_REQUEST
+_NONCE, _AUTH = PayloadType.NONCE, PayloadType.AUTH
+_SHARED_KEY_MIC = AuthMethod.SHARED_KEY_MIC
+_RESPONSE, _INITIATOR = int(Flags.RESPONSE), int(Flags.INITIATOR)
+_ZERO_SPI = bytes(8)
+
+
 class ResumptionRefused(ProtocolError):
     """The gateway will not resume this session: answered with TICKET_NACK."""
 
-    notify_type = NotifyType.TICKET_NACK
+    notify_type = _TICKET_NACK
 
 
 # ------------------------------------------------------------------ tickets --
 
 def ticket_request() -> NotifyPayload:
-    return NotifyPayload(notify_type=NotifyType.TICKET_REQUEST)
+    return NotifyPayload(notify_type=_TICKET_REQUEST)
 
 
 def _ticket_lifetime(conn, now: float) -> int:
@@ -79,12 +90,11 @@ def answer_ticket_request(conn, now: float) -> NotifyPayload:
     ``conn``: TICKET_LT_OPAQUE with a fresh ticket, or TICKET_NACK."""
     cfg = conn.config
     authority = cfg.ticket_authority
-    nack = NotifyPayload(notify_type=NotifyType.TICKET_NACK)
     if not cfg.resumption or authority is None or conn.keys is None or conn.remote_id is None:
-        return nack
+        return _ticket_nack()
     lifetime = _ticket_lifetime(conn, now)
     if lifetime <= 0:
-        return nack
+        return _ticket_nack()
     wall = cfg.wall_time(now)
     suite = conn.suite
     try:
@@ -98,28 +108,31 @@ def answer_ticket_request(conn, now: float) -> NotifyPayload:
         issued = authority.issue(state, wall)
     except (IkeError, ValueError, TypeError) as exc:
         log.warning("%s: no ticket issued: %s", conn.name, exc)
-        return nack
+        return _ticket_nack()
     # the authority may cut the expiry to its key's life in the ring
     lifetime = min(lifetime, int(issued.lifetime))
     if lifetime <= 0 or not 1 <= len(issued.ticket) <= 65535 - 4:
-        return nack
+        return _ticket_nack()
     put = None
     if issued.store_put is not None:
         key, value, ttl = issued.store_put
         put = TicketPut(key, value, int(ttl))
     conn.emit(ev.TicketIssued(state.ticket_id, int(issued.expires_at), lifetime, put))
-    return NotifyPayload(notify_type=NotifyType.TICKET_LT_OPAQUE,
-                         data=lifetime.to_bytes(4, "big") + issued.ticket)
+    return NotifyPayload(notify_type=_TICKET_LT_OPAQUE, data=lifetime.to_bytes(4, "big") + issued.ticket)
+
+
+def _ticket_nack() -> NotifyPayload:
+    return NotifyPayload(notify_type=_TICKET_NACK)
 
 
 def take_ticket_answer(conn, msg: Message, now: float) -> None:
     """Client: keep the ticket a response carries (or note the refusal)."""
-    granted = msg.notify(NotifyType.TICKET_LT_OPAQUE)
+    granted = msg.notify(_TICKET_LT_OPAQUE)
     if granted is not None:
         lifetime = int.from_bytes(granted.data[:4], "big")
         ticket = granted.data[4:]
         if lifetime == 0 or not ticket or conn.remote_id is None:
-            conn.emit(ev.TicketRefused(NotifyType.TICKET_LT_OPAQUE, "a ticket without lifetime"))
+            conn.emit(ev.TicketRefused(_TICKET_LT_OPAQUE, "a ticket without lifetime"))
             return
         local_id = conn.resumed.local_id if conn.resumed is not None else conn.config.local_id
         held = ClientTicket(ticket=ticket, expires_at=conn.config.wall_time(now) + lifetime,
@@ -133,8 +146,8 @@ def take_ticket_answer(conn, msg: Message, now: float) -> None:
         if lifetime * RENEW_AT >= MIN_RENEWAL:
             conn.queue_later(TicketRequestTask(), now + lifetime * RENEW_AT)
         return
-    if msg.has_notify(NotifyType.TICKET_NACK):
-        conn.emit(ev.TicketRefused(NotifyType.TICKET_NACK, "the gateway refused a ticket"))
+    if msg.has_notify(_TICKET_NACK):
+        conn.emit(ev.TicketRefused(_TICKET_NACK, "the gateway refused a ticket"))
     elif msg.has_notify(NotifyType.TICKET_ACK):
         acks = conn.exchange_state.get("ticket_acks", 0) + 1
         conn.exchange_state["ticket_acks"] = acks
@@ -185,16 +198,16 @@ def resumed_auth(conn, *, initiator_side: bool, id_type: int, id_data: bytes) ->
     sk_p = conn.keys.sk_pi if initiator_side else conn.keys.sk_pr
     octets = signed_octets_for(conn, initiator_side=initiator_side, form=form, id_type=id_type,
                                id_data=id_data)
-    return AuthPayload(AuthMethod.SHARED_KEY_MIC, prf(conn.suite.prf_id, sk_p, octets))
+    return AuthPayload(_SHARED_KEY_MIC, prf(conn.suite.prf_id, sk_p, octets))
 
 
 def verify_resumed_auth(conn, msg: Message, *, peer_is_initiator: bool, id_payload) -> None:
     """Check the peer's AUTH after resumption. A responder takes either form and
     remembers which (it answers in it); an initiator expects the form it used."""
-    auth = msg.find(PayloadType.AUTH)
+    auth = msg.find(_AUTH)
     if auth is None:
         raise AuthenticationFailed("no AUTH payload")
-    if auth.method != AuthMethod.SHARED_KEY_MIC:
+    if auth.method != _SHARED_KEY_MIC:
         raise AuthenticationFailed(f"a resumed SA authenticates with method 2, not {auth.method}")
     resumed = conn.resumed
     forms = (resumed.auth_form,) if resumed.auth_form else (AUTH_FORM_RFC, AUTH_FORM_MESSAGE)
@@ -218,7 +231,7 @@ def note_authenticated(conn, msg: Message, now: float) -> None:
         conn.peer_auth_method = conn.resumed.auth_method
         deadline = min(deadline, conn.resumed.reauth_at)
     else:
-        auth = msg.find(PayloadType.AUTH)
+        auth = msg.find(_AUTH)
         conn.peer_auth_method = auth.method if auth is not None else 0
     conn.reauth_at = deadline
 
@@ -248,9 +261,9 @@ class ResumeTask(Task):
             conn.ni = conn.rng(NONCE_LENGTH)
         payloads = []
         if self.cookie is not None:       # first, as in IKE_SA_INIT (RFC 7296 §2.6)
-            payloads.append(NotifyPayload(notify_type=NotifyType.COOKIE, data=self.cookie))
+            payloads.append(NotifyPayload(notify_type=_COOKIE, data=self.cookie))
         payloads += [NoncePayload(conn.ni),
-                     NotifyPayload(notify_type=NotifyType.TICKET_OPAQUE, data=self.ticket.ticket)]
+                     NotifyPayload(notify_type=_TICKET_OPAQUE, data=self.ticket.ticket)]
         payloads += _nat_notifies(conn, bytes(8), conn.local, conn.remote)
         payloads += _capability_notifies(conn.config)
         conn.state = State.INIT_SENT
@@ -261,21 +274,21 @@ class ResumeTask(Task):
         conn.init_request = datagrams[0]      # RealMessage1 of the resumption AUTH
 
     def on_response(self, conn, msg: Message, now: float) -> None:
-        cookie = msg.notify(NotifyType.COOKIE)
+        cookie = msg.notify(_COOKIE)
         if cookie is not None:
             if not 1 <= len(cookie.data) <= 64 or self.cookie_retries >= MAX_COOKIE_RETRIES:
                 return self.failed(conn, now, "unusable COOKIE")
             self.cookie, self.cookie_retries = cookie.data, self.cookie_retries + 1
             conn.send_request(self, self.build_request(conn, now), now, message_id=0)
             return
-        if msg.has_notify(NotifyType.TICKET_NACK):
+        if msg.has_notify(_TICKET_NACK):
             return self.failed(conn, now, "the gateway refused the ticket (TICKET_NACK)",
-                               NotifyType.TICKET_NACK)
+                               _TICKET_NACK)
         error = msg.error_notify()
         if error is not None:
             return self.failed(conn, now, f"IKE_SESSION_RESUME refused: notify {error.notify_type}",
                                error.notify_type)
-        nonce = msg.find(PayloadType.NONCE)
+        nonce = msg.find(_NONCE)
         if not any(msg.spi_r) or nonce is None or not MIN_NONCE <= len(nonce.data) <= MAX_NONCE:
             return self.failed(conn, now, "unusable IKE_SESSION_RESUME response")
         conn.spi_r = msg.spi_r
@@ -342,19 +355,19 @@ def stateless_reply(msg: Message, notify_type: int, data: bytes = b"") -> bytes:
 
 
 def nack(msg: Message) -> bytes:
-    return stateless_reply(msg, NotifyType.TICKET_NACK)
+    return stateless_reply(msg, _TICKET_NACK)
 
 
 def ticket_of(msg: Message) -> bytes:
     """The ticket of a well-formed IKE_SESSION_RESUME request; ParseError otherwise
     (the endpoint answers INVALID_SYNTAX), ResumptionRefused for an unusable ticket."""
-    if msg.is_response or msg.message_id != 0 or any(msg.spi_r) or not msg.is_initiator:
+    if msg.flags & _RESPONSE or msg.message_id != 0 or msg.spi_r != _ZERO_SPI or not msg.flags & _INITIATOR:
         raise ParseError("not an IKE_SESSION_RESUME request")
     check_rules(msg)
-    nonce = msg.find(PayloadType.NONCE)
+    nonce = msg.find(_NONCE)
     if not MIN_NONCE <= len(nonce.data) <= MAX_NONCE:
         raise ParseError("Ni of a bad length")
-    tickets = [n for n in msg.notifies() if n.notify_type == NotifyType.TICKET_OPAQUE]
+    tickets = [n for n in msg.payloads if type(n) is NotifyPayload and n.notify_type == _TICKET_OPAQUE]
     if len(tickets) != 1:
         raise ParseError("IKE_SESSION_RESUME needs exactly one TICKET_OPAQUE")
     if len(tickets[0].data) > MAX_TICKET:
@@ -379,9 +392,11 @@ def check_ticket_state(config: IkeConfig, state, wall_now: float) -> None:
     Raises ResumptionRefused (the authority already checked the ticket itself)."""
     if state.expires_at <= wall_now:
         raise ResumptionRefused("the ticket expired")
-    if Identity(state.idr_type, state.idr) != config.local_id:
+    # field by field: what Identity equality compares, without building two Identities
+    local_id, remote_id = config.local_id, config.remote_id
+    if state.idr_type != local_id.id_type or state.idr != local_id.data:
         raise ResumptionRefused("the ticket was issued for another gateway identity")
-    if config.remote_id is not None and Identity(state.idi_type, state.idi) != config.remote_id:
+    if remote_id is not None and (state.idi_type != remote_id.id_type or state.idi != remote_id.data):
         raise ResumptionRefused("the ticket's IDi is not this connection's peer")
     if not _suite_allowed(config, suite_of(state)):
         raise ResumptionRefused("the ticket's IKE SA suite is no longer allowed")
@@ -394,7 +409,7 @@ def respond(config: IkeConfig, msg: Message, state, *, local, remote, rng, now: 
     conn = IkeConnection(config, initiator=False, local=local, remote=remote, rng=rng, now=now,
                          spi_i=msg.spi_i, natt_port=natt_port)
     conn.spi_r = conn.new_spi()
-    conn.ni, conn.nr = msg.find(PayloadType.NONCE).data, rng(NONCE_LENGTH)
+    conn.ni, conn.nr = msg.find(_NONCE).data, rng(NONCE_LENGTH)
     conn.init_request = msg.raw
     _take_capabilities(conn, msg)
     _detect_nat(conn, msg, bytes(8), remote, local)
