@@ -5,7 +5,7 @@ drained, while it holds N established IKE SAs.
 
 Run:  python -m pytest bench/bench_gateway_scale.py -s -p no:cacheprovider
       IKECORE_BENCH_HELD=100000 IKECORE_BENCH_MEMORY_SAS=100000 python -m pytest bench/bench_gateway_scale.py -s
-      python bench/bench_gateway_scale.py --held 0,10000,100000 --memory 10000
+      python bench/bench_gateway_scale.py --held 0,10000,100000 --memory 10000 [--split]
 
 - ``handshakes with N held``: full IKE_SA_INIT + IKE_AUTH + Child SA (PSK,
   X25519) per second while the responder holds N SAs (copies of a real SA with
@@ -15,6 +15,12 @@ Run:  python -m pytest bench/bench_gateway_scale.py -s -p no:cacheprovider
   established by real handshakes, with the ESP SAs installed in a DataPlane as
   the gateway does, against strongSwan charon's 12.7 KB on this machine kind
   (architecture guide). Target: 10 KB or less (ratio charon/ours >= 1.27).
+  Every client authenticates with its own identity, as road warriors (and
+  ``ikecore load``) do; IKECORE_BENCH_IDENTITIES=one gives them all one, as
+  before December 2026. IKECORE_BENCH_MEMORY_SPLIT=1 (``--split``) adds a
+  second, traced run that splits the figure into Python objects
+  (tracemalloc) and the rest (native: OpenSSL contexts, the C SA structs,
+  allocator overhead).
 Nothing asserts on time.
 """
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import os
 import random
 import time
+import tracemalloc
 
 from bench_ike import ADDR_R, _configs
 from ikecore.aio.dataplane import DataPlane
@@ -44,9 +51,13 @@ class Responder:
     """A responder endpoint driven as the gateway drives it, with a throwaway
     initiator per handshake (distinct SPIs, ports and no INITIAL_CONTACT)."""
 
-    def __init__(self, seed: int = 1, now: float = 1000.0):
+    def __init__(self, seed: int = 1, now: float = 1000.0, distinct_ids: bool = False):
         cfg_i, cfg_r = _configs("x25519")
         self.cfg_i = dataclasses.replace(cfg_i, initial_contact=False)
+        self.distinct_ids = distinct_ids        # each client its own identity (the responder takes any)
+        if distinct_ids:
+            cfg_r = dataclasses.replace(cfg_r, remote_id=None)
+        self.clients = 0
         self.now = now
         self.rng = random.Random(seed).randbytes
         # every simulated client authenticates as the same identity: no per-identity cap
@@ -71,8 +82,12 @@ class Responder:
 
     def handshake(self) -> None:
         self.port = (self.port + 1) % 50000        # 10000-59999: never the NAT-T port
-        ei = IkeEndpoint(self.cfg_i, rng=self.rng, now=self.now)
-        conn = ei.connect(self.cfg_i, ("192.0.2.1", 10000 + self.port), ADDR_R, self.now)
+        self.clients += 1
+        cfg_i = self.cfg_i
+        if self.distinct_ids:
+            cfg_i = dataclasses.replace(cfg_i, local_id=Identity.parse(f"client-{self.clients}@bench"))
+        ei = IkeEndpoint(cfg_i, rng=self.rng, now=self.now)
+        conn = ei.connect(cfg_i, ("192.0.2.1", 10000 + self.port), ADDR_R, self.now)
         while True:
             moved = False
             for data, remote, local in ei.datagrams_to_send():
@@ -119,25 +134,47 @@ def rss_bytes() -> int:
     return 0
 
 
-def bytes_per_sa(n: int) -> float:
-    """RSS growth per IKE SA + Child SA (ESP installed), real handshakes."""
+def _distinct_ids() -> bool:
+    return os.environ.get("IKECORE_BENCH_IDENTITIES", "distinct") != "one"
+
+
+def bytes_per_sa(n: int, *, traced: bool = False, distinct_ids: bool = True) -> float:
+    """RSS growth per IKE SA + Child SA (ESP installed), real handshakes; with
+    ``traced``, the growth of the Python objects alone (tracemalloc)."""
     logging.disable(logging.WARNING)
     try:
-        r = Responder(seed=77)
+        r = Responder(seed=77, distinct_ids=distinct_ids)
         r.dataplane = DataPlane(lambda state: None)
         for _ in range(50):
             r.handshake()
         gc.collect()
-        before = rss_bytes()
+        if traced:
+            tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0] if traced else rss_bytes()
         for _ in range(n):
             r.handshake()
         gc.collect()
-        grown = rss_bytes() - before
+        grown = (tracemalloc.get_traced_memory()[0] if traced else rss_bytes()) - before
         if len(r.ep.connections) != n + 50 or len(r.dataplane.states) != n + 50:
             raise AssertionError("SAs went missing during the memory run")
         return grown / n
     finally:
+        if traced:
+            tracemalloc.stop()
         logging.disable(logging.NOTSET)
+
+
+def report_memory(n: int, split: bool) -> float:
+    distinct = _distinct_ids()
+    per_sa = bytes_per_sa(n, distinct_ids=distinct)
+    who = "each client its own identity" if distinct else "one identity for all clients"
+    print(f"\nmemory per IKE SA + Child SA at {n} SAs ({who}): {per_sa:.0f} B "
+          f"(charon {CHARON_BYTES_PER_SA:.0f} B, target {TARGET_BYTES_PER_SA} B)")
+    if split:
+        gc.collect()
+        python = bytes_per_sa(n, traced=True, distinct_ids=distinct)
+        print(f"  of which Python objects {python:.0f} B, native and allocator {per_sa - python:.0f} B")
+    return per_sa
 
 
 def _held_sizes() -> list[int]:
@@ -157,9 +194,7 @@ def test_handshakes_flat_with_sas_held(compare):
 
 def test_memory_per_sa(record_ratio):
     n = int(os.environ.get("IKECORE_BENCH_MEMORY_SAS", "5000"))
-    per_sa = bytes_per_sa(n)
-    print(f"\nmemory per IKE SA + Child SA at {n} SAs: {per_sa:.0f} B "
-          f"(charon {CHARON_BYTES_PER_SA:.0f} B, target {TARGET_BYTES_PER_SA} B)")
+    per_sa = report_memory(n, os.environ.get("IKECORE_BENCH_MEMORY_SPLIT") == "1")
     # as a rate: SAs per MiB, so that higher is better like every other row
     record_ratio(f"IKE+Child SAs per MiB at {n} SAs vs charon's 12.7 KB/SA",
                  2**20 / per_sa, 2**20 / CHARON_BYTES_PER_SA, target=CHARON_BYTES_PER_SA / TARGET_BYTES_PER_SA,
@@ -174,6 +209,7 @@ def main(argv=None) -> None:
     ap.add_argument("--held", default="0,10000,100000", help="comma-separated SA counts to hold")
     ap.add_argument("--memory", type=int, default=10000, help="real SAs for the memory figure (0: skip)")
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--split", action="store_true", help="split the memory figure into Python and native")
     args = ap.parse_args(argv)
     for n in (int(x) for x in args.held.split(",")):
         r = held_responder(n)
@@ -185,7 +221,7 @@ def main(argv=None) -> None:
         print(f"holding {n:>7} SAs: {k / (time.perf_counter() - t0):7.0f} handshakes/s "
               f"(both ends in this process)")
     if args.memory:
-        print(f"memory per IKE SA + Child SA at {args.memory} SAs: {bytes_per_sa(args.memory):.0f} B")
+        report_memory(args.memory, args.split)
 
 
 if __name__ == "__main__":

@@ -31,36 +31,35 @@ void ikc_esp_free(ikc_esp *sa) {
     EVP_CIPHER_CTX_free(sa->dec);
     ikc_ivgen_free(&sa->ivgen);
     ikc_hmac_release(sa->integ);
-    if (sa->bitmap) {
-        OPENSSL_cleanse(sa->bitmap, (size_t)(sa->wmask + 1) * sizeof(uint64_t));
-        free(sa->bitmap);
-    }
-    OPENSSL_cleanse(sa, sizeof(*sa));
+    OPENSSL_cleanse(sa, sa->size);    /* the tail too: the replay state */
     free(sa);
 }
 
 /* the whole 12-octet nonce as TLS's "fixed IV" with the documented length -1
  * (AES-GCM), the tag to expect (decrypting) and the tag made (encrypting) */
 static void aead_params_init(ikc_esp *sa) {
-    sa->p_nonce_out[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
-                                                           sa->nonce_out, (size_t)-1);
-    sa->p_nonce_out[1] = OSSL_PARAM_construct_end();
-    sa->p_nonce_in[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, sa->tag_in, 16);
-    sa->p_nonce_in[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
-                                                          sa->nonce_in, (size_t)-1);
-    sa->p_nonce_in[2] = OSSL_PARAM_construct_end();
-    sa->p_tag_out[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, sa->tag_out, 16);
-    sa->p_tag_out[1] = OSSL_PARAM_construct_end();
+    if (sa->p_nonce_out) {
+        sa->p_nonce_out[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+                                                               sa->nonce_out, (size_t)-1);
+        sa->p_nonce_out[1] = OSSL_PARAM_construct_end();
+        sa->p_tag_out[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, sa->tag_out, 16);
+        sa->p_tag_out[1] = OSSL_PARAM_construct_end();
+    }
+    if (sa->p_nonce_in) {
+        sa->p_nonce_in[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, sa->tag_in, 16);
+        sa->p_nonce_in[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+                                                              sa->nonce_in, (size_t)-1);
+        sa->p_nonce_in[2] = OSSL_PARAM_construct_end();
+    }
 }
 
-static int replay_init(ikc_esp *sa, uint32_t window) {
-    sa->window = window;
-    /* RFC 6479: M words with (M-1)*64 >= window - 1; M a power of two */
+/* RFC 6479: M words with (M-1)*64 >= window - 1; M a power of two. No
+ * window (an outbound SA, or replay checks off): no bitmap. */
+static uint32_t replay_words(uint32_t window) {
     uint32_t need = window / 64 + 2, m = 2;
+    if (!window) return 0;
     while (m < need) m <<= 1;
-    sa->wmask = m - 1;
-    sa->bitmap = calloc(m, sizeof(uint64_t));
-    return sa->bitmap ? IKC_OK : IKC_ERR_NOMEM;
+    return m;
 }
 
 int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
@@ -74,18 +73,32 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
         (flags & ~(unsigned)63) ||
         ((flags & IKC_ESP_F_OUTBOUND) && (flags & IKC_ESP_F_INBOUND)))
         return IKC_ERR_ARG;
-    ikc_esp *sa = calloc(1, sizeof(*sa));
+    /* ESP implements the 16-octet ICV of AES-GCM only (RFC 4106 §8.3's MUST) */
+    if (encr_id != IKC_ENCR_AES_GCM_16 && encr_id != IKC_ENCR_CHACHA20_POLY1305 && encr_id != IKC_ENCR_AES_CBC)
+        return IKC_ERR_UNSUPPORTED;
+    if ((rc = ikc_encr_lookup(encr_id, key_len, &info)) != IKC_OK) return rc;
+    int want_out = !(flags & IKC_ESP_F_INBOUND), want_in = !(flags & IKC_ESP_F_OUTBOUND);
+    /* the tail: the AEAD parameters of the directions the SA has, then the
+     * replay bitmap */
+    size_t n_out = info.aead && want_out ? 4 : 0, n_in = info.aead && want_in ? 3 : 0;
+    uint32_t words = replay_words(replay_window);
+    size_t size = sizeof(ikc_esp) + (n_out + n_in) * sizeof(OSSL_PARAM) + (size_t)words * sizeof(uint64_t);
+    ikc_esp *sa = calloc(1, size);
     if (!sa) return IKC_ERR_NOMEM;
+    sa->size = (uint32_t)size;      /* under 300 KB: the largest window's bitmap is 256 KB */
+    OSSL_PARAM *params = (OSSL_PARAM *)sa->tail;
+    if (n_out) {
+        sa->p_nonce_out = params;
+        sa->p_tag_out = params + 2;
+    }
+    if (n_in) sa->p_nonce_in = params + n_out;
+    sa->window = replay_window;
+    sa->wmask = words ? words - 1 : 0;
+    sa->bitmap = words ? (uint64_t *)(params + n_out + n_in) : NULL;
     sa->spi = spi;
     sa->flags = flags;
     sa->esn = (flags & IKC_ESP_F_ESN) != 0;
     sa->seq_max = sa->esn ? UINT64_MAX : UINT32_MAX;
-    /* ESP implements the 16-octet ICV of AES-GCM only (RFC 4106 §8.3's MUST) */
-    if (encr_id != IKC_ENCR_AES_GCM_16 && encr_id != IKC_ENCR_CHACHA20_POLY1305 && encr_id != IKC_ENCR_AES_CBC) {
-        rc = IKC_ERR_UNSUPPORTED;
-        goto fail;
-    }
-    if ((rc = ikc_encr_lookup(encr_id, key_len, &info)) != IKC_OK) goto fail;
     sa->aead = info.aead;
     if (sa->aead) {
         /* RFC 4106 §8 / RFC 7634 §2: no separate integrity transform */
@@ -112,7 +125,6 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
         }
     }
     sa->hdr_len = IKC_ESP_HEADER_LEN + sa->iv_len;
-    int want_out = !(flags & IKC_ESP_F_INBOUND), want_in = !(flags & IKC_ESP_F_OUTBOUND);
     rc = IKC_OK;
     if (want_out) rc = ikc_keyed_cipher(info.kind, key, 1, &sa->enc);
     if (rc == IKC_OK && want_in) rc = ikc_keyed_cipher(info.kind, key, 0, &sa->dec);
@@ -128,7 +140,6 @@ int ikc_esp_new(uint32_t spi, int encr_id, const uint8_t *key, size_t key_len,
         }
     }
     if (!sa->aead && want_out && (rc = ikc_ivgen_init(&sa->ivgen)) != IKC_OK) goto fail;
-    if ((rc = replay_init(sa, replay_window)) != IKC_OK) goto fail;
     *out = sa;
     return IKC_OK;
 fail:
@@ -477,7 +488,7 @@ int ikc_esp_get_replay_top(const ikc_esp *sa, uint64_t *top) {
 int ikc_esp_set_replay_top(ikc_esp *sa, uint64_t top) {
     if (!sa) return IKC_ERR_ARG;
     if (top > sa->seq_max) return IKC_ERR_ARG;
-    memset(sa->bitmap, 0, (size_t)(sa->wmask + 1) * sizeof(uint64_t));
+    if (sa->bitmap) memset(sa->bitmap, 0, (size_t)(sa->wmask + 1) * sizeof(uint64_t));
     sa->top = top;
     if (top && sa->window) sa->bitmap[(top >> 6) & sa->wmask] |= (uint64_t)1 << (top & 63);
     return IKC_OK;

@@ -12,17 +12,19 @@
 #define SK_MAX_PLAIN (1u << 20)   /* far above any IKE message (max 64 KiB) */
 
 struct ikc_sk {
+    /* the 4-octet fields together, without padding between them: 120 octets
+     * in all, the next smaller malloc chunk (two per IKE SA, for hours) */
     int aead;
-    size_t iv_len, icv_len, block_len;
     uint8_t salt[4];
+    ikc_cipher_kind kind;
+    uint8_t key[32];             /* the cipher key, for the context not made yet */
+    size_t iv_len, icv_len, block_len;
     uint64_t next_iv;            /* IV counter (AEAD: the IV itself, random start) */
     ikc_ivgen ivgen;             /* CBC: unpredictable IVs from the counter */
     /* keyed on first use, then only the IV is set per message: an IKE SA seals
      * with one direction's keys and opens with the other's, so each ikc_sk
      * usually needs one context, not two (about 1 KB each) */
     EVP_CIPHER_CTX *enc, *dec;
-    ikc_cipher_kind kind;
-    uint8_t key[32];             /* the cipher key, for the context not made yet */
     ikc_hmac *integ;             /* CBC only */
 };
 

@@ -103,7 +103,6 @@ class ChildState:
     in_sa: EspSA
     replaced_by: "ChildState | None" = None
     removed: bool = False
-    extra: dict = field(default_factory=dict)
     policy: SelectorTable | None = field(default=None, repr=False)   # where the drop count lives
     _drops_at_removal: int = field(default=0, repr=False)
 
@@ -156,8 +155,10 @@ class DataPlane:
         self.batch_size = batch_size
         self.policy = SelectorTable()                # selectors by inbound SPI, in C
         self.states: dict[int, ChildState] = {}      # by inbound SPI
-        self._by_child: dict[int, ChildState] = {}   # id(ChildSa) -> state
-        self._by_conn: dict[object, dict[int, ChildState]] = {}   # IKE SA -> its states, by id(ChildSa)
+        self._by_child: dict[object, ChildState] = {}   # ChildSa (hashed by identity) -> state
+        # IKE SA -> its state, or a list of them oldest first once it has several: most
+        # IKE SAs hold one Child SA, and a container per IKE SA costs 200 bytes
+        self._by_conn: dict[object, "ChildState | list[ChildState]"] = {}
         self.tx = PacketVector(batch_size, slot_size)
         self.tun_rx = PacketVector(batch_size, slot_size)
         self._probe = PacketVector(1, slot_size)     # route(): one packet
@@ -170,15 +171,16 @@ class DataPlane:
 
     # -------------------------------------------------------------- SAs --
     def install(self, conn, child) -> ChildState | None:
-        if id(child) in self._by_child:
-            return self._by_child[id(child)]
+        known = self._by_child.get(child)
+        if known is not None:
+            return known
         out_sa, in_sa = child.esp_sas()
         state = ChildState(child, conn, out_sa, in_sa, policy=self.policy)
         tunnel = child.mode == "tunnel"     # transport mode: neither checked nor routed here
         self.policy.set(in_sa.spi, child.local_ts, child.remote_ts, check=tunnel, route=tunnel)
         self.states[in_sa.spi] = state
-        self._by_child[id(child)] = state
-        self._by_conn.setdefault(conn, {})[id(child)] = state
+        self._by_child[child] = state
+        self._file_under(conn, [state])
         self.policy.bind(in_sa.spi, in_sa)     # inbound packets find it by SPI hash
         log.info("%s: ESP SAs installed for child %s: in 0x%08x, out 0x%08x (%s)", getattr(conn, "name", "?"),
                  child.name, in_sa.spi, out_sa.spi, "ESP-in-UDP" if child.udp_encap else "ESP")
@@ -187,7 +189,7 @@ class DataPlane:
     def replace(self, conn, old, new) -> ChildState | None:
         """A rekey: ``new`` takes over the outbound traffic; ``old`` keeps receiving until deleted."""
         state = self.install(conn, new)
-        prev = self._by_child.get(id(old))
+        prev = self._by_child.get(old)
         if prev is not None and prev is not state:
             prev.replaced_by = state
             if prev.spi_in in self.policy:
@@ -195,16 +197,19 @@ class DataPlane:
         return state
 
     def remove(self, child) -> ChildState | None:
-        state = self._by_child.pop(id(child), None)
+        state = self._by_child.pop(child, None)
         if state is None:
             return None
         state.removed = True
         state._drops_at_removal = state.policy_drops
-        siblings = self._by_conn.get(state.conn)
-        if siblings is not None:
-            siblings.pop(id(child), None)
-            if not siblings:
-                del self._by_conn[state.conn]
+        filed = self._by_conn.get(state.conn)
+        if filed is state:
+            del self._by_conn[state.conn]
+        elif filed is not None:
+            if state in filed:
+                filed.remove(state)
+            if len(filed) == 1:
+                self._by_conn[state.conn] = filed[0]
         self.states.pop(state.spi_in, None)
         self.policy.remove(state.spi_in)
         log.info("%s: ESP SAs removed for child %s (in 0x%08x)", getattr(state.conn, "name", "?"),
@@ -213,19 +218,34 @@ class DataPlane:
 
     def rehome(self, old_conn, new_conn) -> None:
         """An IKE rekey moved the Child SAs to a new IKE SA."""
-        moved = self._by_conn.pop(old_conn, None)
+        moved = self.states_of(old_conn)
         if not moved:
             return
-        for s in moved.values():
+        del self._by_conn[old_conn]
+        for s in moved:
             s.conn = new_conn
-        self._by_conn.setdefault(new_conn, {}).update(moved)
+        self._file_under(new_conn, moved)
+
+    def _file_under(self, conn, states: list[ChildState]) -> None:
+        """Add ``states`` to ``conn``'s entry: the state itself while it is
+        alone, a list from the second on."""
+        filed = self._by_conn.get(conn)
+        if filed is None:
+            filed = []
+        elif isinstance(filed, ChildState):
+            filed = [filed]
+        filed.extend(states)
+        self._by_conn[conn] = filed[0] if len(filed) == 1 else filed
 
     def state_of(self, child) -> ChildState | None:
-        return self._by_child.get(id(child))
+        return self._by_child.get(child)
 
     def states_of(self, conn) -> list[ChildState]:
         """The Child SAs' states of one IKE SA, oldest first, without a table walk."""
-        return list(self._by_conn.get(conn, {}).values())
+        filed = self._by_conn.get(conn)
+        if filed is None:
+            return []
+        return [filed] if isinstance(filed, ChildState) else list(filed)
 
     # ----------------------------------------------------------- routing --
     def route(self, pkt) -> ChildState | None:
@@ -352,7 +372,7 @@ class DataPlane:
         successor), or each routed by the selectors. Returns how many were sent."""
         state = None
         if child is not None:
-            state = self._by_child.get(id(child))
+            state = self._by_child.get(child)
             if state is None:
                 raise LookupError(f"Child SA {child.name} is not installed")
             state = state.current()

@@ -60,7 +60,8 @@ class SkCipher:
                             handle)
         if rc:
             check(rc, "SK cipher")
-        self._handle = ffi.gc(handle[0], lib.ikc_sk_free)
+        # freed by __del__: an ffi.gc wrapper would cost 80 bytes more per cipher
+        self._handle = handle[0]
         self.encr_id = encr_id
         self.integ_id = integ_id
         shape = (encr_id, integ_id, len(encr_key))
@@ -71,6 +72,12 @@ class SkCipher:
             params = _PARAMS[shape] = (iv[0], icv[0], block[0])
         self.iv_length, self.icv_length, self.block_length = params
         self._fixed = self.iv_length + self.icv_length
+
+    def __del__(self, _free=lib.ikc_sk_free) -> None:
+        handle = getattr(self, "_handle", None)     # unset when __init__ failed
+        if handle is not None:
+            self._handle = None
+            _free(handle)       # wipes the keys
 
     def idle(self) -> None:
         """Free the cipher contexts until the next call (which keys one again,

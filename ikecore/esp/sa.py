@@ -156,7 +156,8 @@ class EspSA(_SinglePacketBase):
                              flags, replay_window, handle)
         if rc:
             raise error_for(rc, "ESP SA")
-        self._h = ffi.gc(handle[0], lib.ikc_esp_free)
+        # freed by __del__: an ffi.gc wrapper would cost 80 bytes more per SA
+        self._h = handle[0]
         self.spi = spi
         self.encr_id = encr_id
         self.integ_id = iid
@@ -168,6 +169,12 @@ class EspSA(_SinglePacketBase):
         self.iv_length, self.icv_length, self.block_length = iv[0], icv[0], block[0]
         # for the C methods; self._h keeps the SA alive as long as they can use it
         self._bind_sa(int(ffi.cast("uintptr_t", self._h)), 8 + self.iv_length + self.icv_length + 2)
+
+    def __del__(self, _free=lib.ikc_esp_free) -> None:
+        handle = getattr(self, "_h", None)     # unset when __init__ failed
+        if handle is not None:
+            self._h = None
+            _free(handle)       # wipes the keys
 
     # ---- single packets ----
 

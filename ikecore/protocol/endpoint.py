@@ -26,7 +26,8 @@ import hmac
 import itertools
 import logging
 from collections import deque
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Iterable
 
 from ..errors import IkeError, ParseError
 from . import events as ev
@@ -52,6 +53,36 @@ COOKIE_VERSION_BYTES = 1
 # why an IKE SA ended that leaves its client's ticket usable: the SA went without a
 # Delete (RFC 5723 §6.2: a ticket dies with an SA deleted by either side)
 KEEP_TICKET_REASONS = frozenset({"peer unresponsive", "suspended"})
+
+
+# The index tables below (SAs by identity, by host, by peer) mostly hold one SA
+# per key: a lone SA is filed as itself, and a container (about 200 bytes per
+# SA) is made only for the second.
+
+def _file(table: dict, key, own: bytes, conn) -> None:
+    held = table.get(key)
+    if held is None or held is conn:
+        table[key] = conn
+    elif isinstance(held, dict):
+        held[own] = conn
+    else:
+        table[key] = {held.spi_i if held.initiator else held.spi_r: held, own: conn}
+
+
+def _unfile(table: dict, key, own: bytes, conn) -> None:
+    held = table.get(key)
+    if held is conn:
+        del table[key]
+    elif isinstance(held, dict) and held.get(own) is conn:
+        del held[own]
+        if len(held) == 1:
+            table[key] = next(iter(held.values()))
+
+
+def _filed(table: dict, key) -> "tuple | Iterable":
+    """The SAs filed under ``key``, oldest first."""
+    held = table.get(key)
+    return () if held is None else held.values() if isinstance(held, dict) else (held,)
 
 
 class _PendingResume:
@@ -102,17 +133,23 @@ class IkeEndpoint:
         self.connections: dict[bytes, IkeConnection] = {}   # by our own SPI
         self._half_open: dict[tuple, IkeConnection] = {}    # responder SAs by (SPIi, remote)
         self.leases: set = set()
-        self._peer_sas: dict = {}       # authenticated peer identity -> its live IKE SAs (RFC 7791 §8)
+        self._peer_sas: dict = {}       # authenticated peer identity -> its live IKE SA(s) (RFC 7791 §8)
         self.inbound_spis: set[bytes] = set()     # of every installed Child SA: new ones avoid them
         # the application drains these after every input; one that does not loses
         # the oldest (counted) rather than memory
         self._events: deque = deque(maxlen=self.limits.max_pending_events)
         self._datagrams: deque = deque()
         self.timers = TimerQueue()
+        self._touch = self.timers.touch
+        # the callbacks every SA gets, bound once and shared: per SA, a bound method
+        # costs 64 bytes and a dict of them 120 more (IkeConnection.hooks)
+        self._hooks = MappingProxyType({"peer_sas": self._sas_of_peer,    # the clone responder's accounting
+                                        "retire_resumed": self._retire_resumed})
         # established SAs by (our identity, the peer's identity) and by the peer's host,
         # for INITIAL_CONTACT and "already have an SA with it" without a table walk
-        self._by_identity: dict[tuple, dict[bytes, IkeConnection]] = {}
-        self._by_host: dict[str, dict[bytes, IkeConnection]] = {}
+        # (an SA alone is filed as itself: _file)
+        self._by_identity: dict[tuple, "IkeConnection | dict[bytes, IkeConnection]"] = {}
+        self._by_host: dict[str, "IkeConnection | dict[bytes, IkeConnection]"] = {}
         self.stats = {"dropped": 0, "cookies_sent": 0, "cookie_rejects": 0, "init_refused": 0,
                       "half_open_refused": 0, "identity_refused": 0, "events_dropped": 0,
                       "resumed": 0, "ticket_nacks": 0, "ticket_replays": 0, "ticket_store_errors": 0}
@@ -179,10 +216,10 @@ class IkeEndpoint:
         """An established SA with this peer: by identity when the config names
         one, else by address. A new SA to it must not say INITIAL_CONTACT."""
         if config.remote_id is not None:
-            candidates = self._by_identity.get((config.local_id, config.remote_id), {})
+            candidates = _filed(self._by_identity, (config.local_id, config.remote_id))
         else:
-            candidates = self._by_host.get(remote[0], {})
-        return any(c.state in (State.ESTABLISHED, State.REKEYED) for c in candidates.values())
+            candidates = _filed(self._by_host, remote[0])
+        return any(c.state in (State.ESTABLISHED, State.REKEYED) for c in candidates)
 
     def _index(self, conn: IkeConnection) -> None:
         """File an authenticated SA under its identities and its peer's host (idempotent)."""
@@ -191,28 +228,23 @@ class IkeEndpoint:
         own = conn.spi_i if conn.initiator else conn.spi_r
         key = (conn.config.local_id, conn.remote_id)
         conn.index_keys = (key, conn.remote[0])
-        self._by_identity.setdefault(key, {})[own] = conn
-        self._by_host.setdefault(conn.remote[0], {})[own] = conn
+        _file(self._by_identity, key, own, conn)
+        _file(self._by_host, conn.remote[0], own, conn)
 
     def _unindex(self, conn: IkeConnection, own: bytes) -> None:
         keys = conn.index_keys
         if keys is None:
             return
-        for table, key in ((self._by_identity, keys[0]), (self._by_host, keys[1])):
-            bucket = table.get(key)
-            if bucket is not None and bucket.get(own) is conn:
-                del bucket[own]
-                if not bucket:
-                    del table[key]
+        _unfile(self._by_identity, keys[0], own, conn)
+        _unfile(self._by_host, keys[1], own, conn)
 
     def _adopt(self, conn: IkeConnection) -> None:
         conn.leases = self.leases
         conn.inbound_spis = self.inbound_spis
         # IKE_AUTH calls this once the peer is authenticated, before any address is leased
         conn.exchange_state["initial_contact"] = self._initial_contact
-        conn.exchange_state["peer_sas"] = self._sas_of_peer       # the clone responder's accounting
-        conn.exchange_state["retire_resumed"] = self._retire_resumed
-        conn.timers_changed = self.timers.touch
+        conn.hooks = self._hooks
+        conn.timers_changed = self._touch
         conn.reassembly_budget = self.reassembly_budget
         own = conn.spi_i if conn.initiator else conn.spi_r
         self.connections[own] = conn
@@ -623,8 +655,7 @@ class IkeEndpoint:
         cap = self.limits.max_sas_per_identity
         if not cap or conn.initiator or conn.index_keys is None:
             return False
-        same = self._by_identity.get(conn.index_keys[0], {})
-        held = sum(1 for c in same.values()
+        held = sum(1 for c in _filed(self._by_identity, conn.index_keys[0])
                    if c is not conn and c.state in (State.ESTABLISHED, State.REKEYED))
         return held >= cap
 
@@ -683,10 +714,14 @@ class IkeEndpoint:
     def ike_sas_of(self, peer_id) -> int:
         """How many live IKE SAs (originals, clones, rekeys of them) the peer
         authenticated as ``peer_id`` holds with this endpoint."""
-        return len(self._peer_sas.get(peer_id, ()))
+        return len(self._peers_sas(peer_id))
+
+    def _peers_sas(self, peer_id) -> "tuple | set":
+        held = self._peer_sas.get(peer_id)
+        return () if held is None else held if isinstance(held, set) else (held,)
 
     def _sas_of_peer(self, conn: IkeConnection):
-        return self._peer_sas.get(conn.remote_id, ())
+        return self._peers_sas(conn.remote_id)
 
     def _account(self, conn: IkeConnection, event: ev.Event) -> None:
         if type(event) is ev.IkeSaEstablished:
@@ -698,16 +733,25 @@ class IkeEndpoint:
 
     def _count_peer_sa(self, conn: IkeConnection) -> None:
         if conn.remote_id is not None and conn.state is not State.DELETED:
-            self._peer_sas.setdefault(conn.remote_id, set()).add(conn)
+            held = self._peer_sas.get(conn.remote_id)
+            if held is None or held is conn:
+                self._peer_sas[conn.remote_id] = conn        # alone: no set of one
+            elif isinstance(held, set):
+                held.add(conn)
+            else:
+                self._peer_sas[conn.remote_id] = {held, conn}
 
     def _uncount_peer_sa(self, conn: IkeConnection) -> None:
-        sas = self._peer_sas.get(conn.remote_id)
-        if sas is None or conn not in sas:
+        sas = self._peers_sas(conn.remote_id)
+        if conn not in sas:
+            return
+        if isinstance(sas, tuple):
+            del self._peer_sas[conn.remote_id]
             return
         sas.discard(conn)
-        if not sas:
-            del self._peer_sas[conn.remote_id]
-        elif conn.assigned_ip is not None and any(o.assigned_ip == conn.assigned_ip for o in sas):
+        if len(sas) == 1:
+            self._peer_sas[conn.remote_id] = next(iter(sas))
+        if conn.assigned_ip is not None and any(o.assigned_ip == conn.assigned_ip for o in sas):
             # a clone and its parent share the peer's pool address: it stays leased
             self.leases.add(conn.assigned_ip)
 
@@ -715,8 +759,7 @@ class IkeEndpoint:
         """The peer of ``conn`` says it holds no other SA with us (it restarted):
         forget, without a Delete nobody would answer, every older SA between
         the same two identities (RFC 7296 §2.4)."""
-        same_peer = self._by_identity.get((conn.config.local_id, conn.remote_id), {})
-        for other in list(same_peer.values()):
+        for other in list(_filed(self._by_identity, (conn.config.local_id, conn.remote_id))):
             if other is conn or other.state is State.DELETED:
                 continue
             if log.isEnabledFor(logging.INFO):     # the .name of both costs more than the check

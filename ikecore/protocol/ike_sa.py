@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import logging
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable
 
 from ..crypto import SkCipher
@@ -51,6 +52,7 @@ MAX_MESSAGE_ID = 0xFFFFFFFF
 # the exchanges that open an IKE SA in the clear, with SPIr still zero in the request
 _INITIAL_EXCHANGES = (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_SESSION_RESUME)
 MAX_PEER_WINDOW = 64          # we never keep more of our own requests in flight
+_NO_HOOKS = MappingProxyType({})
 
 
 class State(enum.Enum):
@@ -151,7 +153,7 @@ class IkeConnection:
                  "deleted_reason", "_datagrams", "_events", "_spawned", "replaced_by",
                  "rekey_collision", "silent", "exchange_state", "timers_changed", "index_keys",
                  "auth_expires_at", "cloned",
-                 "request_path", "reassembly_budget",
+                 "request_path", "reassembly_budget", "hooks",
                  # session resumption (exchanges/resumption.py)
                  "resumed", "ticket_client", "peer_auth_method", "reauth_at")
 
@@ -185,7 +187,7 @@ class IkeConnection:
         self.nat_local = False                # we are behind a NAT
         self.nat_remote = False               # the peer is behind a NAT
         self.peer_fragmentation = False
-        self.peer_signature_hashes: list[int] = []
+        self.peer_signature_hashes: "list[int] | tuple" = ()     # RFC 7427, from IKE_SA_INIT
         self.peer_mobike = False
         self.peer_clone = False
         # RFC 7791: the peer's authentication ends here (inherited by rekeys and clones);
@@ -217,13 +219,14 @@ class IkeConnection:
         # outputs
         self._datagrams: list = []
         self._events: list = []
-        self._spawned: list = []
+        self._spawned: "tuple | list" = ()       # a list only while one is waiting
         # IKE rekey (exchanges/ike_rekey.py): the SA that replaced this one; the peer's
         # rekey we answered while ours was in flight; whether the application knows this SA
         self.replaced_by: IkeConnection | None = None
         self.rekey_collision = None
         self.silent = False                   # made by a rekey and not (yet) the survivor
         self.exchange_state: dict = {}      # per-exchange scratch owned by exchanges/*
+        self.hooks = _NO_HOOKS              # the endpoint's callbacks, shared by all its SAs
         # session resumption (exchanges/resumption.py, RFC 5723)
         self.resumed = None                   # tickets.ResumedSa: made by IKE_SESSION_RESUME
         self.ticket_client = False            # we asked this SA's peer for tickets
@@ -273,7 +276,7 @@ class IkeConnection:
 
     def spawn(self, conn: "IkeConnection") -> None:
         """A new IKE SA this one created (a rekey): the endpoint must route to it at once."""
-        self._spawned.append(conn)
+        self._spawned = [*self._spawned, conn]     # rare: no list kept per SA until then
 
     def install_keys(self, suite: IkeSuite, keys: IkeKeys) -> None:
         """The SK ciphers for each direction (SK_ei/SK_ai protect the initiator's messages)."""
@@ -299,10 +302,12 @@ class IkeConnection:
         """Keep only SK_d (rekeys, clones and tickets derive from it): SK_e/SK_a
         live on in the SK ciphers, SK_p served AUTH only. For the I/O layer to
         call once it has exported what it wants (a key log), since an SA that
-        lives for hours should not hold copies of them (about 0.5 KB)."""
+        lives for hours should not hold copies of them (about 0.5 KB). The
+        nonces go too: they served AUTH and the first Child SA's keys only."""
         if self.keys is not None and self.state is State.ESTABLISHED:
             self.keys = self.keys._replace(sk_ai=b"", sk_ar=b"", sk_ei=b"", sk_er=b"", sk_pi=b"", sk_pr=b"",
                                            skeyseed=None)
+            self.ni = self.nr = b""
 
     def start_lifetimes(self, now: float) -> None:
         cfg = self.config
@@ -343,7 +348,7 @@ class IkeConnection:
     def spawned_connections(self) -> list["IkeConnection"]:
         """IKE SAs made by this one (rekeys) since the last call."""
         out = list(self._spawned)
-        self._spawned.clear()
+        self._spawned = ()
         return out
 
     def get_timer(self) -> float | None:

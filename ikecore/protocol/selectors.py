@@ -50,6 +50,23 @@ def _intersect(a: TrafficSelector, b: TrafficSelector) -> TrafficSelector | None
     return TrafficSelector(a.ts_type, proto, lo_port, hi_port, lo_addr, hi_addr)
 
 
+_SHARED: dict[tuple, TrafficSelector] = {}
+_MAX_SHARED = 1024      # the gateway's own selectors come back on every SA; peers' may not
+
+
+def shared(ts: TrafficSelector) -> TrafficSelector:
+    """An equal selector already held by another SA, else ``ts``: many
+    road-warrior SAs hold the same gateway-side selector, 150 bytes each.
+    Selectors are never modified once negotiated."""
+    key = (ts.ts_type, ts.ip_protocol, ts.start_port, ts.end_port, ts.start_addr, ts.end_addr)
+    known = _SHARED.get(key)
+    if known is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            _SHARED.clear()       # the common ones come straight back
+        known = _SHARED[key] = ts
+    return known
+
+
 def narrow(offered: Iterable, allowed: Sequence[TrafficSelector]) -> list[TrafficSelector]:
     """The parts of the peer's selectors our policy allows, without duplicates.
     Empty means TS_UNACCEPTABLE."""
@@ -58,8 +75,8 @@ def narrow(offered: Iterable, allowed: Sequence[TrafficSelector]) -> list[Traffi
         for a in allowed:
             x = _intersect(o, a)
             if x is not None and x not in out:
-                out.append(x)
-    return out
+                out.append(shared(x))
+    return out[:]         # a Child SA keeps it: no room left for growth
 
 
 def covered_by(narrowed: Iterable, offered: Sequence) -> bool:
@@ -67,4 +84,4 @@ def covered_by(narrowed: Iterable, offered: Sequence) -> bool:
     return all(any(_intersect(n, o) == n for o in offered) for n in narrowed)
 
 
-__all__ = ["to_payload", "from_payload", "host_selector", "narrow", "covered_by"]
+__all__ = ["to_payload", "from_payload", "host_selector", "narrow", "covered_by", "shared"]

@@ -62,3 +62,25 @@ def test_routing_prefers_the_rekeyed_sa():
     dp.remove(new)
     assert dp.route(p) is None                  # the old one is replaced: not used for sending
     assert dp.route(udp_packet("10.9.0.1", "10.2.0.1", b"x")) is None
+
+
+def test_states_of_an_ike_sa_follow_installs_removals_and_rehoming():
+    """An IKE SA's Child SAs, oldest first, through every change of how they are
+    filed (alone, then several, then alone again, then moved by an IKE rekey)."""
+    children = [make_child(False, (0x3001 + 2 * k).to_bytes(4, "big"), (0x3002 + 2 * k).to_bytes(4, "big"))
+                for k in range(3)]
+    dp = DataPlane(lambda s: None)
+    states = [dp.install("ike-1", c) for c in children]
+    assert dp.install("ike-1", children[0]) is states[0]          # idempotent
+    assert dp.states_of("ike-1") == states and dp.states_of("ike-2") == []
+    dp.remove(children[1])
+    assert dp.states_of("ike-1") == [states[0], states[2]]
+    dp.remove(children[0])
+    assert dp.states_of("ike-1") == [states[2]]
+    dp.rehome("ike-1", "ike-2")
+    assert dp.states_of("ike-1") == [] and dp.states_of("ike-2") == [states[2]]
+    assert states[2].conn == "ike-2"
+    again = dp.install("ike-2", make_child(False, b"\x00\x00\x40\x01", b"\x00\x00\x40\x02"))
+    assert dp.states_of("ike-2") == [states[2], again]
+    dp.remove(children[2])
+    assert dp.states_of("ike-2") == [again] and dp.state_of(children[2]) is None

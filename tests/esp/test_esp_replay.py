@@ -226,3 +226,23 @@ def test_window_bounds():
     big.decrypt(pk[1 << 20])
     big.decrypt(pk[1])                       # exactly at the left edge
     assert isinstance(big, EspSA)
+
+
+@pytest.mark.parametrize("s", [S, CBC], ids=["gcm", "cbc"])
+def test_sas_without_a_window_keep_their_replay_state(s):
+    """Outbound SAs and SAs with the window off hold no bitmap (memory per SA):
+    moving their replay state still works, and a both-ways SA still checks."""
+    pk = _packets(s, [5, 6, 9])
+    for rx in (s.sa(SPI, direction="out", replay_window=0), s.sa(SPI, direction="in", replay_window=0)):
+        rx.resync_replay(7)
+        assert rx.replay_top == 7
+    rx = s.sa(SPI, direction="in", replay_window=0)
+    rx.resync_replay(7)
+    rx.decrypt(pk[5])                       # no window: left of the top is accepted
+    both = s.sa(SPI, replay_window=64)      # one SA, both directions
+    both.resync_replay(7)
+    both.decrypt(pk[9])
+    with pytest.raises(ReplayError):
+        both.decrypt(pk[9])
+    assert both.replay_top == 9
+    assert both.decrypt(both.encrypt(b"x" * 10, 17))[0] == b"x" * 10

@@ -489,7 +489,7 @@ def respond(conn, msg: Message, now: float) -> list | None:
         return [NotifyPayload(notify_type=NotifyType.AUTHENTICATION_FAILED)]
     _take_features(conn, msg)
     if conn.resumed is not None:
-        retire = conn.exchange_state.get("retire_resumed")
+        retire = conn.hooks.get("retire_resumed")
         if retire is not None:      # the SA the ticket came from goes, silently (RFC 5723 §4.3.4)
             retire(conn, conn.resumed.ticket_id, now)
     retire_older = conn.exchange_state.get("initial_contact")

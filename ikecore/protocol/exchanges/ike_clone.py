@@ -102,7 +102,7 @@ def refuse_clone(conn, now: float):
         raise TemporaryFailure("the IKE SA is being rekeyed or deleted")     # §5.3
     if now >= authentication_deadline(conn):
         raise NoAdditionalSas("the peer's authentication has expired")
-    peer_sas = conn.exchange_state.get("peer_sas")
+    peer_sas = conn.hooks.get("peer_sas")
     if peer_sas is None:
         return ()
     family = peer_sas(conn)
