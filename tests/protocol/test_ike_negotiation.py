@@ -223,3 +223,55 @@ def test_esp_selection_esn_and_dh_rules():
     chosen, suite = select_esp(pfs, [EspProposal.parse("aes256gcm16-ecp256-x25519")], allow_dh=True,
                                ke_group=31)
     assert suite.dh_group == 31
+
+
+def test_esp_suites_are_shared_plain_int_objects_on_both_sides():
+    spi = b"\x00\x00\x10\x02"
+    offer = esp_sa_payload([EspProposal.parse("aes128-sha256-esn")], spi)
+    chosen, responder_suite = select_esp(offer, [EspProposal.parse("aes128-sha256-esn")])
+    _, initiator_suite = accept_esp_reply(SaPayload([chosen]), offer)
+    assert initiator_suite is responder_suite          # one object per set of values
+    assert (responder_suite.encr_id, responder_suite.key_bits, responder_suite.integ_id,
+            responder_suite.esn, responder_suite.dh_group) == (Encr.AES_CBC, 128, Integ.HMAC_SHA2_256_128,
+                                                               True, None)
+    assert all(type(v) is int for v in (responder_suite.encr_id, responder_suite.key_bits,
+                                        responder_suite.integ_id))
+    # AEAD: no integrity transform, the suite says Integ.NONE
+    aead = esp_sa_payload([EspProposal.parse("aes256gcm16")], spi)
+    _, suite = select_esp(aead, [EspProposal.parse("aes256gcm16")])
+    assert suite.integ_id == Integ.NONE and type(suite.integ_id) is int
+
+
+def test_esp_reply_without_encr_or_esn_is_refused():
+    spi = b"\x00\x00\x10\x03"
+    offer = esp_sa_payload([EspProposal.parse("aes256gcm16")], spi)
+    chosen, _ = select_esp(offer, [EspProposal.parse("aes256gcm16")])
+    for missing in (TransformType.ENCR, TransformType.ESN):
+        cut = Proposal(chosen.num, chosen.protocol_id, chosen.spi,
+                       [t for t in chosen.transforms if t.type != missing])
+        with pytest.raises(ProtocolError, match="lacks a mandatory transform"):
+            accept_esp_reply(SaPayload([cut]), offer)
+
+
+def test_to_payload_gives_a_fresh_selector_per_call_and_follows_each_spec():
+    import ipaddress
+
+    from ikecore.protocol.config import TrafficSelectorSpec
+    from ikecore.protocol.constants import TsType
+    from ikecore.protocol.selectors import to_payload
+
+    v4 = TrafficSelectorSpec.parse("10.1.0.0/24[6/443]")
+    first, second = to_payload(v4), to_payload(v4)
+    assert first == second and first is not second
+    assert (first.ts_type, first.ip_protocol, first.start_port, first.end_port, first.start_addr,
+            first.end_addr) == (TsType.TS_IPV4_ADDR_RANGE, 6, 443, 443, bytes([10, 1, 0, 0]),
+                                bytes([10, 1, 0, 255]))
+    first.start_port = 1                        # a caller's change stays in its own object
+    assert to_payload(v4).start_port == 443
+    # specs made and dropped one after another (ids may be reused) each give their own
+    for n in range(50):
+        spec = TrafficSelectorSpec(ipaddress.ip_address(f"2001:db8::{n:x}"),
+                                   ipaddress.ip_address(f"2001:db8::{n:x}"))
+        ts = to_payload(spec)
+        assert ts.ts_type == TsType.TS_IPV6_ADDR_RANGE and ts.start_addr == spec.start.packed
+        del spec
