@@ -1,8 +1,9 @@
 """What the sans-I/O core reports to the layer above (``IkeConnection.next_event``)."""
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import field
 
+from .._frozen import frozen_dataclass
 from .child_sa import ChildSa
 from .config import Identity
 from .negotiation import IkeSuite
@@ -12,22 +13,8 @@ class Event:
     """Base class of every event."""
 
 
-def _event(cls):
-    """``@dataclass(frozen=True)`` with a cheaper ``__init__``: the generated one sets
-    each field through ``object.__setattr__`` (about 1 us for IkeSaEstablished, ten
-    events a handshake); this one writes the instance dict directly. Equality, hash,
-    repr, ``replace`` and the FrozenInstanceError on assignment stay the dataclass's."""
-    cls = dataclass(frozen=True)(cls)
-    names = [f.name for f in fields(cls)]
-    defaults = {f"_d_{f.name}": f.default for f in fields(cls) if f.default is not MISSING}
-    params = ", ".join(f"{n}=_d_{n}" if f"_d_{n}" in defaults else n for n in names)
-    body = "".join(f"\n    d[{n!r}] = {n}" for n in names)
-    namespace: dict = {}
-    exec(f"def __init__(self, {params}):\n    d = self.__dict__{body}", defaults, namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init
-    return cls
+# events are made several times a handshake: the cheaper __init__ (ikecore/_frozen.py)
+_event = frozen_dataclass
 
 
 @_event

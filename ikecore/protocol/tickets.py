@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from .._frozen import frozen_dataclass
 from ..errors import ParseError
 from .config import Identity
 from .negotiation import IkeSuite
@@ -30,7 +31,8 @@ AUTH_FORM_RFC = "rfc"            # IKE_SESSION_RESUME message | peer nonce | prf
 AUTH_FORM_MESSAGE = "message"    # the IKE_SESSION_RESUME message alone (libreswan 5.x)
 
 
-@dataclass(frozen=True)
+# one per ticket a client receives: the cheaper __init__ (ikecore/_frozen.py)
+@frozen_dataclass
 class ClientTicket:
     """A ticket held by the client, with the state needed to resume with it."""
 

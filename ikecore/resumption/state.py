@@ -7,9 +7,10 @@ for, so trailing or missing octets are refused as malformed.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable
 
+from .._frozen import frozen_dataclass
 from ..errors import TicketMalformed
 
 TICKET_ID_LENGTH = 16
@@ -25,7 +26,8 @@ _INT_LIMITS = (("expires_at", _UINT64_MAX), ("idi_type", 255), ("idr_type", 255)
                ("dh_group", 0xFFFF))
 
 
-@dataclass(frozen=True)
+# one per ticket issued: the cheaper __init__ (13 fields), __post_init__ still checks them
+@frozen_dataclass
 class TicketState:
     """What the gateway needs to resume an IKE SA (RFC 5723 §5)."""
 
@@ -47,19 +49,20 @@ class TicketState:
         # runs for every ticket a gateway issues: one pass over the fields, and the
         # field-by-field walk (for the exact error) only when that pass fails
         b, i = bytes, int
-        if not (isinstance(self.ticket_id, b) and isinstance(self.idi, b) and isinstance(self.idr, b)
-                and isinstance(self.sk_d, b) and len(self.ticket_id) == TICKET_ID_LENGTH
-                and 0 < len(self.sk_d) <= MAX_SK_D_LENGTH and len(self.idi) <= MAX_ID_LENGTH
-                and len(self.idr) <= MAX_ID_LENGTH
-                and type(self.expires_at) is i and 0 <= self.expires_at <= _UINT64_MAX
-                and type(self.idi_type) is i and 0 <= self.idi_type <= 255
-                and type(self.idr_type) is i and 0 <= self.idr_type <= 255
-                and type(self.auth_method) is i and 0 <= self.auth_method <= 255
-                and type(self.prf_id) is i and 0 <= self.prf_id <= 0xFFFF
-                and type(self.encr_id) is i and 0 <= self.encr_id <= 0xFFFF
-                and type(self.encr_key_bits) is i and 0 <= self.encr_key_bits <= 0xFFFF
-                and type(self.integ_id) is i and 0 <= self.integ_id <= 0xFFFF
-                and type(self.dh_group) is i and 0 <= self.dh_group <= 0xFFFF):
+        ticket_id, idi, idr, sk_d = self.ticket_id, self.idi, self.idr, self.sk_d   # each read once
+        if not (isinstance(ticket_id, b) and isinstance(idi, b) and isinstance(idr, b)
+                and isinstance(sk_d, b) and len(ticket_id) == TICKET_ID_LENGTH
+                and 0 < len(sk_d) <= MAX_SK_D_LENGTH and len(idi) <= MAX_ID_LENGTH
+                and len(idr) <= MAX_ID_LENGTH
+                and type(v := self.expires_at) is i and 0 <= v <= _UINT64_MAX
+                and type(v := self.idi_type) is i and 0 <= v <= 255
+                and type(v := self.idr_type) is i and 0 <= v <= 255
+                and type(v := self.auth_method) is i and 0 <= v <= 255
+                and type(v := self.prf_id) is i and 0 <= v <= 0xFFFF
+                and type(v := self.encr_id) is i and 0 <= v <= 0xFFFF
+                and type(v := self.encr_key_bits) is i and 0 <= v <= 0xFFFF
+                and type(v := self.integ_id) is i and 0 <= v <= 0xFFFF
+                and type(v := self.dh_group) is i and 0 <= v <= 0xFFFF):
             self._raise_first_error()
 
     def _raise_first_error(self) -> None:

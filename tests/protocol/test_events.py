@@ -1,5 +1,5 @@
 """The events keep the frozen-dataclass behaviour their cheaper ``__init__`` must
-not lose (ikecore.protocol.events._event)."""
+not lose (ikecore._frozen.frozen_dataclass)."""
 from __future__ import annotations
 
 import dataclasses
