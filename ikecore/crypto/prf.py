@@ -1,11 +1,27 @@
 """prf and prf+ (RFC 7296 §2.13) by IANA PRF id, computed in the C core."""
 from __future__ import annotations
 
+import threading
+
 from .._binding import as_bytes, check, ffi, lib
 from ..errors import LimitExceeded
-from .transforms import prf_length
+from .transforms import _PRF_LENGTH, prf_length
 
 PRF_PLUS_MAX_BLOCKS = 255
+
+
+class _Out(threading.local):
+    """One output buffer per thread, large enough for any PRF: a fresh ffi.new
+    plus ffi.buffer copy per call cost about a third of a short prf (eight a
+    resumption). Per thread because the C call releases the GIL; each call
+    copies its result out before returning."""
+
+    def __init__(self) -> None:
+        self.buf = ffi.new("char[]", max(_PRF_LENGTH.values()))
+        self.buf8 = ffi.cast("uint8_t *", self.buf)    # the same memory, as ikc_prf takes it
+
+
+_out = _Out()
 
 
 def prf(prf_id: int, key: bytes, data: bytes) -> bytes:
@@ -15,12 +31,14 @@ def prf(prf_id: int, key: bytes, data: bytes) -> bytes:
         key = as_bytes(key, "key")
     if type(data) is not bytes:
         data = as_bytes(data, "data")
-    out_len = prf_length(prf_id)
-    out = ffi.new("uint8_t[]", out_len)
-    rc = lib.ikc_prf(prf_id, key, len(key), data, len(data), out, out_len)
+    out_len = _PRF_LENGTH.get(prf_id)
+    if out_len is None:
+        out_len = prf_length(prf_id)        # raises UnsupportedAlgorithm
+    out = _out
+    rc = lib.ikc_prf(prf_id, key, len(key), data, len(data), out.buf8, out_len)
     if rc:
         check(rc, "prf")
-    return ffi.buffer(out, out_len)[:]
+    return ffi.unpack(out.buf, out_len)
 
 
 def prf_plus(prf_id: int, key: bytes, seed: bytes, length: int) -> bytes:

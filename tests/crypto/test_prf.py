@@ -135,3 +135,29 @@ def test_prf_misuse(call, exc):
 def test_errors_share_the_base_class():
     with pytest.raises(IkeError):
         prf_plus(Prf.HMAC_SHA2_256, b"k", b"s", 10**6)
+
+
+def test_results_are_copies_and_threads_do_not_share_the_output_buffer():
+    # prf writes into a per-thread buffer and the C call releases the GIL: results
+    # must be independent copies, and threads interleaving calls must each get theirs
+    import threading
+    first = prf(Prf.HMAC_SHA2_512, b"k1", b"d1")
+    second = prf(Prf.HMAC_SHA2_256, b"k2", b"d2")
+    assert first == hmac.new(b"k1", b"d1", hashlib.sha512).digest()
+    assert second == hmac.new(b"k2", b"d2", hashlib.sha256).digest()
+    wrong = []
+
+    def worker(n: int) -> None:
+        key = n.to_bytes(2, "big") * 16
+        for i in range(300):
+            data = i.to_bytes(4, "big") * 25
+            prf_id, algo = (Prf.HMAC_SHA2_512, hashlib.sha512) if (n + i) % 2 else (Prf.HMAC_SHA2_256, hashlib.sha256)
+            if prf(prf_id, key, data) != hmac.new(key, data, algo).digest():
+                wrong.append((n, i))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
