@@ -26,6 +26,7 @@ class _Scratch(threading.local):
 
     def __init__(self) -> None:
         self.out_len = ffi.new("size_t *")
+        self.handle = ffi.new("ikc_sk **")     # ikc_sk_new's out-parameter (four a resumption)
         self.grow(_SCRATCH)
 
     def grow(self, n: int) -> None:
@@ -55,7 +56,7 @@ class SkCipher:
             integ_key = as_bytes(integ_key, "integ_key")
         if (integ_id or integ_key) and is_aead(encr_id):     # Integ.NONE is 0
             raise ValueError("an AEAD cipher takes no integrity transform or key (RFC 5282 §8)")
-        handle = ffi.new("ikc_sk **")
+        handle = _scratch.handle      # read back at once, before anything else runs
         rc = lib.ikc_sk_new(encr_id, encr_key, len(encr_key), integ_id, integ_key or ffi.NULL, len(integ_key),
                             handle)
         if rc:
