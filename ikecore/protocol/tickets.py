@@ -101,7 +101,7 @@ class ClientTicket:
                    config_name=config_name)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass      # one per resumption a gateway answers
 class TicketCheck:
     """A spend (by value) or a take (by reference) the I/O layer must do before an
     IKE_SESSION_RESUME goes on; answer with ``IkeEndpoint.ticket_checked(token, result, now)``.
@@ -122,7 +122,7 @@ class TicketCheck:
         return self.take_key is not None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TicketPut:
     """A by-reference ticket was issued: the I/O layer stores ``value`` under ``key``
     for ``ttl`` seconds (``SET key value EX ttl``); no answer is expected."""
