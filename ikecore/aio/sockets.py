@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -32,8 +33,8 @@ class _Listener:
     natt_sock: socket.socket
     transport: asyncio.DatagramTransport | None = None
 
-    @property
-    def wildcard(self) -> bool:
+    @functools.cached_property
+    def wildcard(self) -> bool:          # asked for every datagram sent: parsed once
         return ipaddress.ip_address(self.host).is_unspecified
 
 
@@ -196,10 +197,8 @@ class GatewaySockets:
 
     def _listener_for(self, local) -> _Listener | None:
         host = local[0]
-        try:
-            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        except ValueError:
-            family = socket.AF_INET
+        # the endpoint's own address as text: only IPv6's has a colon (no parse per datagram)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         same = [lst for lst in self.listeners if lst.family == family]
         for lst in same:
             if lst.host == host:
