@@ -70,10 +70,9 @@ STORM_WINDOW = float(os.environ.get("IKECORE_LOAD_STORM_WINDOW", "10"))
 TIMEOUT = float(os.environ.get("IKECORE_LOAD_TIMEOUT", "600"))        # per phase
 FILL_TIMEOUT = float(os.environ.get("IKECORE_LOAD_FILL_TIMEOUT", str(TIMEOUT)))   # per size's fill
 CONCURRENCY = int(os.environ.get("IKECORE_LOAD_CONCURRENCY", "64"))
-# A fresh Python process grows its heap through its first few thousand handshakes: after 300
-# warm-up SAs ikecore's gateway spent 0.56-0.62 ms CPU a handshake at 0 held, after 3,000
-# 0.49 ms (and 0.57 ms at 2,000 or 10,000 held). Both responders get the same warm-up.
-WARMUP = int(os.environ.get("IKECORE_LOAD_WARMUP", "2000"))
+# Kept small: RSS per SA is counted from the end of the warm-up, and a warm-up as big as
+# a size's fill frees the memory that fill then reuses (2,000 gave "0 bytes per SA" at 2,000).
+WARMUP = int(os.environ.get("IKECORE_LOAD_WARMUP", "300"))
 # kernel-libipsec keeps its policies in a list sorted on insertion: with them, charon's cost
 # per Child SA grows with the SAs it holds (6.5 ms of CPU per handshake at 3,000 held, here).
 # Without them it still scans its SA list (libipsec) but gets much further; that is less work
