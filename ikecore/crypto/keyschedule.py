@@ -153,6 +153,16 @@ class IkeKeySchedule:
         return tuple.__new__(IkeKeys, (self.prf_id, *keys,
                                        None if seed is None else ffi.unpack(seed, len(seed))))
 
+    def _prepare(self, spi_i, spi_r, seed_prf: int, include_skeyseed: bool):
+        """The SPIs checked (plain 8-octet bytes pass at once), this thread's output
+        buffer for the key set, and SKEYSEED's buffer when asked for."""
+        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
+            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
+        total = self._layout.total
+        bufs = getattr(_tls, "bufs", None)
+        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
+        return spi_i, spi_r, out, view, (_seed_buffer(seed_prf) if include_skeyseed else None)
+
     def initial(self, ni: bytes, nr: bytes, shared_secret: bytes, spi_i: bytes, spi_r: bytes, *,
                 include_skeyseed: bool = False) -> IkeKeys:
         """SKEYSEED = prf(Ni | Nr, g^ir) and its expansion into the seven keys."""
@@ -161,11 +171,7 @@ class IkeKeySchedule:
         # once per handshake: plain bytes take the cheap path through the checks
         if type(ni) is not bytes or type(nr) is not bytes or type(gir) is not bytes:
             ni, nr, gir = _bytes_args(ni=ni, nr=nr, shared_secret=gir)
-        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
-            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-        bufs = getattr(_tls, "bufs", None)
-        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
-        seed = _seed_buffer(self.prf_id) if include_skeyseed else None
+        spi_i, spi_r, out, view, seed = self._prepare(spi_i, spi_r, self.prf_id, include_skeyseed)
         rc = lib.ikc_ike_keys_initial(self.prf_id, ni, len(ni), nr, len(nr), gir, len(gir), spi_i, spi_r,
                                       integ_len, encr_len, out, total,
                                       ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
@@ -180,11 +186,7 @@ class IkeKeySchedule:
         # once per rekey and clone: plain bytes take the cheap path through the checks
         if type(sk_d_old) is not bytes or type(gir) is not bytes or type(ni) is not bytes or type(nr) is not bytes:
             sk_d_old, gir, ni, nr = _bytes_args(sk_d_old=sk_d_old, shared_secret=gir, ni=ni, nr=nr)
-        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
-            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-        bufs = getattr(_tls, "bufs", None)
-        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
-        seed = _seed_buffer(old_prf_id) if include_skeyseed else None
+        spi_i, spi_r, out, view, seed = self._prepare(spi_i, spi_r, old_prf_id, include_skeyseed)
         rc = lib.ikc_ike_keys_rekey(old_prf_id, sk_d_old, len(sk_d_old), self.prf_id, gir, len(gir),
                                     ni, len(ni), nr, len(nr), spi_i, spi_r, integ_len, encr_len, out, total,
                                     ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
@@ -198,11 +200,7 @@ class IkeKeySchedule:
         # once per resumption (both ends): plain bytes take the cheap path through the checks
         if type(sk_d_old) is not bytes or type(ni) is not bytes or type(nr) is not bytes:
             sk_d_old, ni, nr = _bytes_args(sk_d_old=sk_d_old, ni=ni, nr=nr)
-        if type(spi_i) is not bytes or type(spi_r) is not bytes or len(spi_i) != 8 or len(spi_r) != 8:
-            spi_i, spi_r = _spi(spi_i, "spi_i"), _spi(spi_r, "spi_r")
-        bufs = getattr(_tls, "bufs", None)
-        out, view = bufs[total] if bufs is not None and total in bufs else _scratch(total)
-        seed = _seed_buffer(self.prf_id) if include_skeyseed else None
+        spi_i, spi_r, out, view, seed = self._prepare(spi_i, spi_r, self.prf_id, include_skeyseed)
         rc = lib.ikc_ike_keys_resume(self.prf_id, sk_d_old, len(sk_d_old), ni, len(ni), nr, len(nr),
                                      spi_i, spi_r, integ_len, encr_len, out, total,
                                      ffi.NULL if seed is None else seed, 0 if seed is None else len(seed))
