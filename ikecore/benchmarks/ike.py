@@ -49,6 +49,7 @@ class Link:
                 er.receive_datagram(data, local, remote, now)
                 self.responder_s += clock() - t0
                 moved = True
+            moved |= self._serve_responder()
             for data, remote, local in er.datagrams_to_send():
                 ei.receive_datagram(data, local, remote, now)
                 moved = True
@@ -57,6 +58,11 @@ class Link:
         for ep in (ei, er):            # events are not kept: they would pile up over rounds
             while ep.next_event() is not None:
                 pass
+
+    def _serve_responder(self) -> bool:
+        """What an I/O layer does for the responder between datagrams (a ticket
+        store, in the resumption link): whether it moved anything."""
+        return False
 
     def handshake(self):
         conn = self.ei.connect(self.cfg_i, ADDR_I, ADDR_R, self.now)

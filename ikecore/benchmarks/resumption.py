@@ -5,15 +5,14 @@ bench` (suite_resumption) and bench/bench_resumption.py."""
 from __future__ import annotations
 
 import random
-import time
 
 from ..protocol.config import (ChildConfig, EspProposal, IkeConfig, IkeProposal, Identity, LocalAuth,
                                RemoteAuth, TrafficSelectorSpec)
 from ..protocol.auth import TrustStore
-from ..protocol.endpoint import IkeEndpoint
 from ..protocol.tickets import TicketCheck, TicketPut
 from ..resumption import TicketAuthority, TicketKeyRing
 from .certs import CERT_TIME, rsa_pki
+from .ike import Link as IkeLink
 
 ADDR_I, ADDR_R = ("192.0.2.1", 500), ("192.0.2.2", 500)
 PSK = b"benchmark pre-shared key 0123456789"
@@ -55,20 +54,16 @@ def configs(auth: str, *, resumption: bool):
     return ci, cr
 
 
-class Link:
+class Link(IkeLink):
     """A client and a gateway endpoint that live across rounds, a lossless wire,
     and the gateway's ticket store (a dict: SET NX / GETDEL / SET)."""
 
     def __init__(self, cfg_i, cfg_r, seed: int, now: float = 1000.0):
-        self.now = now
-        self.cfg_i = cfg_i
-        self.ei = IkeEndpoint(cfg_i, rng=random.Random(seed).randbytes, now=now)
-        self.er = IkeEndpoint(cfg_r, rng=random.Random(seed + 1).randbytes, now=now)
+        super().__init__(cfg_i, cfg_r, seed, now)
         self.store: dict = {}
-        self.responder_s = 0.0
         self.round_trips = 0
 
-    def _serve_store(self) -> bool:
+    def _serve_responder(self) -> bool:
         ops = self.er.ticket_store_ops()
         for op in ops:
             if isinstance(op, TicketPut):
@@ -80,29 +75,10 @@ class Link:
                 else:
                     result = op.spend_key not in self.store
                     self.store[op.spend_key] = b"1"
-                t0 = time.perf_counter()
+                t0 = self.clock()
                 self.er.ticket_checked(op.token, result, self.now)
-                self.responder_s += time.perf_counter() - t0
+                self.responder_s += self.clock() - t0
         return bool(ops)
-
-    def pump(self) -> None:
-        ei, er, now, clock = self.ei, self.er, self.now, time.perf_counter
-        while True:
-            moved = False
-            for data, remote, local in ei.datagrams_to_send():
-                t0 = clock()
-                er.receive_datagram(data, local, remote, now)
-                self.responder_s += clock() - t0
-                moved = True
-            moved |= self._serve_store()
-            for data, remote, local in er.datagrams_to_send():
-                ei.receive_datagram(data, local, remote, now)
-                moved = True
-            if not moved:
-                break
-        for ep in (ei, er):            # events are not kept: they would pile up over rounds
-            while ep.next_event() is not None:
-                pass
 
     def _finish(self, conn):
         if not conn.established or not conn.children:
