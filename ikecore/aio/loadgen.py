@@ -327,49 +327,43 @@ class LoadGenerator(GatewayTimers):
                              timeout: float | None = None) -> PhaseResult:
         """Rekey the Child SA of every held IKE SA (or of the first ``count``),
         the starts spread evenly over ``window`` seconds (a rekey storm)."""
-        targets = list(self.held.items())[:count]
-        phase = PhaseResult("rekey", len(targets))
-        it = iter(targets)
-
-        def start_one(now: float) -> None:
-            n, conn = next(it)
-            conn = _current(conn)
+        def begin(conn: IkeConnection, now: float) -> bool:
             child = next((c for c in conn.children.values()
                           if not (c.rekeying or c.deleting or c.replaced_by is not None)), None)
-            if conn.state != State.ESTABLISHED or child is None:
-                phase.failures["not established when its turn came"] += 1
-                return
-            try:
-                conn.rekey_child_sa(now, child.spi_in)
-            except IkeError as exc:
-                phase.failures[f"could not start: {exc}"] += 1
-                return
-            self._tracks[conn] = _Track(phase, n, now)
-            self._collect(conn, now)
-
-        rate = len(targets) / window if window > 0 else 0.0
-        return await self._run(phase, len(targets), start_one, rate=rate,
-                               concurrency=max(1, len(targets)) if rate else self.spec.concurrency,
-                               timeout=timeout if timeout is not None else window + 60.0)
+            if child is None:
+                return False
+            conn.rekey_child_sa(now, child.spi_in)
+            return True
+        return await self._storm("rekey", begin, window, count, timeout)
 
     async def rekey_ike_sas(self, window: float, *, count: int | None = None,
                             timeout: float | None = None) -> PhaseResult:
         """Rekey every held IKE SA (or the first ``count``), the starts spread
         evenly over ``window`` seconds; the new IKE SAs take their Child SAs over."""
+        def begin(conn: IkeConnection, now: float) -> bool:
+            conn.rekey(now)
+            return True
+        return await self._storm("ike-rekey", begin, window, count, timeout)
+
+    async def _storm(self, name: str, begin, window: float, count: int | None,
+                     timeout: float | None) -> PhaseResult:
+        """Run ``begin(conn, now)`` on the held IKE SAs (their latest successors),
+        the starts spread evenly over ``window`` seconds; ``begin`` answers False
+        when the SA has nothing to start."""
         targets = list(self.held.items())[:count]
-        phase = PhaseResult("ike-rekey", len(targets))
+        phase = PhaseResult(name, len(targets))
         it = iter(targets)
 
         def start_one(now: float) -> None:
             n, conn = next(it)
             conn = _current(conn)
-            if conn.state != State.ESTABLISHED:
-                phase.failures["not established when its turn came"] += 1
-                return
             try:
-                conn.rekey(now)
+                started = conn.state == State.ESTABLISHED and begin(conn, now)
             except IkeError as exc:
                 phase.failures[f"could not start: {exc}"] += 1
+                return
+            if not started:
+                phase.failures["not established when its turn came"] += 1
                 return
             self._tracks[conn] = _Track(phase, n, now)
             self._collect(conn, now)
