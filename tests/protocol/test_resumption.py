@@ -698,9 +698,12 @@ def test_mutated_resume_requests_never_crash_and_stay_bounded(data):
     cut = data.draw(st.integers(0, len(raw)))
     gw.receive_datagram(bytes(raw[:cut] if data.draw(st.booleans()) else raw), ("198.51.100.7", 500),
                         ADDR_R, now)
-    for op in gw.ticket_store_ops():       # answer every check: a fresh spend succeeds
-        gw.ticket_checked(op.token, data.draw(st.sampled_from([True, False, None, b"junk",
-                                                               ConnectionError("down")])), now)
+    # The answers are drawn before the shared gateway says how many checks it has, so the
+    # draws never depend on state earlier examples left behind (hypothesis requires that).
+    answers = data.draw(st.lists(st.sampled_from([True, False, None, b"junk", ConnectionError("down")]),
+                                 min_size=gw.max_ticket_checks, max_size=gw.max_ticket_checks))
+    for op, answer in zip(gw.ticket_store_ops(), answers):   # a fresh spend succeeds
+        gw.ticket_checked(op.token, answer, now)
     gw.datagrams_to_send()
     assert len(gw._pending_checks) <= gw.max_ticket_checks
     # only an intact ticket can have made a half-open SA
