@@ -60,7 +60,7 @@ from .keylog import KeyLog
 from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .resumption import GatewayResumption
-from .sockets import GatewaySockets, _IkeProtocol, _Listener
+from .sockets import GatewaySockets, _Listener
 from .virtual_ip import VirtualIps
 from .plain_esp import PlainEsp
 from .status import GatewayStatus, _ts_text
@@ -164,10 +164,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                                     cookie_threshold=self.config.cookie_threshold,
                                     select_config=self._select_config, limits=self.config.limits)
         for lst in self.listeners:
-            transport, _ = await self.loop.create_datagram_endpoint(
-                lambda lst=lst: _IkeProtocol(self, lst), sock=lst.ike_sock)
-            lst.transport = transport
-            self.loop.add_reader(lst.natt_sock.fileno(), self._natt_readable, lst)
+            self._watch(lst)
         if any(not spec.ike.force_encap for spec in self.config.connections.values()):
             self.plain_esp.open()                       # only where a connection may use plain ESP
         if self.config.tun is not None:
@@ -259,12 +256,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         for t in list(self._tasks):
             t.cancel()
         for lst in self.listeners:
-            try:
-                self.loop.remove_reader(lst.natt_sock.fileno())
-            except (ValueError, OSError):
-                pass
-            if lst.transport is not None:
-                lst.transport.abort()
+            self._unwatch(lst)
             lst.natt_sock.close()
             lst.ike_sock.close()
         self.plain_esp.close()

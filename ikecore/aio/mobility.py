@@ -29,7 +29,7 @@ from ..protocol.exchanges import mobike
 from ..protocol.ike_sa import IkeConnection
 from .errors import GatewayError
 from .keylog import esp_row
-from .sockets import _IkeProtocol, _Listener, grow_buffers
+from .sockets import _Listener, grow_buffers
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -139,9 +139,7 @@ class GatewayMobility:
             raise GatewayError(f"cannot listen on {host} (ports {self.port}/{self.natt_port}): "
                                f"{exc.strerror or exc}") from None
         lst = _Listener(str(ip), family, socks[0], socks[1])
-        transport, _ = await self.loop.create_datagram_endpoint(lambda: _IkeProtocol(self, lst), sock=socks[0])
-        lst.transport = transport
-        self.loop.add_reader(lst.natt_sock.fileno(), self._natt_readable, lst)
+        self._watch(lst)
         self.listeners.append(lst)
         self._local_cache.clear()
         log.info("now also listening on %s (IKE %d, NAT-T %d)", lst.host, self.port, self.natt_port)

@@ -83,6 +83,7 @@ class GatewayResumption:
         try:
             await ring.sync(time.time())
         except StoreError as exc:
+            self._count_ring_sync_error()
             log.warning("ticket store %s: %s; TICKET_NACK and no tickets until the key ring loads",
                         _safe_url(spec.store), exc)
         except KeyRingError as exc:
@@ -97,6 +98,9 @@ class GatewayResumption:
         self._ring_task = self._spawn(self._ring_loop())
         log.info("session resumption: tickets by %s, store %s, lifetime %gs, key rotation %gs",
                  spec.mode, _safe_url(spec.store), spec.ticket_lifetime, spec.key_rotation)
+
+    def _count_ring_sync_error(self) -> None:
+        self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
 
     def _install_authority(self) -> None:
         from ..resumption import TicketAuthority
@@ -123,11 +127,11 @@ class GatewayResumption:
                     self._install_authority()
                     log.info("ticket key ring loaded (generation %d): issuing tickets", shared.ring.generation)
             except StoreError as exc:
-                self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
+                self._count_ring_sync_error()
                 log.warning("ticket key ring sync failed: %s", exc)
             except KeyRingError as exc:         # not the store's fault: retrying soon would not help
                 ok = True
-                self.counters["ticket_ring_sync_errors"] = self.counters.get("ticket_ring_sync_errors", 0) + 1
+                self._count_ring_sync_error()
                 log.error("ticket key ring: %s (is the wrapping key the cluster's?)", exc)
             # after a failure only the retry period counts (failing resumptions must not
             # turn into a sync each); after a success, a store error wakes the loop

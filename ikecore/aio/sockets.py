@@ -1,6 +1,6 @@
 """The gateway's sockets: the IKE and NAT-T listeners, datagram input (the
-NAT-T port read in batches and classified in C) and output, and the choice of
-local address. A mixin of :class:`~ikecore.aio.gateway.Gateway`, whose state
+NAT-T port read in batches with recvmmsg and classified in C, the IKE port read
+until empty in one callback) and output, and the choice of local address. A mixin of :class:`~ikecore.aio.gateway.Gateway`, whose state
 (``endpoint``, ``dataplane``, ``listeners``, ``counters``...) it uses."""
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ikecore.gateway")
 
+IKE_RECV_BATCH = 64          # IKE-port datagrams read per readiness callback
+
 
 @dataclass(eq=False)
 class _Listener:
@@ -31,7 +33,6 @@ class _Listener:
     family: int
     ike_sock: socket.socket
     natt_sock: socket.socket
-    transport: asyncio.DatagramTransport | None = None
 
     @functools.cached_property
     def wildcard(self) -> bool:          # asked for every datagram sent: parsed once
@@ -59,17 +60,6 @@ def _norm(addr) -> tuple[str, int]:
     if "%" in host:
         host = host.split("%")[0]
     return host, addr[1]
-
-
-class _IkeProtocol(asyncio.DatagramProtocol):
-    def __init__(self, gw: "Gateway", listener: _Listener) -> None:
-        self.gw, self.listener = gw, listener
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.gw._ike_port_datagram(data, _norm(addr), self.listener)
-
-    def error_received(self, exc: Exception) -> None:   # ICMP errors on a UDP socket
-        log.debug("IKE socket %s: %s", self.listener.host, exc)
 
 
 class GatewaySockets:
@@ -125,11 +115,44 @@ class GatewaySockets:
                       f"cannot bind {hosts} ports {self.config.port}/{self.config.natt_port}: {last}")
 
     # ============================================================ I/O: input ==
-    def _ike_port_datagram(self, data: bytes, remote, lst: _Listener) -> None:
-        self.counters["ike_rx"] += 1
-        if self.capture is not None:
-            self.capture.write(data, remote, (self._local_host(lst, remote[0]), self.port))
-        self._input(data, remote, (self._local_host(lst, remote[0]), self.port))
+    def _watch(self, lst: _Listener) -> None:
+        """Read both of a listener's sockets from the event loop."""
+        self.loop.add_reader(lst.ike_sock.fileno(), self._ike_readable, lst)
+        self.loop.add_reader(lst.natt_sock.fileno(), self._natt_readable, lst)
+
+    def _unwatch(self, lst: _Listener) -> None:
+        for s in (lst.ike_sock, lst.natt_sock):
+            try:
+                self.loop.remove_reader(s.fileno())
+            except (ValueError, OSError):
+                pass
+
+    def _ike_readable(self, lst: _Listener) -> None:
+        """What waits on the IKE port, up to IKE_RECV_BATCH datagrams, then one flush.
+        (asyncio's datagram transport read one datagram per event-loop round: under
+        load that was a loop round, an epoll call and a flush per datagram.) No size
+        limit: an unfragmented IKE message may be large."""
+        sock = lst.ike_sock
+        port = self.port
+        try:
+            for _ in range(IKE_RECV_BATCH):
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:          # e.g. an ICMP error reported on the socket
+                    log.debug("IKE socket %s: %s", lst.host, exc)
+                    continue
+                self.counters["ike_rx"] += 1
+                remote = _norm(addr)
+                local = (self._local_host(lst, remote[0]), port)
+                if self.capture is not None:
+                    self.capture.write(data, remote, local)
+                self._input(data, remote, local, flush=False)
+        except Exception:        # never let one bad datagram stop the gateway
+            self.counters["internal_errors"] += 1
+            log.exception("error on the IKE port")
+        self._flush()
 
     def _natt_readable(self, lst: _Listener) -> None:
         rx = self._rx
@@ -216,11 +239,8 @@ class GatewaySockets:
         if self.capture is not None:
             self.capture.write(data, local, remote)
         try:
-            if local[1] == self.natt_port:
-                lst.natt_sock.sendto(data, tuple(remote))
-            elif lst.transport is not None:
-                lst.transport.sendto(data, tuple(remote))
-        except OSError as exc:
+            (lst.natt_sock if local[1] == self.natt_port else lst.ike_sock).sendto(data, tuple(remote))
+        except OSError as exc:          # EAGAIN included: a full buffer drops it, as the network may
             self.counters["send_errors"] += 1
             log.debug("sending to %s: %s", remote, exc)
 
