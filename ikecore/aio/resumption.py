@@ -181,8 +181,8 @@ class GatewayResumption:
         return endpoint.connect(config, local, remote, now, child=child, remote_natt_port=remote_natt_port)
 
     # ------------------------------------------------------------ store calls --
-    def _flush(self) -> None:
-        super()._flush()
+    def _flush(self, *, arm: bool = True) -> None:
+        super()._flush(arm=arm)
         endpoint = self.endpoint
         if endpoint is None:
             return

@@ -128,10 +128,10 @@ class GatewaySockets:
                 pass
 
     def _ike_readable(self, lst: _Listener) -> None:
-        """What waits on the IKE port, up to IKE_RECV_BATCH datagrams, then one flush.
+        """What waits on the IKE port, up to IKE_RECV_BATCH datagrams in one callback
         (asyncio's datagram transport read one datagram per event-loop round: under
-        load that was a loop round, an epoll call and a flush per datagram.) No size
-        limit: an unfragmented IKE message may be large."""
+        load that was a loop round and an epoll call per datagram); the timer is
+        re-armed once. No size limit: an unfragmented IKE message may be large."""
         sock = lst.ike_sock
         port = self.port
         try:
@@ -148,7 +148,7 @@ class GatewaySockets:
                 local = (self._local_host(lst, remote[0]), port)
                 if self.capture is not None:
                     self.capture.write(data, remote, local)
-                self._input(data, remote, local, flush=False)
+                self._input(data, remote, local)
         except Exception:        # never let one bad datagram stop the gateway
             self.counters["internal_errors"] += 1
             log.exception("error on the IKE port")
@@ -173,7 +173,6 @@ class GatewaySockets:
                 def other(i: int, lst=lst) -> None:
                     if st[i] == PKT_IKE:
                         remote = rx.address(i)
-                        # flushed at once: an SA this message installs or deletes applies from here on
                         self._input(NON_ESP_MARKER + bytes(rx.packet(i)), remote,
                                     (self._local_host(lst, remote[0]), self.natt_port))
                     elif st[i] == PKT_KEEPALIVE:
@@ -192,7 +191,11 @@ class GatewaySockets:
             log.exception("error on the NAT-T path")
         self._flush()
 
-    def _input(self, data: bytes, remote, local, *, flush: bool = True) -> None:
+    def _input(self, data: bytes, remote, local) -> None:
+        """One IKE datagram into the endpoint, and what it produced out at once (the
+        caller re-arms the timer once for its batch): the peers work on the answer
+        while we read on, and an SA this message installs or deletes applies to the
+        datagrams after it."""
         now = self.loop.time()
         try:
             kind = self.endpoint.receive_datagram(data, remote, local, now)
@@ -201,12 +204,12 @@ class GatewaySockets:
         except Exception:
             self.counters["internal_errors"] += 1
             log.exception("error handling a datagram from %s", remote)
-        if flush:
-            self._flush()
+        self._flush(arm=False)
 
     # =========================================================== I/O: output ==
-    def _flush(self) -> None:
-        """Send what the endpoint produced, handle its events, re-arm the timer."""
+    def _flush(self, *, arm: bool = True) -> None:
+        """Send what the endpoint produced, handle its events, re-arm the timer
+        (``arm=False``: the caller re-arms later, once for a batch)."""
         if self.endpoint is None:
             return
         for _ in range(100):
@@ -216,7 +219,8 @@ class GatewaySockets:
             handled = self._process_events()
             if not out and not handled:
                 break
-        self._arm_timer()
+        if arm:
+            self._arm_timer()
 
     def _listener_for(self, local) -> _Listener | None:
         host = local[0]
