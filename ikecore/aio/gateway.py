@@ -60,7 +60,7 @@ from .keylog import KeyLog
 from .mobility import GatewayMobility
 from .restart import RestartPolicy
 from .resumption import GatewayResumption
-from .sockets import GatewaySockets, _Listener
+from .sockets import NATT_SLOT, GatewaySockets, _Listener
 from .virtual_ip import VirtualIps
 from .plain_esp import PlainEsp
 from .status import GatewayStatus, _ts_text
@@ -117,7 +117,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
         self.listeners: list[_Listener] = []
         self.port = config.port
         self.natt_port = config.natt_port
-        self._rx = PacketVector(config.batch_size)
+        self._rx = PacketVector(config.batch_size, slot_size=NATT_SLOT)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task] = set()

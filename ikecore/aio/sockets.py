@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ikecore.gateway")
 
 IKE_RECV_BATCH = 64          # IKE-port datagrams read per readiness callback
+# The NAT-T port's receive slots hold ESP and IKE alike. An unfragmented IKE_AUTH
+# (certificates, many selectors) is easily over 2 KB, and a datagram longer than its
+# slot is cut short by recvmmsg and lost: 10,000 octets, charon's default max_packet,
+# also more than any ESP packet on a 9,000-octet MTU link.
+NATT_SLOT = 10240
 
 
 @dataclass(eq=False)
