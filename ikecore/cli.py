@@ -450,7 +450,8 @@ def _load(args: argparse.Namespace) -> int:
                 template = load_config(args.config).connection(args.name).ike
             except ConfigError as exc:
                 return _config_error(exc)
-            template = dataclasses.replace(template, dpd_delay=0)
+            template = dataclasses.replace(template, dpd_delay=0, resumption=template.resumption or args.resume,
+                                           clone=template.clone or args.clone)
             auth = "from " + args.config
         else:
             if not args.psk:
@@ -471,7 +472,8 @@ def _load(args: argparse.Namespace) -> int:
             try:
                 template = psk_config("load@ikecore.test", args.remote_id, args.psk.encode(), children=[child],
                                       proposals=proposals, name="load", force_encap=not args.no_encap,
-                                      dpd_delay=0, retransmit_timeout=args.retransmit_timeout)
+                                      dpd_delay=0, retransmit_timeout=args.retransmit_timeout,
+                                      resumption=args.resume, clone=args.clone)
             except (ConfigError, ValueError) as exc:
                 return fail("--remote-id", str(exc))
             auth = "PSK"
@@ -519,8 +521,12 @@ def _load(args: argparse.Namespace) -> int:
                 phases.append(await gen.rekey_children(args.rekey_window))
             if args.rekey_ike_window and gen.held:
                 phases.append(await gen.rekey_ike_sas(args.rekey_ike_window))
+            if args.clone and gen.held:
+                phases.append(await gen.clone_all(timeout=timeout))
             if args.hold:
                 await gen.hold(args.hold)
+            if args.resume and gen.held:
+                phases.append(await gen.resume_all(timeout=timeout))
             if not args.keep:
                 phases.append(await gen.delete_all(timeout=timeout or 60.0))
         finally:
@@ -634,6 +640,12 @@ def _add_gateway_commands(sub) -> None:
     ld.add_argument("--rekey-ike-window", type=float, default=0.0, metavar="SECONDS",
                     help="then rekey every IKE SA, spread over this many seconds")
     ld.add_argument("--hold", type=float, default=0.0, metavar="SECONDS", help="hold the SAs this long")
+    ld.add_argument("--clone", action="store_true",
+                    help="announce RFC 7791 cloning; then every held IKE SA is cloned once (the clones are "
+                         "deleted with the rest)")
+    ld.add_argument("--resume", action="store_true",
+                    help="ask for resumption tickets (RFC 5723); then every held SA is dropped without a "
+                         "Delete and resumes with its ticket (a mass reconnect)")
     ld.add_argument("--keep", action="store_true", help="do not delete the SAs at the end")
     ld.add_argument("--timeout", type=float, default=0.0, help="bound each phase (seconds, default: none)")
     ld.add_argument("--responder-pid", type=int, help="the responder's PID: report its CPU and RSS per SA")

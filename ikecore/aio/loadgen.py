@@ -157,7 +157,7 @@ class PhaseResult:
     """One phase: how many operations it started and completed, in how long,
     what failed (by reason), and what the responder spent meanwhile."""
 
-    name: str                       # "establish", "rekey", "ike-rekey", "delete"
+    name: str                       # "establish", "rekey", "ike-rekey", "clone", "resume", "delete"
     requested: int
     started: int = 0
     completed: int = 0
@@ -199,7 +199,7 @@ class PhaseResult:
         out = {"phase": self.name, "requested": self.requested, "started": self.started,
                "completed": self.completed, "elapsed_s": round(self.elapsed, 4),
                "per_s": round(self.rate, 2), "failures": dict(self.failures), "held_before": self.held_before}
-        if self.name == "establish":
+        if self.name in ("establish", "resume"):
             out.update(ike_sas=self.ike_sas, child_sas=self.child_sas,
                        ike_sas_per_s=round(self.ike_sas / self.elapsed, 2) if self.elapsed else 0.0,
                        child_sas_per_s=round(self.child_sas / self.elapsed, 2) if self.elapsed else 0.0)
@@ -223,6 +223,7 @@ class _Track:
     phase: PhaseResult
     index: int
     started_at: float
+    fell_back: str | None = None    # resume: why the gateway refused the ticket (a full handshake followed)
 
 
 # --------------------------------------------------------------- generator --
@@ -265,6 +266,8 @@ class LoadGenerator(GatewayTimers):
         self.natt_port = 0
         self.counters = Counter()                      # datagrams, socket errors, SAs lost while held
         self.lost = Counter()                          # held SAs that went away, by reason
+        self.tickets: dict[int, object] = {}           # simulated initiator -> its newest ClientTicket
+        self.clones: dict[IkeConnection, int] = {}     # clones made by clone_all -> their original's initiator
 
     # ----------------------------------------------------------- lifecycle --
     async def start(self) -> "LoadGenerator":
@@ -384,9 +387,63 @@ class LoadGenerator(GatewayTimers):
                                concurrency=max(1, len(targets)) if rate else self.spec.concurrency,
                                timeout=timeout if timeout is not None else window + 60.0)
 
+    async def clone_all(self, *, count: int | None = None, concurrency: int | None = None,
+                        timeout: float | None = None) -> PhaseResult:
+        """Clone every held IKE SA (or the first ``count``) once (RFC 7791): a
+        sibling IKE SA with new SPIs and keys, no re-authentication. The clones
+        are kept (``clones``) until :meth:`delete_all`."""
+        targets = list(self.held.items())[:count]
+        phase = PhaseResult("clone", len(targets))
+        it = iter(targets)
+
+        def start_one(now: float) -> None:
+            n, conn = next(it)
+            conn = _current(conn)
+            try:
+                self.endpoint.clone(conn, now)
+            except IkeError as exc:
+                phase.failures[f"could not start: {exc}"] += 1
+                return
+            self._tracks[conn] = _Track(phase, n, now)
+
+        return await self._run(phase, len(targets), start_one, rate=self.spec.rate,
+                               concurrency=concurrency or self.spec.concurrency, timeout=timeout)
+
+    async def resume_all(self, *, count: int | None = None, concurrency: int | None = None,
+                         timeout: float | None = None) -> PhaseResult:
+        """A mass reconnect (RFC 5723): every held IKE SA (or the first ``count``)
+        is forgotten without a Delete, as by a client that lost it, and comes back
+        with its ticket: IKE_SESSION_RESUME + IKE_AUTH + its Child SA. An SA the
+        responder gave no ticket is a failure ("no ticket from the responder").
+        A resumption the gateway refused, and that a full handshake replaced, is
+        a failure of this phase (by reason), though the SA is held again."""
+        targets = list(self.held.items())[:count]
+        phase = PhaseResult("resume", len(targets))
+        it = iter(targets)
+
+        def start_one(now: float) -> None:
+            n, conn = next(it)
+            conn = _current(conn)
+            ticket = self.tickets.pop(n, None)
+            if ticket is None:
+                phase.failures["no ticket from the responder"] += 1
+                return
+            # gone from the books before it goes: its end is no loss
+            self._index_of.pop(conn, None)
+            self.held.pop(n, None)
+            conn.suspend(now)
+            self._collect(conn, now)
+            new = self.endpoint.resume(conn.config, (self.local, self.ike_port), (self.spec.remote, self.spec.port),
+                                       now, ticket=ticket, remote_natt_port=self.spec.natt_port)
+            self._tracks[new] = _Track(phase, n, now)
+            self._index_of[new] = n
+
+        return await self._run(phase, len(targets), start_one, rate=self.spec.rate,
+                               concurrency=concurrency or self.spec.concurrency, timeout=timeout)
+
     async def delete_all(self, *, concurrency: int | None = None, timeout: float | None = None) -> PhaseResult:
-        """Delete every held IKE SA (INFORMATIONAL Delete, answered by the responder)."""
-        targets = list(self.held.items())
+        """Delete every held IKE SA and clone (INFORMATIONAL Delete, answered by the responder)."""
+        targets = list(self.held.items()) + [(n, clone) for clone, n in self.clones.items()]
         phase = PhaseResult("delete", len(targets))
         it = iter(targets)
 
@@ -560,34 +617,52 @@ class LoadGenerator(GatewayTimers):
     def _on_event(self, conn: IkeConnection, event, now: float) -> None:
         track = self._tracks.get(conn)
         if isinstance(event, ev.IkeSaEstablished):
-            if track is not None and track.phase.name == "establish":
+            if track is not None and track.phase.name in ("establish", "resume"):
                 track.phase.ike_sas += 1
                 self.counters["ike_sas_established"] += 1
         elif isinstance(event, ev.ChildSaInstalled):
             self.counters["child_sas_installed"] += 1
-            if track is not None and track.phase.name == "establish":
+            if track is not None and track.phase.name in ("establish", "resume"):
                 track.phase.child_sas += 1
                 self.held[track.index] = conn
-                self._finish(conn, now)
+                self._finish(conn, now, None if track.fell_back is None
+                             else f"ticket refused, full handshake instead: {track.fell_back}")
+        elif isinstance(event, ev.TicketReceived):
+            n = self._index_of.get(conn)
+            if n is not None:
+                self.tickets[n] = event.ticket
+        elif isinstance(event, ev.ResumeFailed):
+            self.counters["resumptions_refused"] += 1
+            if track is not None:
+                track.fell_back = event.reason
         elif isinstance(event, ev.ChildSaRekeyed):
             self.counters["child_sas_rekeyed"] += 1
             if track is not None and track.phase.name == "rekey":
                 self._finish(conn, now)
         elif isinstance(event, ev.ChildSaFailed):
             self.counters["child_sa_failures"] += 1
-            if track is not None and track.phase.name in ("establish", "rekey"):
-                what = "Child SA" if track.phase.name == "establish" else "Child SA rekey"
+            if track is not None and track.phase.name in ("establish", "resume", "rekey"):
+                what = "Child SA rekey" if track.phase.name == "rekey" else "Child SA"
                 self._finish(conn, now, f"{what}: {event.reason}")
-                if track.phase.name == "establish":
+                if track.phase.name != "rekey":
                     # an IKE SA without its Child SA is no simulated initiator: let it go
                     try:
                         conn.delete(now, reason="load: no Child SA")
                     except IkeError:
                         pass
                     self._collect(conn, now)
-        elif isinstance(event, (ev.IkeSaRekeyed, ev.IkeSaCloned)):
+        elif isinstance(event, ev.IkeSaCloned):
+            self.counters["ike_sas_cloned"] += 1
+            if track is not None and track.phase.name == "clone":
+                if event.connection is not None:
+                    self.clones[event.connection] = track.index
+                self._finish(conn, now)
+        elif isinstance(event, ev.IkeSaCloneFailed):
+            if track is not None and track.phase.name == "clone":
+                self._finish(conn, now, f"clone: {event.reason}")
+        elif isinstance(event, ev.IkeSaRekeyed):
             new = event.connection
-            if isinstance(event, ev.IkeSaRekeyed) and new is not None:
+            if new is not None:
                 n = self._index_of.pop(conn, None)
                 if n is not None:
                     self._index_of[new] = n
@@ -599,15 +674,18 @@ class LoadGenerator(GatewayTimers):
                     self._tracks[new] = self._tracks.pop(conn)
         elif isinstance(event, ev.IkeSaDeleted):
             self.counters["ike_sas_deleted"] += 1
+            self.clones.pop(conn, None)
             n = self._index_of.pop(conn, None)
             was_held = n is not None and self.held.get(n) is conn
             if was_held:
                 del self.held[n]
+                self.tickets.pop(n, None)
             if track is not None:
                 if track.phase.name == "delete":
                     self._finish(conn, now)
                 else:
-                    what = {"establish": "IKE SA"}.get(track.phase.name, f"IKE SA lost during {track.phase.name}")
+                    what = {"establish": "IKE SA", "resume": "IKE SA"}.get(track.phase.name,
+                                                                           f"IKE SA lost during {track.phase.name}")
                     self._finish(conn, now, f"{what}: {event.reason}")
             elif was_held:
                 self.lost[event.reason] += 1
@@ -674,6 +752,8 @@ def format_progress(snap: dict) -> str:
 
 
 _PHASE_WORDS = {"establish": ("IKE SAs + Child SAs", "handshakes"), "rekey": ("Child SA rekeys", "rekeys"),
+                "clone": ("IKE SA clones", "clones"),
+                "resume": ("resumptions (IKE_SESSION_RESUME + IKE_AUTH + Child SA)", "resumptions"),
                 "ike-rekey": ("IKE SA rekeys", "rekeys"), "delete": ("IKE SA deletes", "deletes")}
 
 

@@ -173,3 +173,124 @@ def test_cli_load_option_errors_name_the_option():
         assert r.returncode == 2, (extra, r.stdout, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and option in lines[0], (extra, r.stderr)
+
+
+def _ticket_gateway_config():
+    return dataclasses.replace(responder_config(), resumption=True, clone=True)
+
+
+async def _ticket_gateway():
+    import time
+
+    from ikecore.resumption import TicketAuthority, TicketKeyRing
+    from ikecore.store import MemoryTicketStore
+    gr = await responder(_ticket_gateway_config(), cookie_threshold=1000)
+    gr.use_tickets(MemoryTicketStore(), TicketAuthority(TicketKeyRing(rng=os.urandom, now=time.time()),
+                                                        rng=os.urandom))
+    return gr
+
+
+def test_mass_reconnect_resumes_every_held_sa_with_its_ticket():
+    """Each simulated initiator keeps its own ticket; the resume phase drops every
+    SA without a Delete and brings it back with IKE_SESSION_RESUME. The gateway's
+    own counts say so: as many resumptions, and the same number of SAs up, each
+    replacing the one its ticket came from."""
+    async def body():
+        gr = await _ticket_gateway()
+        gen = LoadGenerator(LoadSpec("127.0.0.1", dataclasses.replace(load_template(), resumption=True),
+                                     port=gr.port, natt_port=gr.natt_port, concurrency=8))
+        await gen.start()
+        try:
+            est = await gen.establish(SAS, timeout=60)
+            assert est.completed == SAS and len(gen.tickets) == SAS
+            before = {c.spi_r for c in established(gr)}
+            res = await gen.resume_all(timeout=60)
+            assert (res.completed, res.ike_sas, res.child_sas, dict(res.failures)) == (SAS, SAS, SAS, {})
+            assert gr.endpoint.stats["resumed"] == SAS and gen.counters["resumptions_refused"] == 0
+            up = established(gr)
+            assert len(up) == SAS and before.isdisjoint(c.spi_r for c in up)       # all new IKE SAs
+            assert all(c.resumed is not None for c in up)
+            assert len(gen.held) == SAS and all(c.resumed is not None for c in gen.held.values())
+            assert len(gen.tickets) == SAS                       # each came back with a fresh ticket
+            assert not gen.lost
+            assert "36/36 resumptions" in format_summary(summarize(gen, [est, res], suite="t", auth="PSK"))
+            gone = await gen.delete_all(timeout=60)
+            assert gone.completed == SAS and gr.endpoint.connections == {}
+        finally:
+            await gen.close()
+            await gr.stop()
+    run(body(), timeout=120)
+
+
+def test_resume_without_tickets_counts_each_sa_as_a_failure():
+    """A responder that issues no tickets: the resume phase says so for every SA
+    and leaves the SAs as they were."""
+    async def body():
+        gr = await responder(responder_config(), cookie_threshold=1000)
+        gen = LoadGenerator(LoadSpec("127.0.0.1", dataclasses.replace(load_template(), resumption=True),
+                                     port=gr.port, natt_port=gr.natt_port, concurrency=4))
+        await gen.start()
+        try:
+            await gen.establish(6, timeout=60)
+            res = await gen.resume_all(timeout=10)
+            assert res.completed == 0 and res.failures == {"no ticket from the responder": 6}
+            assert len(gen.held) == 6 and len(established(gr)) == 6
+        finally:
+            await gen.close()
+            await gr.stop()
+    run(body(), timeout=120)
+
+
+def test_cli_load_clone_and_resume_against_a_gateway():
+    async def body():
+        import asyncio
+        gr = await _ticket_gateway()
+        try:
+            argv, env = ikecore_command("load", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
+                                        "--psk", PSK.decode(), "--remote-ts", "10.88.2.1/32", "--sas", "12",
+                                        "--concurrency", "4", "--clone", "--resume", "--timeout", "60", "--json")
+            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), 90)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode == 0, err.decode()
+            est, cl, res, gone = json.loads(out)["phases"]
+            assert (cl["phase"], cl["completed"], cl["failures"]) == ("clone", 12, {})
+            assert (res["phase"], res["completed"], res["child_sas"], res["failures"]) == ("resume", 12, 12, {})
+            assert gr.endpoint.stats["resumed"] == 12
+            assert (gone["completed"], gone["failures"]) == (24, {})             # the clones too
+            assert gr.endpoint.connections == {}
+        finally:
+            await gr.stop()
+    run(body(), timeout=120)
+
+
+def test_clone_phase_clones_every_held_sa_once():
+    """RFC 7791 through the gateway: one clone per held IKE SA, each a new IKE SA
+    at the responder (no re-authentication, no Child SA), and the delete phase
+    takes the clones too."""
+    async def body():
+        gr = await responder(dataclasses.replace(responder_config(), clone=True), cookie_threshold=1000)
+        gen = LoadGenerator(LoadSpec("127.0.0.1", dataclasses.replace(load_template(), clone=True),
+                                     port=gr.port, natt_port=gr.natt_port, concurrency=8))
+        await gen.start()
+        try:
+            await gen.establish(SAS, timeout=60)
+            originals = {c.spi_r for c in established(gr)}
+            cl = await gen.clone_all(timeout=60)
+            assert (cl.completed, dict(cl.failures)) == (SAS, {})
+            up = established(gr)
+            clones = [c for c in up if c.spi_r not in originals]
+            assert len(up) == 2 * SAS and len(clones) == SAS and not any(c.children for c in clones)
+            assert {gen_clone.spi_r for gen_clone in gen.clones} == {c.spi_r for c in clones}
+            assert "36/36 IKE SA clones" in format_summary(summarize(gen, [cl], suite="t", auth="PSK"))
+            gone = await gen.delete_all(timeout=60)
+            assert (gone.completed, dict(gone.failures)) == (2 * SAS, {})
+            assert gr.endpoint.connections == {} and not gen.clones
+        finally:
+            await gen.close()
+            await gr.stop()
+    run(body(), timeout=120)
