@@ -441,9 +441,14 @@ class LoadGenerator(GatewayTimers):
         return await self._run(phase, len(targets), start_one, rate=self.spec.rate,
                                concurrency=concurrency or self.spec.concurrency, timeout=timeout)
 
-    async def delete_all(self, *, concurrency: int | None = None, timeout: float | None = None) -> PhaseResult:
-        """Delete every held IKE SA and clone (INFORMATIONAL Delete, answered by the responder)."""
+    async def delete_all(self, *, concurrency: int | None = None, timeout: float | None = None,
+                         indices=None) -> PhaseResult:
+        """Delete every held IKE SA and clone (INFORMATIONAL Delete, answered by the
+        responder); ``indices``: only those simulated initiators' SAs and clones."""
         targets = list(self.held.items()) + [(n, clone) for clone, n in self.clones.items()]
+        if indices is not None:
+            wanted = set(indices)
+            targets = [(n, conn) for n, conn in targets if n in wanted]
         phase = PhaseResult("delete", len(targets))
         it = iter(targets)
 
