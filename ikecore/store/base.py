@@ -20,6 +20,10 @@ DEFAULT_DEADLINE = 0.25   # seconds; a resumption must not wait longer on its st
 class TicketStore(abc.ABC):
     """put / take (GETDEL) / set_once (SET NX EX) and the shared key ring."""
 
+    # True for a store in this process that can answer a call at once, without
+    # I/O: the gateway then calls its ``*_now`` twins instead of spawning a task
+    answers_at_once = False
+
     def __init__(self, *, deadline: float = DEFAULT_DEADLINE) -> None:
         if not deadline > 0:
             raise ValueError("deadline must be positive")

@@ -79,6 +79,30 @@ def test_resumption_through_the_gateways():
     run(body())
 
 
+def test_an_in_process_store_is_answered_at_once_without_a_task():
+    """The memory store answers the gateway's spend inside the datagram's own
+    callback (set_once_now): its asynchronous call, and a task for it, are
+    never used. A store that changes how it answers (DownStore) keeps the
+    asynchronous path."""
+    async def body():
+        store = MemoryTicketStore()
+        assert store.answers_at_once and not DownStore().answers_at_once
+
+        async def never(*_a, **_k):
+            raise AssertionError("the asynchronous store call was used")
+        store.set_once = store.take = never
+        gi, gr = await _gateways(store)
+        try:
+            conn = await gi.initiate("to-r", timeout=10)
+            conn2 = await _lose_and_reinitiate(gi, conn)
+            assert conn2.resumed is not None and conn2.established
+            assert gr.endpoint.stats["resumed"] == 1 and store.round_trips == 1
+        finally:
+            await gi.stop()
+            await gr.stop()
+    run(body())
+
+
 def test_store_down_falls_back_to_a_full_handshake():
     async def body():
         store = DownStore()

@@ -306,3 +306,22 @@ def test_redeem_against_a_hanging_store_fails_at_the_deadline_and_spends_nothing
         store.hang = False
         assert await redeem_ticket(authority, store, ticket, NOW) == state
     run(main())
+
+
+def test_answers_at_once_like_the_asynchronous_calls():
+    """set_once_now / take_now / put_now: the same answers, checks and round-trip
+    counts as the awaited calls, for the gateway's in-callback path."""
+    s = MemoryTicketStore(max_entries=2)
+    assert s.answers_at_once
+    assert s.set_once_now(b"spent", 60) is True and s.set_once_now(b"spent", 60) is False
+    s.put_now(b"ref", b"state", 60)
+    assert s.take_now(b"ref") == b"state" and s.take_now(b"ref") is None
+    assert s.round_trips == 5
+    with pytest.raises(ValueError):
+        s.set_once_now(b"k", 0)
+    with pytest.raises(TypeError):
+        s.put_now(b"k", "not bytes", 60)
+    s.put_now(b"other", b"x", 60)
+    with pytest.raises(StoreUnavailable):               # full: refused, never evicted
+        s.set_once_now(b"third", 60)
+    assert asyncio.run(s.set_once(b"spent", 60)) is False   # one table for both paths
