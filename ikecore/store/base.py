@@ -15,6 +15,7 @@ import asyncio
 from ..errors import StoreError, StoreTimeout, StoreUnavailable
 
 DEFAULT_DEADLINE = 0.25   # seconds; a resumption must not wait longer on its store
+_timeout = getattr(asyncio, "timeout", None)
 
 
 class TicketStore(abc.ABC):
@@ -33,6 +34,9 @@ class TicketStore(abc.ABC):
     async def _call(self, what: str, coro):
         self.round_trips += 1
         try:
+            if _timeout is not None:        # 3.11+: no task of its own, unlike wait_for
+                async with _timeout(self.deadline):
+                    return await coro
             return await asyncio.wait_for(coro, self.deadline)
         except asyncio.TimeoutError:
             raise StoreTimeout(f"ticket store {what}: no answer within {self.deadline} s") from None
