@@ -102,6 +102,8 @@ def _gateway(args: argparse.Namespace) -> int:
         return _option_error("gateway", "--syslog" if args.syslog else "--log-file",
                              f"cannot log there: {exc.strerror or exc}")
 
+    from .aio.collector import CollectorPolicy
+
     async def run() -> int:
         gw = Gateway(cfg)
         gw.config_fingerprints = fingerprints
@@ -138,9 +140,16 @@ def _gateway(args: argparse.Namespace) -> int:
                 return _config_error(f"{args.config}: tun.name: {exc.strerror}")
             print(f"ikecore: cannot start the gateway: {exc.strerror or exc}", file=sys.stderr)
             return 1
-        await stop.wait()
-        await control.close()
-        await gw.stop(timeout=args.shutdown_timeout)
+        collector = CollectorPolicy(cfg.gc_full_interval)      # the daemon's own collector policy
+        collector.install()
+        gw.collector = collector
+        gw._spawn(collector.run(lambda: gw.running))
+        try:
+            await stop.wait()
+            await control.close()
+            await gw.stop(timeout=args.shutdown_timeout)
+        finally:
+            collector.uninstall()
         if writer is not None:
             writer.close()
         return 0

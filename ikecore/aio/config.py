@@ -147,6 +147,7 @@ class GatewayConfig:
     limits: EndpointLimits | None = None
     keepalive_interval: float = 20.0       # NAT keepalives (RFC 3948 §2.3), 0: off
     roam_interval: float = 5.0             # MOBIKE: check our SAs' local addresses this often, 0: off
+    gc_full_interval: float = 3600.0       # daemon: full garbage collection this often (aio/collector.py), 0: never
     batch_size: int = 64                   # packets per ESP batch (PacketVector capacity)
     socket_buffer: int = 4 << 20           # SO_RCVBUF/SO_SNDBUF of every socket (0: the system's)
     key_export: KeyExportSpec | None = None
@@ -631,6 +632,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: str | os.PathLi
     cfg.limits = _limits(gw, cfg.cookie_threshold)
     cfg.keepalive_interval = gw.duration("keepalive_interval", 20.0)
     cfg.roam_interval = gw.duration("roam_interval", 5.0)
+    cfg.gc_full_interval = gw.duration("gc_full_interval", 3600.0)
     cfg.batch_size = gw.get("batch_size", int, 64)
     if not 1 <= cfg.batch_size <= 1024:
         raise gw.error("batch_size", "must be 1..1024")

@@ -137,6 +137,7 @@ class Gateway(GatewayResumption, GatewaySockets, GatewayTimers, RestartPolicy, G
                          "ike_sas_moved": 0}
         self.started_at: float | None = None
         self.capture = None          # a PcapWriter (or anything with write(data, src, dst)): every datagram
+        self.collector = None       # the daemon's CollectorPolicy (aio/collector.py), if any
         self.keepalives = (KeepaliveScheduler(self, config.keepalive_interval)
                            if config.keepalive_interval > 0 else None)
 

@@ -48,9 +48,12 @@ class GatewayStatus:
                         "age_s": round(now - conn.created_at, 1),
                         "rekey_in_s": _until(conn.rekey_at, now), "expire_in_s": _until(conn.expire_at, now),
                         "child_sas": children})
-        return {"ike_sas": sas, "connections": self.connections_status(),
-                "counters": dict(self.counters), "dataplane": dict(self.dataplane.counters),
-                "half_open": self.endpoint.half_open if self.endpoint else 0}
+        out = {"ike_sas": sas, "connections": self.connections_status(),
+               "counters": dict(self.counters), "dataplane": dict(self.dataplane.counters),
+               "half_open": self.endpoint.half_open if self.endpoint else 0}
+        if self.collector is not None:
+            out["collector"] = self.collector.status()
+        return out
 
     def connections_status(self) -> list[dict]:
         """Every configured connection: ``up`` (an IKE SA established), ``connecting``
