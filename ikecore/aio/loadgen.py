@@ -392,22 +392,14 @@ class LoadGenerator(GatewayTimers):
         """Clone every held IKE SA (or the first ``count``) once (RFC 7791): a
         sibling IKE SA with new SPIs and keys, no re-authentication. The clones
         are kept (``clones``) until :meth:`delete_all`."""
-        targets = list(self.held.items())[:count]
-        phase = PhaseResult("clone", len(targets))
-        it = iter(targets)
-
-        def start_one(now: float) -> None:
-            n, conn = next(it)
-            conn = _current(conn)
+        def begin(phase: PhaseResult, n: int, conn: IkeConnection, now: float) -> None:
             try:
                 self.endpoint.clone(conn, now)
             except IkeError as exc:
                 phase.failures[f"could not start: {exc}"] += 1
                 return
             self._tracks[conn] = _Track(phase, n, now)
-
-        return await self._run(phase, len(targets), start_one, rate=self.spec.rate,
-                               concurrency=concurrency or self.spec.concurrency, timeout=timeout)
+        return await self._over_held("clone", begin, count, concurrency, timeout)
 
     async def resume_all(self, *, count: int | None = None, concurrency: int | None = None,
                          timeout: float | None = None) -> PhaseResult:
@@ -417,13 +409,7 @@ class LoadGenerator(GatewayTimers):
         responder gave no ticket is a failure ("no ticket from the responder").
         A resumption the gateway refused, and that a full handshake replaced, is
         a failure of this phase (by reason), though the SA is held again."""
-        targets = list(self.held.items())[:count]
-        phase = PhaseResult("resume", len(targets))
-        it = iter(targets)
-
-        def start_one(now: float) -> None:
-            n, conn = next(it)
-            conn = _current(conn)
+        def begin(phase: PhaseResult, n: int, conn: IkeConnection, now: float) -> None:
             ticket = self.tickets.pop(n, None)
             if ticket is None:
                 phase.failures["no ticket from the responder"] += 1
@@ -437,6 +423,19 @@ class LoadGenerator(GatewayTimers):
                                        now, ticket=ticket, remote_natt_port=self.spec.natt_port)
             self._tracks[new] = _Track(phase, n, now)
             self._index_of[new] = n
+        return await self._over_held("resume", begin, count, concurrency, timeout)
+
+    async def _over_held(self, name: str, begin, count: int | None, concurrency: int | None,
+                         timeout: float | None) -> PhaseResult:
+        """Run ``begin(phase, n, conn, now)`` on the held IKE SAs (their latest
+        successors; the first ``count``), ``concurrency`` in flight at most."""
+        targets = list(self.held.items())[:count]
+        phase = PhaseResult(name, len(targets))
+        it = iter(targets)
+
+        def start_one(now: float) -> None:
+            n, conn = next(it)
+            begin(phase, n, _current(conn), now)
 
         return await self._run(phase, len(targets), start_one, rate=self.spec.rate,
                                concurrency=concurrency or self.spec.concurrency, timeout=timeout)

@@ -127,29 +127,35 @@ def test_process_stats_reads_this_process():
     assert ProcessStats(2 ** 22 + 1).sample() is None
 
 
+async def _load_cli(gr, *args) -> tuple[dict, str]:
+    """``ikecore load --json`` against ``gr`` in a subprocess: its summary and stderr."""
+    import asyncio
+    argv, env = ikecore_command("load", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
+                                "--psk", PSK.decode(), "--remote-ts", "10.88.2.1/32", "--timeout", "60", "--json",
+                                *args)
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out), err.decode()
+
+
 def test_cli_load_json_against_a_gateway():
     async def body():
         import asyncio
         gr = await responder(responder_config(), cookie_threshold=1000, event_queue_size=1000)
         try:
-            argv, env = ikecore_command("load", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
-                                        "--psk", PSK.decode(), "--remote-ts", "10.88.2.1/32", "--sas", "24",
-                                        "--concurrency", "6", "--rekey-window", "0.3", "--timeout", "60",
-                                        "--responder-pid", str(os.getpid()), "--json")
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(), 90)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            assert proc.returncode == 0, err.decode()
-            s = json.loads(out)
+            s, err = await _load_cli(gr, "--sas", "24", "--concurrency", "6", "--rekey-window", "0.3",
+                                     "--responder-pid", str(os.getpid()))
             est, storm, gone = s["phases"]
             assert (est["phase"], est["ike_sas"], est["child_sas"]) == ("establish", 24, 24)
             assert est["responder"]["rss_kb_after"] > 0 and est["responder"]["cpu_ms_per_op"] is not None
             assert (storm["phase"], storm["completed"], gone["phase"], gone["completed"]) == ("rekey", 24, "delete", 24)
-            assert "establish" in err.decode()                       # the progress display went to stderr
+            assert "establish" in err                                # the progress display went to stderr
             assert gr.endpoint.connections == {}
             # the responder saw 24 Child SA rekeys
             rekeys = 0
@@ -246,18 +252,8 @@ def test_cli_load_clone_and_resume_against_a_gateway():
         import asyncio
         gr = await _ticket_gateway()
         try:
-            argv, env = ikecore_command("load", "127.0.0.1", "--port", str(gr.port), "--natt-port", str(gr.natt_port),
-                                        "--psk", PSK.decode(), "--remote-ts", "10.88.2.1/32", "--sas", "12",
-                                        "--concurrency", "4", "--clone", "--resume", "--timeout", "60", "--json")
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(), 90)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            assert proc.returncode == 0, err.decode()
-            est, cl, res, gone = json.loads(out)["phases"]
+            s, _ = await _load_cli(gr, "--sas", "12", "--concurrency", "4", "--clone", "--resume")
+            est, cl, res, gone = s["phases"]
             assert (cl["phase"], cl["completed"], cl["failures"]) == ("clone", 12, {})
             assert (res["phase"], res["completed"], res["child_sas"], res["failures"]) == ("resume", 12, 12, {})
             assert gr.endpoint.stats["resumed"] == 12
