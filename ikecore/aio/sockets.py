@@ -1,7 +1,8 @@
 """The gateway's sockets: the IKE and NAT-T listeners, datagram input (the
 NAT-T port read in batches with recvmmsg and classified in C, the IKE port read
-until empty in one callback) and output, and the choice of local address. A mixin of :class:`~ikecore.aio.gateway.Gateway`, whose state
-(``endpoint``, ``dataplane``, ``listeners``, ``counters``...) it uses."""
+until empty in one callback) and output, and the choice of local address. A
+mixin of :class:`~ikecore.aio.gateway.Gateway`, whose state (``endpoint``,
+``dataplane``, ``listeners``, ``counters``...) it uses."""
 from __future__ import annotations
 
 import asyncio
